@@ -1,0 +1,1 @@
+"""Z-Image Space: text-to-image and image editing that keeps its privacy policy."""

@@ -1,0 +1,53 @@
+"""Resolutions, defaults and limits: pure data, one place for each fact."""
+
+from __future__ import annotations
+
+# Turbo sampling defaults (diffusers >= 0.42 counts 8 steps as 8 transformer forwards).
+DEFAULT_STEPS = 8
+MIN_STEPS = 1
+MAX_STEPS = 50
+DEFAULT_SHIFT = 3.0
+MIN_SHIFT = 1.0
+MAX_SHIFT = 10.0
+GUIDANCE_SCALE = 0.0
+MAX_SEQUENCE_LENGTH = 512
+
+# Seeds are drawn from and validated against this range (fits a 32-bit integer in every client).
+MAX_SEED = 2**31 - 1
+
+# Text-to-image sizes: both sides multiples of 16 in [256, 2048], at most 4 megapixels.
+SIZE_MULTIPLE = 16
+MIN_SIDE = 256
+MAX_SIDE = 2048
+MAX_PIXELS = 4 * 1024 * 1024
+
+# The official Space's presets: 11 aspect ratios for each of three size categories.
+RESOLUTION_PRESETS: dict[str, list[str]] = {
+    "1024": [
+        "1024x1024", "1152x896", "896x1152", "1152x864", "864x1152", "1248x832",
+        "832x1248", "1280x720", "720x1280", "1344x576", "576x1344",
+    ],
+    "1280": [
+        "1280x1280", "1440x1120", "1120x1440", "1472x1104", "1104x1472", "1536x1024",
+        "1024x1536", "1536x864", "864x1536", "1680x720", "720x1680",
+    ],
+    "1536": [
+        "1536x1536", "1728x1344", "1344x1728", "1728x1296", "1296x1728", "1872x1248",
+        "1248x1872", "2048x1152", "1152x2048", "2016x864", "864x2016",
+    ],
+}
+DEFAULT_CATEGORY = "1024"
+DEFAULT_RESOLUTION = "1024x1024"
+
+# Edit inputs.
+EDIT_MIN_SIDE = 64
+DEFAULT_EDIT_MAX_MEGAPIXELS = 1.0
+DEFAULT_MAX_UPLOAD_MB = 20
+# Decompression-bomb guard: images declaring more pixels than this are refused before decoding.
+MAX_DECODE_PIXELS = 64 * 1024 * 1024
+DEFAULT_STRENGTH = 0.6
+MIN_STRENGTH = 0.05
+MAX_STRENGTH = 1.0
+
+# Prompts.
+MAX_PROMPT_CHARS = 2000
