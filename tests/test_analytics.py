@@ -1,0 +1,364 @@
+"""The usage log keeps only what the policy allows, forgets on time and on request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zimage.analytics import IpHasher, UsageEvent, UsageLog, browser_family, os_family
+
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/131.0.6778.86 Safari/537.36"
+)
+RAW_IP = "203.0.113.77"
+PROMPT = "a lighthouse made of orange marmalade"
+
+
+class FakeClock:
+    """A settable UTC clock."""
+
+    def __init__(self, start: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def make_event(**overrides: Any) -> UsageEvent:
+    fields: dict[str, Any] = {
+        "endpoint": "generate",
+        "params": {"resolution": "1024x1024", "steps": 8, "seed": 42},
+        "duration_s": 1.2345,
+        "outcome": "ok",
+        "user_agent": CHROME_UA,
+        "client_ip": RAW_IP,
+        "pseudonym": "pseudo-alice-7f3a",
+    }
+    fields.update(overrides)
+    return UsageEvent(**fields)
+
+
+def store_bytes(path: Path) -> bytes:
+    """Every byte SQLite keeps for this database: the file and any journal, WAL or SHM."""
+    return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+
+
+def count_rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "usage.db"
+
+
+def test_one_record_is_one_row_with_reduced_fields(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    assert usage.available
+    assert usage.record(make_event())
+
+    rows = usage.rows_for("pseudo-alice-7f3a")
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["ts"] == "2026-03-01T12:00:00.000000Z"
+    assert row["day"] == "2026-03-01"
+    assert row["endpoint"] == "generate"
+    assert row["params"] == {"resolution": "1024x1024", "steps": 8, "seed": 42}
+    assert row["duration_ms"] == 1234
+    assert row["outcome"] == "ok"
+    assert row["browser"] == "Chrome"
+    assert row["os"] == "Windows"
+    assert len(row["ip_hash"]) == 16 and int(row["ip_hash"], 16) >= 0
+    assert row["pseudonym"] == "pseudo-alice-7f3a"
+    assert row["prompt"] is None
+    usage.close()
+    assert count_rows(db_path) == 1
+
+
+def test_raw_ip_user_agent_and_prompt_never_reach_the_file(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    assert usage.record(make_event(prompt=PROMPT))
+    usage.close()
+
+    data = store_bytes(db_path)
+    assert b"Chrome" in data  # the family is there, so the file was really read
+    for secret in (RAW_IP, CHROME_UA, "AppleWebKit/537.36", "131.0.6778.86", "Win64", PROMPT):
+        assert secret.encode() not in data, secret
+
+
+def test_params_never_hold_prompt_or_image(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    params = {
+        "prompt": PROMPT,
+        "image": object(),
+        "mask": b"\x00",
+        "strength": 0.6,
+        "method": "img2img",
+    }
+    assert usage.record(make_event(endpoint="edit", params=params))
+    assert usage.rows_for("pseudo-alice-7f3a")[0]["params"] == {
+        "strength": 0.6,
+        "method": "img2img",
+    }
+    usage.close()
+    assert PROMPT.encode() not in store_bytes(db_path)
+
+
+def test_prompt_stored_only_when_operator_enabled_it(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, log_prompts=True, clock=clock)
+    assert usage.record(make_event(prompt=PROMPT))
+    assert usage.rows_for("pseudo-alice-7f3a")[0]["prompt"] == PROMPT
+    usage.close()
+    assert PROMPT.encode() in store_bytes(db_path)
+
+
+def test_ip_hash_stable_within_a_day_and_different_across_days(clock: FakeClock) -> None:
+    hasher = IpHasher(clock)
+    first = hasher.hash(RAW_IP)
+    assert len(first) == 16 and RAW_IP not in first
+    assert hasher.hash("198.51.100.1") != first
+    clock.now = clock.now.replace(hour=23, minute=59)
+    assert hasher.hash(RAW_IP) == first
+    clock.advance(minutes=2)  # past midnight UTC: a new salt
+    assert hasher.hash(RAW_IP) != first
+    # Two servers (or a restart) never share a salt.
+    assert IpHasher(clock).hash(RAW_IP) != hasher.hash(RAW_IP)
+
+
+def test_purge_folds_old_rows_into_aggregates(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, retention_days=90, clock=clock)
+    usage.record(make_event())
+    usage.record(make_event(outcome="error:oom"))
+    clock.advance(days=1)
+    usage.record(make_event(endpoint="edit"))
+    clock.advance(days=50)
+    usage.record(make_event(pseudonym="pseudo-bob"))
+
+    clock.advance(days=41)  # 92 and 91 days after the first three rows, 41 after Bob's
+    assert usage.purge_expired() == 3
+    assert [r["pseudonym"] for r in usage.rows_for("pseudo-bob")] == ["pseudo-bob"]
+    assert usage.rows_for("pseudo-alice-7f3a") == []
+    assert usage.aggregates() == [
+        {"day": "2026-03-01", "endpoint": "generate", "outcome": "error:oom", "count": 1},
+        {"day": "2026-03-01", "endpoint": "generate", "outcome": "ok", "count": 1},
+        {"day": "2026-03-02", "endpoint": "edit", "outcome": "ok", "count": 1},
+    ]
+
+    # A row for an already-aggregated day adds to its count; Bob's row expires too.
+    clock.now = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
+    usage.record(make_event())
+    clock.now = datetime(2026, 8, 1, tzinfo=UTC)
+    assert usage.purge_expired() == 2
+    assert usage.purge_expired() == 0
+    counts = {(a["day"], a["endpoint"], a["outcome"]): a["count"] for a in usage.aggregates()}
+    assert counts[("2026-03-01", "generate", "ok")] == 2
+    assert counts[("2026-04-21", "generate", "ok")] == 1
+    usage.close()
+    assert count_rows(db_path) == 0
+
+
+def test_export_equals_rows_for_and_is_valid_json(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    usage.record(make_event())
+    clock.advance(minutes=5)
+    usage.record(make_event(endpoint="edit", outcome="flagged"))
+    usage.record(make_event(pseudonym="pseudo-bob"))
+
+    document = json.loads(usage.export_json("pseudo-alice-7f3a"))
+    assert document["pseudonym"] == "pseudo-alice-7f3a"
+    assert document["exported_at"] == "2026-03-01T12:05:00.000000Z"
+    assert document["rows"] == usage.rows_for("pseudo-alice-7f3a")
+    assert [r["endpoint"] for r in document["rows"]] == ["generate", "edit"]
+    assert json.loads(usage.export_json("nobody"))["rows"] == []
+    usage.close()
+
+
+def test_delete_for_erases_that_pseudonym_from_the_file(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    for _ in range(3):
+        usage.record(make_event())
+    usage.record(make_event(pseudonym="pseudo-bob"))
+    usage.close()
+    assert b"pseudo-alice-7f3a" in store_bytes(db_path)
+
+    usage = UsageLog(db_path, clock=clock)
+    assert usage.delete_for("pseudo-alice-7f3a") == 3
+    assert usage.rows_for("pseudo-alice-7f3a") == []
+    assert len(usage.rows_for("pseudo-bob")) == 1
+    assert usage.delete_for("pseudo-alice-7f3a") == 0
+    # Erased at once, not only when the log is closed (no old copy waits in a WAL file).
+    assert b"pseudo-alice-7f3a" not in store_bytes(db_path)
+    usage.close()
+
+    data = store_bytes(db_path)
+    assert b"pseudo-alice-7f3a" not in data
+    assert b"pseudo-bob" in data
+
+
+def test_empty_pseudonym_matches_nobody(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    usage.record(make_event(pseudonym=""))
+    assert usage.rows_for("") == []
+    assert usage.delete_for("") == 0
+    usage.close()
+    assert count_rows(db_path) == 1
+
+
+def assert_is_safe_no_op(usage: UsageLog) -> None:
+    assert not usage.available
+    assert usage.record(make_event()) is False
+    assert usage.rows_for("pseudo-alice-7f3a") == []
+    assert json.loads(usage.export_json("pseudo-alice-7f3a"))["rows"] == []
+    assert usage.delete_for("pseudo-alice-7f3a") == 0
+    assert usage.purge_expired() == 0
+    assert usage.aggregates() == []
+    usage.start_retention_job(interval_s=0.01)
+    usage.close()
+
+
+def test_path_that_is_a_directory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert_is_safe_no_op(UsageLog(tmp_path))
+    assert "unavailable" in caplog.text
+
+
+def test_file_with_garbage_content(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    path.write_bytes(b"this is not a database, just garbage\n" * 200)
+    assert_is_safe_no_op(UsageLog(path))
+
+
+def test_parent_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "plain-file").write_text("x")
+    assert_is_safe_no_op(UsageLog(tmp_path / "plain-file" / "usage.db"))
+
+
+def test_read_only_directory(tmp_path: Path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        if os.access(tmp_path, os.W_OK):
+            pytest.skip("this user may write anywhere (root)")
+        assert_is_safe_no_op(UsageLog(tmp_path / "sub" / "usage.db"))
+        assert_is_safe_no_op(UsageLog(tmp_path / "usage.db"))
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_locked_database_gives_up_quickly(
+    db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        start = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            assert usage.record(make_event()) is False
+        assert time.monotonic() - start < 1.0
+        assert RAW_IP not in caplog.text and CHROME_UA not in caplog.text
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert usage.record(make_event())  # recovers once the lock is gone
+    usage.close()
+
+
+def test_retention_job_purges_and_stops_promptly(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, retention_days=90, clock=clock)
+    usage.record(make_event())
+    clock.advance(days=91)
+    usage.start_retention_job(interval_s=3600)
+    deadline = time.monotonic() + 2
+    while usage.aggregates() == [] and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert usage.rows_for("pseudo-alice-7f3a") == []
+    assert usage.aggregates()[0]["count"] == 1
+
+    start = time.monotonic()
+    usage.stop_retention_job()
+    assert time.monotonic() - start < 0.5
+    assert not any(t.name == "usage-log-retention" for t in threading.enumerate())
+    usage.close()
+
+
+def test_concurrent_records_all_land(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    threads = [threading.Thread(target=usage.record, args=(make_event(),)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(usage.rows_for("pseudo-alice-7f3a")) == 8
+    usage.close()
+
+
+# Real user-agent strings, one per line so the table reads as a table.
+UA_FAMILIES = [
+    ("Chrome", "Windows", CHROME_UA),
+    ("Firefox", "Linux", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"),
+    (
+        "Safari",
+        "macOS",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    ),
+    (
+        "Edge",
+        "Windows",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.2903.70",
+    ),
+    (
+        "Opera",
+        "Windows",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 OPR/115.0.0.0",
+    ),
+    (
+        "Safari",
+        "iOS",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    ),
+    (
+        "Chrome",
+        "iOS",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1",
+    ),
+    (
+        "Chrome",
+        "Android",
+        "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+    ),
+    (
+        "Chrome",
+        "ChromeOS",
+        "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    ),
+    ("other", "Windows", "Mozilla/5.0 (Windows NT 10.0; Trident/7.0; rv:11.0) like Gecko"),
+    ("script", "other", "python-httpx/0.28.1"),
+    ("script", "other", "python-requests/2.32.3"),
+    ("script", "other", "curl/8.5.0"),
+    ("other", "other", ""),
+]
+
+
+@pytest.mark.parametrize(("browser", "system", "user_agent"), UA_FAMILIES)
+def test_browser_and_os_family(browser: str, system: str, user_agent: str) -> None:
+    assert browser_family(user_agent) == browser
+    assert os_family(user_agent) == system

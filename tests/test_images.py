@@ -1,0 +1,406 @@
+"""Tests for zimage.images: every fixture is built here with Pillow."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+from PIL.PngImagePlugin import PngInfo
+
+from zimage.images import (
+    ImageInputError,
+    ImageLimits,
+    encode_png,
+    load_input_image,
+    load_mask,
+)
+
+MB = 1024 * 1024
+RED = (200, 30, 60)
+
+
+def encode(im: Image.Image, fmt: str, **params) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def solid(size: tuple[int, int], colour=RED, mode: str = "RGB") -> Image.Image:
+    return Image.new(mode, size, colour)
+
+
+def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG declaring the given size (valid IHDR) whose pixel data is missing."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", b"")
+
+
+def png_chunk_types(data: bytes) -> list[bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    types, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        types.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return types
+
+
+def centre(im: Image.Image) -> tuple[int, ...]:
+    return im.getpixel((im.width // 2, im.height // 2))
+
+
+def close(a, b, tol: int) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
+
+
+# --- formats -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params", "tol"),
+    [
+        ("PNG", {}, 0),
+        ("JPEG", {"quality": 95}, 6),
+        ("WEBP", {"quality": 95}, 6),
+        ("BMP", {}, 0),
+        ("GIF", {}, 0),
+        ("TIFF", {}, 0),
+    ],
+)
+@pytest.mark.parametrize("as_path", [False, True])
+def test_each_format_is_read(tmp_path, fmt, params, tol, as_path):
+    data = encode(solid((128, 96)), fmt, **params)
+    source = data
+    if as_path:
+        source = tmp_path / f"in.{fmt.lower()}"
+        source.write_bytes(data)
+    out = load_input_image(source)
+    assert out.mode == "RGB"
+    assert out.size == (128, 96)
+    assert close(centre(out), RED, tol)
+
+
+def test_animated_gif_gives_first_frame():
+    frames = [solid((96, 96), c) for c in [(255, 0, 0), (0, 0, 255), (0, 255, 0)]]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    assert Image.open(io.BytesIO(data)).n_frames == 3
+    assert centre(load_input_image(data)) == (255, 0, 0)
+
+
+# --- modes -------------------------------------------------------------------------
+
+
+def half_transparent(mode: str, opaque) -> Image.Image:
+    """Left half fully transparent (with black colour), right half `opaque`."""
+    im = Image.new(mode, (128, 64), 0)
+    im.paste(opaque, (64, 0, 128, 64))
+    return im
+
+
+def p_with_transparency() -> Image.Image:
+    im = Image.new("P", (128, 64), 0)
+    im.putpalette([0, 0, 0, 10, 200, 30] + [0] * (256 * 3 - 6))
+    im.paste(1, (64, 0, 128, 64))
+    im.info["transparency"] = 0
+    return im
+
+
+def i16(value: int) -> Image.Image:
+    return Image.fromarray(np.full((64, 128), value, dtype=np.uint16))
+
+
+@pytest.mark.parametrize(
+    ("im", "fmt", "left", "right"),
+    [
+        (half_transparent("RGBA", (10, 200, 30, 255)), "PNG", (255, 255, 255), (10, 200, 30)),
+        (half_transparent("LA", (50, 255)), "PNG", (255, 255, 255), (50, 50, 50)),
+        (p_with_transparency(), "PNG", (255, 255, 255), (10, 200, 30)),
+        (solid((128, 64), 100, "L"), "PNG", (100,) * 3, (100,) * 3),
+        (half_transparent("1", 1), "PNG", (0, 0, 0), (255, 255, 255)),
+        (solid((128, 64), (0, 255, 255, 0), "CMYK"), "TIFF", (255, 0, 0), (255, 0, 0)),
+        (i16(32768), "PNG", (128,) * 3, (128,) * 3),
+        (i16(65535), "PNG", (255,) * 3, (255,) * 3),
+        (i16(256), "TIFF", (1,) * 3, (1,) * 3),
+        (solid((128, 64), 40000, "I"), "TIFF", (156,) * 3, (156,) * 3),
+        (solid((128, 64), 0.5, "F"), "TIFF", (128,) * 3, (128,) * 3),
+    ],
+    ids=[
+        "RGBA",
+        "LA",
+        "P+transparency",
+        "L",
+        "1",
+        "CMYK",
+        "I;16-mid",
+        "I;16-max",
+        "I;16-low",
+        "I",
+        "F",
+    ],
+)
+def test_modes_become_rgb(im, fmt, left, right):
+    data = encode(im, fmt)
+    out = load_input_image(data)
+    assert out.mode == "RGB"
+    assert out.getpixel((10, 32)) == left
+    assert out.getpixel((100, 32)) == right
+
+
+def test_exif_orientation_is_applied_and_dropped():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    im = Image.new("RGB", (128, 64), (0, 0, 255))
+    im.paste((255, 0, 0), (0, 0, 64, 64))  # red on the left of the stored pixels
+    out = load_input_image(encode(im, "JPEG", exif=exif, quality=95))
+    assert out.size == (64, 128)
+    assert close(out.getpixel((32, 16)), (255, 0, 0), 8)  # left became top
+    assert out.info == {}
+    assert not out.getexif()
+
+
+def test_large_rotated_jpeg_is_decoded_small_and_oriented():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = load_input_image(encode(solid((2400, 1200)), "JPEG", exif=exif, quality=90))
+    assert out.size == (704, 1408)
+    assert close(centre(out), RED, 6)
+
+
+def test_result_is_loaded_and_carries_no_metadata(tmp_path):
+    info = PngInfo()
+    info.add_text("prompt", "secret")
+    path = tmp_path / "in.png"
+    path.write_bytes(encode(solid((64, 64)), "PNG", pnginfo=info, dpi=(300, 300)))
+    out = load_input_image(path)
+    path.unlink()
+    assert out.info == {}
+    assert out.getpixel((0, 0)) == RED
+
+
+# --- rejections --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"hello, this is a text file\n", "not an image we can read"),
+        (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "not an image we can read"),
+        (b"", "not an image we can read"),
+        (encode(solid((64, 64)), "ICO"), "not an image we can read"),  # readable, not allowed
+        (encode(noise((256, 256)), "PNG")[:20_000], "damaged or incomplete"),
+        (encode(noise((256, 256)), "JPEG")[:5_000], "damaged or incomplete"),
+        (png_header_only(256, 256) + b"\x00garbage" * 50, "damaged or incomplete"),
+        (encode(solid((40, 500)), "PNG"), "The image is 40x500 px; each side must be at least 64"),
+        (encode(solid((70, 20000), 255, "L"), "PNG"), "too elongated"),
+    ],
+    ids=[
+        "text",
+        "pdf",
+        "empty",
+        "ico",
+        "truncated-png",
+        "truncated-jpeg",
+        "garbage-png",
+        "too-small",
+        "elongated",
+    ],
+)
+def test_bad_inputs_are_refused_readably(data, message):
+    with pytest.raises(ImageInputError, match=message):
+        load_input_image(data)
+
+
+def test_corrupted_png_data_is_refused():
+    data = bytearray(encode(noise((128, 128)), "PNG"))
+    data[200:260] = b"\xff" * 60  # inside the IDAT chunk
+    with pytest.raises(ImageInputError, match="damaged or incomplete"):
+        load_input_image(bytes(data))
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_upload_size_limit_is_checked_on_path_without_reading(tmp_path):
+    path = tmp_path / "huge.png"
+    with open(path, "wb") as f:
+        f.truncate(int(25.3 * MB))  # sparse: nothing is written or read
+    with pytest.raises(ImageInputError, match=r"^The image is 25\.3 MB; the limit is 20 MB\.$"):
+        load_input_image(path)
+
+
+def test_upload_size_limit_on_bytes():
+    data = encode(noise((128, 128)), "PNG")
+    with pytest.raises(ImageInputError, match="the limit is"):
+        load_input_image(data, ImageLimits(max_upload_bytes=len(data) - 1))
+    assert load_input_image(data, ImageLimits(max_upload_bytes=len(data))).size == (128, 128)
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(ImageInputError, match="could not be read"):
+        load_input_image(tmp_path / "nope.png")
+
+
+@pytest.fixture
+def forbid_decoding(monkeypatch):
+    """Call to make any later pixel decoding fail the test."""
+
+    def fail(self, *args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    def forbid():
+        monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
+        monkeypatch.setattr(Image.Image, "load", fail)
+
+    return forbid
+
+
+def test_bomb_is_refused_before_decoding(forbid_decoding):
+    data = encode(solid((200, 150)), "PNG")
+    forbid_decoding()
+    with pytest.raises(ImageInputError, match=r"200x150 px \(0\.0 megapixels\)"):
+        load_input_image(data, ImageLimits(max_decode_pixels=100 * 100))
+
+
+def test_bomb_header_under_pillows_own_limit_is_refused(forbid_decoding):
+    forbid_decoding()
+    # 81 MP: above our 64 MiB-pixel limit, below Pillow's warning threshold.
+    with pytest.raises(ImageInputError, match=r"9000x9000 px \(81\.0 megapixels\)"):
+        load_input_image(png_header_only(9000, 9000))
+
+
+def test_pillows_bomb_error_becomes_readable(forbid_decoding):
+    forbid_decoding()
+    with pytest.raises(ImageInputError, match="too many pixels"):
+        load_input_image(png_header_only(100_000, 100_000))
+
+
+def test_pillows_bomb_warning_as_error_becomes_readable():
+    limits = ImageLimits(max_decode_pixels=10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageInputError, match="too many pixels"):
+            load_input_image(png_header_only(10_000, 10_000), limits)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # untouched
+
+
+# --- scaling -----------------------------------------------------------------------
+
+
+def test_wide_image_is_scaled_to_the_cap():
+    out = load_input_image(encode(solid((3000, 1000)), "PNG"))
+    w, h = out.size
+    assert w % 16 == 0 and h % 16 == 0
+    assert w * h <= 1_000_000
+    assert abs((w / h) / 3.0 - 1) < 0.02
+    assert centre(out) == RED
+
+
+@pytest.mark.parametrize(
+    ("size", "limits", "expected"),
+    [
+        ((640, 480), ImageLimits(), (640, 480)),
+        ((650, 490), ImageLimits(), (640, 480)),
+        ((100, 70), ImageLimits(), (96, 64)),
+        ((1000, 1000), ImageLimits(), (992, 992)),
+        ((2000, 1000), ImageLimits(max_megapixels=0.5), (992, 496)),
+    ],
+)
+def test_output_sizes(size, limits, expected):
+    assert load_input_image(encode(solid(size), "PNG"), limits).size == expected
+
+
+def test_image_already_in_bounds_keeps_its_pixels():
+    im = noise((640, 480))
+    out = load_input_image(encode(im, "PNG"))
+    assert np.array_equal(np.asarray(out), np.asarray(im))
+
+
+# --- masks -------------------------------------------------------------------------
+
+
+def test_mask_is_binarised_and_resized():
+    gradient = np.tile(np.arange(256, dtype=np.uint8), (100, 1))
+    data = encode(Image.fromarray(gradient), "PNG")
+    out = load_mask(data, (128, 64))
+    assert out.mode == "L" and out.size == (128, 64)
+    values = np.asarray(out)
+    assert set(np.unique(values)) == {0, 255}
+    assert values[:, :63].max() == 0 and values[:, 65:].min() == 255
+
+
+def test_alpha_strokes_are_the_mark():
+    # A Gradio ImageEditor layer: transparent, with black (opaque) strokes.
+    layer = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    layer.paste((0, 0, 0, 255), (20, 30, 60, 70))
+    out = np.asarray(load_mask(encode(layer, "PNG"), (100, 100)))
+    expected = np.zeros((100, 100), dtype=np.uint8)
+    expected[30:70, 20:60] = 255
+    assert np.array_equal(out, expected)
+
+
+def test_opaque_rgba_mask_uses_brightness():
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((255, 255, 255, 255), (0, 0, 32, 64))
+    out = np.asarray(load_mask(mask, (64, 64)))
+    assert out[:, :32].min() == 255 and out[:, 32:].max() == 0
+
+
+def test_mask_accepts_a_pil_image():
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(200, (0, 0, 16, 16))
+    out = load_mask(mask, (64, 64))
+    assert out.getpixel((0, 0)) == 255 and out.getpixel((40, 40)) == 0
+    assert out.info == {}
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        Image.new("L", (64, 64), 0),
+        Image.new("L", (64, 64), 127),
+        Image.new("RGBA", (64, 64), (255, 255, 255, 0)),  # white but fully transparent
+    ],
+    ids=["black", "below-threshold", "transparent-white"],
+)
+def test_empty_mask_is_refused(mask):
+    with pytest.raises(ImageInputError, match="The mask is empty: paint the area to change"):
+        load_mask(encode(mask, "PNG"), (64, 64))
+
+
+def test_mask_file_checks_apply():
+    with pytest.raises(ImageInputError, match="not an image we can read"):
+        load_mask(b"not an image", (64, 64))
+    with pytest.raises(ImageInputError, match="the limit is"):
+        load_mask(encode(solid((64, 64)), "PNG"), (64, 64), ImageLimits(max_upload_bytes=10))
+
+
+# --- PNG output --------------------------------------------------------------------
+
+
+def test_encode_png_has_no_metadata_and_is_deterministic():
+    info = PngInfo()
+    info.add_text("prompt", "secret")
+    info.add_itxt("comment", "more", zip=True)
+    exif = Image.Exif()
+    exif[0x010E] = "description"
+    src = Image.open(io.BytesIO(encode(noise((64, 48)), "PNG", pnginfo=info, exif=exif)))
+    src.load()
+    assert "prompt" in src.info  # the source really carries metadata
+
+    data = encode_png(src)
+    assert set(png_chunk_types(data)) <= {b"IHDR", b"IDAT", b"IEND"}
+    assert encode_png(src) == data
+    assert encode_png(src.copy()) == data
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(src))

@@ -1,0 +1,341 @@
+"""Generated images held in memory only, deleted on a timer together with their files.
+
+Retention (policy section 7): an output lives in this cache and in the files the web
+framework wrote for it; both go when the entry expires, is evicted, or is purged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheEntry:
+    """One generated image and everything that belongs to it."""
+
+    key: str
+    owner: str
+    png: bytes
+    seed: int
+    settings: dict[str, Any]
+    created_at: float
+    files: list[Path] = field(default_factory=list)
+    last_used: float = 0.0
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.png)
+
+
+class OutputCache:
+    """Thread-safe store of outputs bounded by age, total bytes and entries per owner.
+
+    An entry expires ``ttl_s`` after creation; reading it does not extend its life.
+    Over the byte cap, the least recently used entries (any owner) are evicted first.
+    An entry larger than ``max_bytes`` on its own is accepted and evicts all others.
+    ``len()`` and ``total_bytes`` count what is held, including expired entries that
+    have not been swept yet.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float,
+        max_bytes: int,
+        max_entries_per_owner: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl_s <= 0 or max_bytes <= 0 or max_entries_per_owner < 1:
+            raise ValueError("need ttl_s > 0, max_bytes > 0 and max_entries_per_owner >= 1")
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self.max_entries_per_owner = max_entries_per_owner
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
+        self._by_owner: dict[str, list[str]] = {}  # keys, oldest first
+        self._total = 0
+        self._tasks: list[Callable[[], object]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- entries ---------------------------------------------------------------
+
+    def put(self, owner: str, png: bytes, seed: int, settings: dict[str, Any]) -> CacheEntry:
+        """Store an output, evicting expired, over-cap and least recently used entries."""
+        now = self._clock()
+        with self._lock:
+            key = secrets.token_urlsafe(24)
+            entry = CacheEntry(key, owner, bytes(png), seed, dict(settings), now, [], now)
+            expired = [k for k, e in self._entries.items() if self._expired(e, now)]
+            removed = [self._pop(k) for k in expired]
+            self._entries[key] = entry
+            self._by_owner.setdefault(owner, []).append(key)
+            self._total += entry.size_bytes
+            owned = self._by_owner[owner]
+            while len(owned) > self.max_entries_per_owner:
+                removed.append(self._pop(owned[0]))
+            while self._total > self.max_bytes and len(self._entries) > 1:
+                removed.append(self._pop(next(iter(self._entries))))
+            doomed = self._orphans(f for e in removed for f in e.files)
+        _delete_files(doomed)
+        return entry
+
+    def attach_files(self, key: str, paths: Iterable[str | Path]) -> None:
+        """Record files to delete with the entry; delete them now if the entry is gone."""
+        new = [_norm(p) for p in paths]
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not self._expired(entry, now):
+                entry.files.extend(p for p in new if p not in entry.files)
+                return
+            old = self._pop(key).files if entry is not None else []
+            doomed = self._orphans([*new, *old])
+        _delete_files(doomed)
+
+    def get(self, key: str, owner: str) -> CacheEntry | None:
+        """The owner's live entry for ``key`` (marking it used), else None."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.owner != owner:
+                return None
+            if not self._expired(entry, now):
+                entry.last_used = now
+                self._entries.move_to_end(key)
+                return entry
+            doomed = self._orphans(self._pop(key).files)
+        _delete_files(doomed)
+        return None
+
+    def entries_for(self, owner: str) -> list[CacheEntry]:
+        """The owner's unexpired entries, newest first."""
+        now = self._clock()
+        with self._lock:
+            entries = [self._entries[k] for k in reversed(self._by_owner.get(owner, []))]
+        return [e for e in entries if not self._expired(e, now)]
+
+    def seconds_left(self, entry: CacheEntry) -> float:
+        """Seconds until ``entry`` expires, never negative."""
+        return max(0.0, entry.created_at + self.ttl_s - self._clock())
+
+    def live_files(self) -> set[Path]:
+        """Files attached to entries still held (for sweeps that must spare them)."""
+        with self._lock:
+            return {f for e in self._entries.values() for f in e.files}
+
+    # -- deletion --------------------------------------------------------------
+
+    def purge_owner(self, owner: str) -> int:
+        """Delete all of an owner's entries and files now; return how many entries."""
+        return self._remove_where(lambda e: e.owner == owner)
+
+    def sweep_expired(self) -> int:
+        """Delete expired entries and their files; return how many entries."""
+        now = self._clock()
+        return self._remove_where(lambda e: self._expired(e, now))
+
+    def purge_all(self) -> int:
+        """Delete every entry and its files (shutdown); return how many entries."""
+        return self._remove_where(lambda e: True)
+
+    @property
+    def total_bytes(self) -> int:
+        with self._lock:
+            return self._total
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    # -- background sweeper ----------------------------------------------------
+
+    def add_sweep_task(self, task: Callable[[], object]) -> None:
+        """Run ``task`` on every sweeper tick, after expiring entries."""
+        with self._lock:
+            self._tasks.append(task)
+
+    def start_sweeper(self, interval_s: float = 2.0) -> None:
+        """Start the daemon sweeper thread (no-op if it is already running)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._sweep_loop,
+                args=(interval_s, self._stop),
+                name="output-cache-sweeper",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def stop_sweeper(self) -> None:
+        """Stop the sweeper thread and wait for it; safe to call more than once."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _sweep_loop(self, interval_s: float, stop: threading.Event) -> None:
+        while not stop.wait(interval_s):
+            with self._lock:
+                tasks = [self.sweep_expired, *self._tasks]
+            for task in tasks:
+                try:
+                    task()
+                except Exception:
+                    logger.exception("sweep task %r failed", task)
+
+    # -- helpers (callers of _pop and _orphans hold the lock) ------------------
+
+    def _expired(self, entry: CacheEntry, now: float) -> bool:
+        return now - entry.created_at >= self.ttl_s
+
+    def _pop(self, key: str) -> CacheEntry:
+        entry = self._entries.pop(key)
+        self._total -= entry.size_bytes
+        keys = self._by_owner[entry.owner]
+        keys.remove(key)
+        if not keys:
+            del self._by_owner[entry.owner]
+        return entry
+
+    def _orphans(self, paths: Iterable[Path]) -> list[Path]:
+        # Gradio names files by content hash, so two entries can share one file.
+        live = {f for e in self._entries.values() for f in e.files}
+        return [p for p in dict.fromkeys(paths) if p not in live]
+
+    def _remove_where(self, pred: Callable[[CacheEntry], bool]) -> int:
+        with self._lock:
+            removed = [self._pop(k) for k, e in list(self._entries.items()) if pred(e)]
+            doomed = self._orphans(f for e in removed for f in e.files)
+        _delete_files(doomed)
+        return len(removed)
+
+
+# -- temp folder hygiene ---------------------------------------------------------
+
+
+def default_temp_dir() -> Path:
+    """A private (0o700) folder for the framework's temp files, in RAM when possible."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    name = f"zimage-space-{uid if uid is not None else 'user'}"
+    bases = [Path("/dev/shm")] if os.access("/dev/shm", os.W_OK | os.X_OK) else []
+    bases.append(Path(tempfile.gettempdir()))
+    for base in bases:
+        folder = base / name
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(folder)
+            # In a shared /tmp someone else may have planted the name (or a symlink).
+            if not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+                logger.warning("refusing temp folder %s: not a folder of ours", folder)
+                continue
+            if stat.S_IMODE(st.st_mode) != 0o700:
+                os.chmod(folder, 0o700)
+            return folder
+        except OSError as exc:
+            logger.warning("cannot use temp folder %s: %s", folder, exc)
+    raise RuntimeError("no private temp folder available")
+
+
+def delete_files_older_than(
+    folder: Path,
+    max_age_s: float,
+    now: float | None = None,
+    *,
+    keep: Collection[str | Path] = (),
+) -> int:
+    """Delete regular files under ``folder`` older than ``max_age_s``, then empty sub-folders.
+
+    Symlinks are neither followed nor deleted; paths in ``keep`` are spared.
+    Returns the number of files deleted.
+    """
+    cutoff = (time.time() if now is None else now) - max_age_s
+    root = os.path.realpath(folder)
+    kept = {str(_norm(p)) for p in keep}
+    deleted = 0
+    emptied: set[str] = set()  # folders this pass removed something from
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # vanished meanwhile
+            old = stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff
+            if old and path not in kept and _unlink(path):
+                deleted += 1
+                emptied.add(dirpath)
+        # A fresh empty folder may be about to receive a file, so only remove old
+        # ones or those this pass emptied.
+        if dirpath != root and (dirpath in emptied or _mtime(dirpath) < cutoff):
+            try:
+                os.rmdir(dirpath)
+                emptied.add(os.path.dirname(dirpath))
+            except OSError:
+                pass  # not empty, or already gone
+    return deleted
+
+
+def delete_tree_contents(folder: Path) -> int:
+    """Delete everything inside ``folder`` (not the folder); return the number of files."""
+    deleted = 0
+    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            deleted += _unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                deleted += _unlink(path)  # remove the link, never what it points to
+                continue
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.warning("could not remove folder %s: %s", path, exc)
+    return deleted
+
+
+def _norm(path: str | Path) -> Path:
+    # Resolve the folder only: a symlinked file must never lead us to delete its target.
+    path = Path(os.path.abspath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _unlink(path: str | Path) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        logger.warning("could not delete %s: %s", path, exc)
+        return False
+    return True
+
+
+def _delete_files(paths: Iterable[Path]) -> None:
+    for path in paths:
+        _unlink(path)

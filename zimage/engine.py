@@ -1,0 +1,278 @@
+"""Loads the Z-Image pipelines (real or preview) and runs them behind one interface.
+
+All GPU work goes through one lock, so requests from both tabs and the API run one at a time.
+On a ZeroGPU Space the same work is wrapped in `spaces.GPU` with a duration sized to the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
+from PIL import Image
+
+from zimage import presets
+from zimage.preview import build_preview_pipeline
+from zimage.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+# Tried in order when ZIMAGE_ATTENTION=auto; the first one that loads wins.
+HOPPER_ATTENTION_ORDER = ("_flash_3", "_flash_3_hub", "flash", "native")
+CUDA_ATTENTION_ORDER = ("flash", "native")
+
+
+class EngineUnavailable(RuntimeError):
+    """The model could not be loaded; every request answers with this reason."""
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    steps: int = presets.DEFAULT_STEPS
+    shift: float = presets.DEFAULT_SHIFT
+
+
+@dataclass(frozen=True)
+class Timings:
+    text_encoder_s: float
+    denoise_s: float
+    vae_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    image: Image.Image
+    seed: int
+    timings: Timings
+
+
+def zero_gpu_decorator() -> Callable[..., Any] | None:
+    """`spaces.GPU` when running on a ZeroGPU Space, else None (the package is optional)."""
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return None
+    try:
+        import spaces
+    except ImportError:
+        logger.warning("SPACES_ZERO_GPU is set but the spaces package is not installed")
+        return None
+    return spaces.GPU
+
+
+def gpu_seconds_needed(width: int, height: int, steps: int) -> int:
+    """A generous ZeroGPU time budget: fixed start-up plus time per step and megapixel."""
+    megapixels = width * height / 1_000_000
+    return int(10 + steps * megapixels * 1.5)
+
+
+def load_pipeline(model: str, device: str, dtype: torch.dtype) -> ZImagePipeline:
+    """Load a Z-Image pipeline from a Hub id or a local directory onto `device`."""
+    pipeline = ZImagePipeline.from_pretrained(model, torch_dtype=dtype)
+    pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if zero_gpu_decorator() is not None or torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def select_attention_backend(pipeline: ZImagePipeline, requested: str, device: str) -> str:
+    """Set the fastest attention backend that loads on this device; return its name."""
+    if requested != "auto":
+        candidates: tuple[str, ...] = (requested,)
+    elif device.startswith("cuda") and torch.cuda.get_device_capability()[0] >= 9:
+        candidates = HOPPER_ATTENTION_ORDER
+    elif device.startswith("cuda"):
+        candidates = CUDA_ATTENTION_ORDER
+    else:
+        candidates = ("native",)
+    for backend in candidates:
+        try:
+            pipeline.transformer.set_attention_backend(backend)
+        except Exception as error:  # a missing kernel package raises ImportError, RuntimeError, ...
+            logger.info("attention backend %s unavailable: %s", backend, error)
+            continue
+        return backend
+    pipeline.transformer.set_attention_backend("native")
+    return "native"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Engine:
+    """Runs text-to-image on a loaded pipeline, one request at a time."""
+
+    def __init__(self, pipeline: ZImagePipeline, kind: str, description: str) -> None:
+        self.pipeline = pipeline
+        self.kind = kind
+        self.description = description
+        self.attention_backend = "native"
+        self._lock = threading.Lock()
+        self._base_scheduler_config = pipeline.scheduler.config
+        gpu = zero_gpu_decorator()
+        self._run = (
+            gpu(self._run_text_to_image, duration=self._gpu_duration)
+            if gpu is not None
+            else self._run_text_to_image
+        )
+
+    @property
+    def is_preview(self) -> bool:
+        return self.kind == "preview"
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.transformer.device
+
+    def text_to_image(
+        self, request: GenerateRequest, progress: ProgressCallback | None = None
+    ) -> GenerateResult:
+        """Generate one image; the same request always gives the same pixels on one machine."""
+        with self._lock:
+            return self._run(request, progress)
+
+    def warm_up(self, resolutions: list[str]) -> None:
+        """Run each resolution once so compiled kernels exist before the first visitor."""
+        for resolution in resolutions:
+            width, height = (int(side) for side in resolution.split("x"))
+            self.text_to_image(GenerateRequest("warm-up", width, height, seed=0, steps=2))
+
+    def _gpu_duration(self, request: GenerateRequest, progress: ProgressCallback | None) -> int:
+        return gpu_seconds_needed(request.width, request.height, request.steps)
+
+    @torch.inference_mode()
+    def _run_text_to_image(
+        self, request: GenerateRequest, progress: ProgressCallback | None
+    ) -> GenerateResult:
+        pipeline = self.pipeline
+        device = self.device
+        started = time.perf_counter()
+        prompt_embeds, _ = pipeline.encode_prompt(
+            request.prompt,
+            device=device,
+            do_classifier_free_guidance=False,
+            max_sequence_length=presets.MAX_SEQUENCE_LENGTH,
+        )
+        _synchronize(device)
+        encoded = time.perf_counter()
+
+        pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+            self._base_scheduler_config, shift=request.shift
+        )
+
+        def report_step(_pipe: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+            if progress is not None:
+                progress(step + 1, request.steps)
+            return tensors
+
+        latents = pipeline(
+            prompt_embeds=prompt_embeds,
+            height=request.height,
+            width=request.width,
+            num_inference_steps=request.steps,
+            guidance_scale=presets.GUIDANCE_SCALE,
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            output_type="latent",
+            callback_on_step_end=report_step,
+        ).images
+        _synchronize(device)
+        denoised = time.perf_counter()
+
+        image = self._decode(latents)
+        _synchronize(device)
+        finished = time.perf_counter()
+        timings = Timings(
+            text_encoder_s=encoded - started,
+            denoise_s=denoised - encoded,
+            vae_s=finished - denoised,
+            total_s=finished - started,
+        )
+        return GenerateResult(image=image, seed=request.seed, timings=timings)
+
+    def _decode(self, latents: torch.Tensor) -> Image.Image:
+        vae = self.pipeline.vae
+        latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+        decoded = vae.decode(latents, return_dict=False)[0]
+        return self.pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
+
+
+class UnavailableEngine:
+    """Stands in when the real model cannot run (e.g. a Space without GPU): every call says why."""
+
+    kind = "unavailable"
+    is_preview = False
+    attention_backend = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.description = reason
+
+    def text_to_image(
+        self, request: GenerateRequest, progress: ProgressCallback | None = None
+    ) -> GenerateResult:
+        raise EngineUnavailable(self.description)
+
+
+def create_preview_engine() -> Engine:
+    return Engine(
+        build_preview_pipeline(),
+        kind="preview",
+        description="Preview engine: a tiny Z-Image with random weights. Images are noise; "
+        "the interface and the whole code path are real.",
+    )
+
+
+def create_engine(settings: Settings) -> Engine | UnavailableEngine:
+    """Pick and load the engine the settings ask for.
+
+    `auto` loads the real model where CUDA is present and the preview elsewhere, except on a
+    Space, where a missing GPU or a failed load becomes an UnavailableEngine so the UI can say so.
+    """
+    device = resolve_device(settings.device)
+    if settings.engine == "preview" or (
+        settings.engine == "auto" and device == "cpu" and not settings.on_space
+    ):
+        return create_preview_engine()
+    if settings.engine == "auto" and device == "cpu":
+        return UnavailableEngine("This Space has no GPU, so Z-Image cannot run here.")
+    try:
+        return create_diffusers_engine(settings, device)
+    except Exception as error:
+        if settings.engine == "diffusers" and not settings.on_space:
+            raise
+        logger.exception("loading %s failed", settings.model)
+        return UnavailableEngine(f"The model {settings.model} could not be loaded: {error}")
+
+
+def create_diffusers_engine(settings: Settings, device: str) -> Engine:
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    pipeline = load_pipeline(settings.model, device, dtype)
+    engine = Engine(
+        pipeline, kind="diffusers", description=f"Z-Image ({settings.model}) on {device}"
+    )
+    engine.attention_backend = select_attention_backend(pipeline, settings.attention, device)
+    if settings.compile:
+        pipeline.transformer.compile_repeated_blocks(fullgraph=True)
+    if settings.warmup:
+        engine.warm_up([r for category in presets.RESOLUTION_PRESETS.values() for r in category])
+    return engine

@@ -1,0 +1,221 @@
+"""Input image validation and normalisation, and metadata-free PNG output.
+
+Every edit path reads user images through `load_input_image` / `load_mask`, so the
+limits below (upload size, decompression bombs, minimum side, output megapixels) hold
+for the UI and the API alike.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from zimage.presets import (
+    DEFAULT_EDIT_MAX_MEGAPIXELS,
+    DEFAULT_MAX_UPLOAD_MB,
+    EDIT_MIN_SIDE,
+    MAX_DECODE_PIXELS,
+    SIZE_MULTIPLE,
+)
+
+_MB = 1024 * 1024
+_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+_NOT_AN_IMAGE = "This file is not an image we can read (PNG, JPEG, WebP, BMP, GIF or TIFF)."
+_DAMAGED = "The image file is damaged or incomplete."
+# What Pillow's decoders raise on broken data (besides its own bomb error/warning).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+
+Source = str | os.PathLike[str] | bytes
+
+
+class ImageInputError(ValueError):
+    """A user-facing, readable reason why an input image was refused."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Limits applied to every input image."""
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * _MB
+    max_megapixels: float = DEFAULT_EDIT_MAX_MEGAPIXELS  # normalised output is at most this
+    max_decode_pixels: int = MAX_DECODE_PIXELS  # checked on the header, before decoding
+    min_side: int = EDIT_MIN_SIDE
+
+
+def load_input_image(source: Source, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Read, validate and normalise an input image to RGB with sides multiples of 16.
+
+    The result is at most `limits.max_megapixels`, never upscaled, fully loaded, and
+    carries no metadata. Raises ImageInputError with a readable reason otherwise.
+    """
+    im = _open(source, limits)
+    w, h = im.size
+    if min(w, h) < limits.min_side:
+        raise ImageInputError(
+            f"The image is {w}x{h} px; each side must be at least {limits.min_side} px."
+        )
+    if im.format == "JPEG":
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the output is that small anyway
+        # (draft never goes below the requested size).
+        im.draft(im.mode, _target_size(w, h, limits))
+    im = _to_rgb(_decode(im, limits))
+    size = _target_size(im.width, im.height, limits)
+    if im.size != size:
+        # Resize (never crop) so that a mask drawn on the original maps onto the result
+        # with a plain resize; flooring to 16 bends the aspect ratio by under 16 px a side.
+        im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return _clean_copy(im)
+
+
+def load_mask(
+    source: Source | Image.Image,
+    size: tuple[int, int],
+    limits: ImageLimits = ImageLimits(),
+) -> Image.Image:
+    """Read a mask, binarise it to 0/255 and resize it to `size` (mode "L").
+
+    A mask with transparency (e.g. a Gradio ImageEditor layer) is read from its alpha
+    channel; a fully opaque one from its brightness. Raises ImageInputError if nothing
+    is marked.
+    """
+    if isinstance(source, Image.Image):
+        im = ImageOps.exif_transpose(source)
+    else:
+        im = _decode(_open(source, limits), limits)
+    try:
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "L")
+        if "A" in im.getbands():
+            alpha = im.getchannel("A")
+            marks = alpha if alpha.getextrema() != (255, 255) else im.convert("L")
+        else:
+            marks = im.convert("L")
+    except ValueError as e:
+        raise ImageInputError(f"This mask's colour mode ({im.mode}) is not supported.") from e
+    marks = marks.point(lambda v: 255 if v >= 128 else 0)
+    if marks.getextrema()[1] == 0:
+        raise ImageInputError("The mask is empty: paint the area to change.")
+    return _clean_copy(marks.resize(size, Image.Resampling.NEAREST))
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """Encode as PNG with no metadata chunks; the same image always gives the same bytes."""
+    clean = image.copy()
+    clean.info = {}  # no text, ICC profile, transparency or EXIF from the source
+    buf = io.BytesIO()
+    clean.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def _read_bytes(source: Source, limits: ImageLimits) -> bytes:
+    if isinstance(source, bytes):
+        _check_upload_size(len(source), limits)
+        return source
+    try:
+        with open(source, "rb") as f:
+            _check_upload_size(os.fstat(f.fileno()).st_size, limits)
+            data = f.read(limits.max_upload_bytes + 1)
+    except OSError as e:
+        raise ImageInputError("The image file could not be read.") from e
+    _check_upload_size(len(data), limits)  # in case the file grew after the stat
+    return data
+
+
+def _check_upload_size(n: int, limits: ImageLimits) -> None:
+    if n > limits.max_upload_bytes:
+        raise ImageInputError(
+            f"The image is {n / _MB:.1f} MB; the limit is {limits.max_upload_bytes / _MB:g} MB."
+        )
+
+
+def _open(source: Source, limits: ImageLimits) -> Image.Image:
+    """Open lazily (header only) and refuse images that declare too many pixels."""
+    data = _read_bytes(source, limits)
+    if not data:
+        raise ImageInputError(_NOT_AN_IMAGE)
+    try:
+        im = Image.open(io.BytesIO(data), formats=_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Pillow's own guard fired before ours could (only when warnings are errors, or
+        # for sizes far above any sensible limit).
+        raise ImageInputError(_too_many_pixels_message(None, limits)) from e
+    except Image.UnidentifiedImageError as e:
+        raise ImageInputError(_NOT_AN_IMAGE) from e
+    except _DECODE_ERRORS as e:
+        raise ImageInputError(_DAMAGED) from e
+    if im.width * im.height > limits.max_decode_pixels:
+        raise ImageInputError(_too_many_pixels_message(im.size, limits))
+    return im
+
+
+def _too_many_pixels_message(size: tuple[int, int] | None, limits: ImageLimits) -> str:
+    limit = f"the limit is {limits.max_decode_pixels / 1e6:.1f} megapixels"
+    if size is None:
+        return f"The image declares too many pixels to open safely; {limit}."
+    w, h = size
+    return f"The image is {w}x{h} px ({w * h / 1e6:.1f} megapixels); {limit}."
+
+
+def _decode(im: Image.Image, limits: ImageLimits) -> Image.Image:
+    """Decode the pixels (first frame) and apply the EXIF orientation."""
+    try:
+        im.load()
+        return ImageOps.exif_transpose(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageInputError(_too_many_pixels_message(None, limits)) from e
+    except _DECODE_ERRORS as e:
+        raise ImageInputError(_DAMAGED) from e
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any mode to RGB; transparent areas become white."""
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if im.mode.startswith("I;16"):
+        return _gray_to_rgb(np.asarray(im).astype(np.uint16) >> 8)
+    if im.mode == "I":
+        # 32-bit integer images come from 16-bit sources in practice; keep 8-bit ones as is.
+        a = np.asarray(im).clip(0, 65535)
+        return _gray_to_rgb(a >> 8 if a.max() > 255 else a)
+    if im.mode == "F":
+        a = np.asarray(im)
+        a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
+        # Float images are usually 0..1; anything larger is read as 0..255.
+        return _gray_to_rgb((a * 255 if a.max() <= 1.0 else a).clip(0, 255).round())
+    try:
+        return im.convert("RGB")
+    except ValueError as e:
+        raise ImageInputError(f"This image's colour mode ({im.mode}) is not supported.") from e
+
+
+def _gray_to_rgb(a: np.ndarray) -> Image.Image:
+    return Image.fromarray(a.astype(np.uint8)).convert("RGB")
+
+
+def _target_size(w: int, h: int, limits: ImageLimits) -> tuple[int, int]:
+    """Scale down to the megapixel cap (never up), then floor both sides to 16."""
+    scale = min(1.0, math.sqrt(limits.max_megapixels * 1e6 / (w * h)))
+    tw = int(w * scale) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    th = int(h * scale) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    if min(tw, th) < limits.min_side:
+        # Only very elongated images get here: scaling to the cap shrinks the short side.
+        raise ImageInputError(
+            f"The image is {w}x{h} px, too elongated: scaled to "
+            f"{limits.max_megapixels:g} megapixels its short side would be under "
+            f"{limits.min_side} px."
+        )
+    return tw, th
+
+
+def _clean_copy(im: Image.Image) -> Image.Image:
+    """A fresh image with the same pixels and no info, EXIF or file handle."""
+    return Image.frombytes(im.mode, im.size, im.tobytes())

@@ -1,0 +1,138 @@
+"""The preview engine's pipeline: a tiny Z-Image built offline from the real diffusers classes.
+
+Every component is the class the full model uses (Qwen2 tokenizer with a chat template, Qwen3
+text encoder, Z-Image transformer, 16-channel AutoencoderKL, flow-matching Euler scheduler), at a
+size that runs on a laptop CPU in well under a second. The weights are random but seeded, so the
+same seed always gives the same picture: noise, through the real code path.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
+)
+from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3Model
+
+from zimage import presets
+
+WEIGHT_SEED = 0
+CAPTION_DIM = 32
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}"
+)
+
+
+def _byte_level_alphabet() -> list[str]:
+    """The 256 printable stand-ins GPT-2 style byte-level BPE uses for raw bytes."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(code) for _, code in sorted(zip(printable, codes))]
+
+
+def build_tokenizer() -> Qwen2Tokenizer:
+    """A byte-level Qwen2 tokenizer with no merges: every byte is one token."""
+    vocab = {symbol: index for index, symbol in enumerate(_byte_level_alphabet())}
+    for token in SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], model_max_length=presets.MAX_SEQUENCE_LENGTH)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_text_encoder(vocab_size: int) -> Qwen3Model:
+    config = Qwen3Config(
+        vocab_size=vocab_size,
+        hidden_size=CAPTION_DIM,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=presets.MAX_SEQUENCE_LENGTH,
+    )
+    return Qwen3Model(config).eval()
+
+
+def build_transformer() -> ZImageTransformer2DModel:
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=64,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        norm_eps=1e-5,
+        qk_norm=True,
+        cap_feat_dim=CAPTION_DIM,
+        rope_theta=256.0,
+        t_scale=1000.0,
+        axes_dims=[8, 12, 12],
+        axes_lens=[1024, 128, 128],
+    )
+    # The pad tokens are created with torch.empty; give them defined values.
+    with torch.no_grad():
+        transformer.x_pad_token.fill_(1.0)
+        transformer.cap_pad_token.fill_(1.0)
+    return transformer.eval()
+
+
+def build_vae() -> AutoencoderKL:
+    """Four blocks, so the latent is 1/8 of the image as in the FLUX VAE, with 16 latent channels."""
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[8, 16, 16, 16],
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=8,
+        sample_size=256,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    ).eval()
+
+
+def build_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    return FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=presets.DEFAULT_SHIFT, use_dynamic_shifting=False
+    )
+
+
+def build_preview_pipeline() -> ZImagePipeline:
+    """The tiny text-to-image pipeline, identical on every call (seeded weights)."""
+    tokenizer = build_tokenizer()
+    torch.manual_seed(WEIGHT_SEED)
+    text_encoder = build_text_encoder(len(tokenizer))
+    torch.manual_seed(WEIGHT_SEED)
+    transformer = build_transformer()
+    torch.manual_seed(WEIGHT_SEED)
+    vae = build_vae()
+    pipeline = ZImagePipeline(
+        scheduler=build_scheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

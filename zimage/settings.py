@@ -1,0 +1,142 @@
+"""Every knob of the Space, read once from the environment, validated and frozen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from zimage import presets
+
+ENGINE_CHOICES = ("auto", "diffusers", "preview")
+ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
+_ON = ("on", "true", "1", "yes")
+_OFF = ("off", "false", "0", "no")
+
+
+class SettingsError(ValueError):
+    """One readable line naming the variable, the value and what is allowed."""
+
+
+def _default_data_dir() -> str:
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache_home) / "zimage-space")
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: str = "auto"
+    model: str = "Tongyi-MAI/Z-Image-Turbo"
+    edit_model: str = ""
+    device: str = "auto"
+    attention: str = "auto"
+    compile: bool = False
+    warmup: bool = False
+    server_name: str = "127.0.0.1"
+    server_port: int = 7860
+    on_space: bool = False
+    max_upload_mb: int = presets.DEFAULT_MAX_UPLOAD_MB
+    edit_max_megapixels: float = presets.DEFAULT_EDIT_MAX_MEGAPIXELS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise SettingsError on the first bad value."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        return cls(
+            engine=reader.choice("ZIMAGE_ENGINE", ENGINE_CHOICES, cls.engine),
+            model=reader.text("ZIMAGE_MODEL", cls.model),
+            edit_model=reader.text("ZIMAGE_EDIT_MODEL", cls.edit_model, allow_empty=True),
+            device=reader.device("ZIMAGE_DEVICE", cls.device),
+            attention=reader.choice("ZIMAGE_ATTENTION", ATTENTION_CHOICES, cls.attention),
+            compile=reader.flag("ZIMAGE_COMPILE", cls.compile),
+            warmup=reader.flag("ZIMAGE_WARMUP", cls.warmup),
+            server_name=reader.text("GRADIO_SERVER_NAME", cls.server_name),
+            server_port=reader.integer("GRADIO_SERVER_PORT", cls.server_port, 1, 65535),
+            on_space=bool(env.get("SPACE_ID")),
+            max_upload_mb=reader.integer("ZIMAGE_MAX_UPLOAD_MB", cls.max_upload_mb, 1, 200),
+            edit_max_megapixels=reader.number(
+                "ZIMAGE_EDIT_MAX_MP", cls.edit_max_megapixels, 0.0625, 4.0
+            ),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as a plain dict (for the start-up log)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class _Reader:
+    """Reads one variable at a time, raising SettingsError with a one-line explanation."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return None if value is None else value.strip()
+
+    def _parse(self, name: str, default: Any, parse: Callable[[str], Any], allowed: str) -> Any:
+        raw = self._raw(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not valid: {allowed}.") from None
+
+    def text(self, name: str, default: str, allow_empty: bool = False) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw == "" and not allow_empty:
+            raise SettingsError(f"{name} is set but empty: give a value or unset it.")
+        return raw
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        def parse(raw: str) -> str:
+            if raw.lower() not in choices:
+                raise ValueError
+            return raw.lower()
+
+        return self._parse(name, default, parse, "use one of " + ", ".join(choices))
+
+    def flag(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            if raw.lower() in _ON:
+                return True
+            if raw.lower() in _OFF:
+                return False
+            raise ValueError
+
+        return self._parse(name, default, parse, "use on or off")
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        def parse(raw: str) -> int:
+            value = int(raw)
+            if not low <= value <= high:
+                raise ValueError
+            return value
+
+        return self._parse(name, default, parse, f"use a whole number from {low} to {high}")
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if not low <= value <= high:  # also rejects nan
+                raise ValueError
+            return value
+
+        return self._parse(name, default, parse, f"use a number from {low:g} to {high:g}")
+
+    def device(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            value = raw.lower()
+            if value in ("auto", "cpu", "cuda", "mps") or (
+                value.startswith("cuda:") and value[5:].isdigit()
+            ):
+                return value
+            raise ValueError
+
+        return self._parse(name, default, parse, "use auto, cpu, cuda, cuda:N or mps")
