@@ -80,7 +80,7 @@ def gpu_seconds_needed(width: int, height: int, steps: int) -> int:
 
 def load_pipeline(model: str, device: str, dtype: torch.dtype) -> ZImagePipeline:
     """Load a Z-Image pipeline from a Hub id or a local directory onto `device`."""
-    pipeline = ZImagePipeline.from_pretrained(model, torch_dtype=dtype)
+    pipeline = ZImagePipeline.from_pretrained(model, dtype=dtype)
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -237,7 +237,7 @@ def create_preview_engine() -> Engine:
     return Engine(
         build_preview_pipeline(),
         kind="preview",
-        description="Preview engine: a tiny Z-Image with random weights. Images are noise; "
+        description="Preview engine: a tiny Z-Image with random weights, so images are noise; "
         "the interface and the whole code path are real.",
     )
 

@@ -19,7 +19,7 @@ MAX_SEED = 2**31 - 1
 SIZE_MULTIPLE = 16
 MIN_SIDE = 256
 MAX_SIDE = 2048
-MAX_PIXELS = 4 * 1024 * 1024
+MAX_PIXELS = 4_000_000
 
 # The official Space's presets: 11 aspect ratios for each of three size categories.
 RESOLUTION_PRESETS: dict[str, list[str]] = {

@@ -4,24 +4,51 @@ Every component is the class the full model uses (Qwen2 tokenizer with a chat te
 text encoder, Z-Image transformer, 16-channel AutoencoderKL, flow-matching Euler scheduler), at a
 size that runs on a laptop CPU in well under a second. The weights are random but seeded, so the
 same seed always gives the same picture: noise, through the real code path.
+
+The image-conditioned edit pipeline (`ZImageOmniPipeline`) adds a SigLIP2 vision tower and its
+image processor, and shares the text-to-image pipeline's tokenizer, text encoder, scheduler and
+transformer (one transformer, built with the SigLIP inputs, serves both).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from diffusers import (
     AutoencoderKL,
     FlowMatchEulerDiscreteScheduler,
+    ZImageOmniPipeline,
     ZImagePipeline,
     ZImageTransformer2DModel,
 )
-from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3Model
+from transformers import (
+    Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3Model,
+    Siglip2ImageProcessor,
+    Siglip2VisionConfig,
+    Siglip2VisionModel,
+)
 
 from zimage import presets
 
 WEIGHT_SEED = 0
 CAPTION_DIM = 32
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+# SigLIP2 feature size, its patch side in pixels, and the most patches per image (an 8x8 grid).
+SIGLIP_DIM = 32
+SIGLIP_PATCH_SIZE = 16
+SIGLIP_MAX_PATCHES = 64
+# The vision markers are the ones ZImageOmniPipeline writes around each reference image.
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<think>",
+    "</think>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+)
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -71,6 +98,10 @@ def build_text_encoder(vocab_size: int) -> Qwen3Model:
 
 
 def build_transformer() -> ZImageTransformer2DModel:
+    """With `siglip_feat_dim` set, so the same transformer also serves the Omni (edit) pipeline.
+
+    The SigLIP layers are only used when reference images are given; text-to-image ignores them.
+    """
     transformer = ZImageTransformer2DModel(
         all_patch_size=(2,),
         all_f_patch_size=(1,),
@@ -83,6 +114,7 @@ def build_transformer() -> ZImageTransformer2DModel:
         norm_eps=1e-5,
         qk_norm=True,
         cap_feat_dim=CAPTION_DIM,
+        siglip_feat_dim=SIGLIP_DIM,
         rope_theta=256.0,
         t_scale=1000.0,
         axes_dims=[8, 12, 12],
@@ -133,6 +165,67 @@ def build_preview_pipeline() -> ZImagePipeline:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         transformer=transformer,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def build_siglip() -> Siglip2VisionModel:
+    """A one-layer SigLIP2 vision tower; the pipeline reads its last hidden state (no pooling head)."""
+    config = Siglip2VisionConfig(
+        hidden_size=SIGLIP_DIM,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        patch_size=SIGLIP_PATCH_SIZE,
+        num_patches=SIGLIP_MAX_PATCHES,
+        vision_use_head=False,
+    )
+    return Siglip2VisionModel(config).eval()
+
+
+def build_siglip_processor() -> Siglip2ImageProcessor:
+    """Resizes each reference image to at most SIGLIP_MAX_PATCHES patches (128x128 for a square).
+
+    Without torchvision, transformers hands back its PIL backend (`Siglip2ImageProcessorPil`).
+    """
+    return Siglip2ImageProcessor(patch_size=SIGLIP_PATCH_SIZE, max_num_patches=SIGLIP_MAX_PATCHES)
+
+
+def bfloat16_vae(vae: AutoencoderKL) -> AutoencoderKL:
+    """The VAE itself when it is bfloat16, else a bfloat16 copy with the same weights.
+
+    ZImageOmniPipeline (diffusers 0.42) encodes the reference images with
+    `vae.encode(image.bfloat16())`, which fails against float32 weights.
+    """
+    if vae.dtype == torch.bfloat16:
+        return vae
+    return copy.deepcopy(vae).bfloat16()
+
+
+def build_preview_omni_pipeline(base: ZImagePipeline | None = None) -> ZImageOmniPipeline:
+    """The tiny image-conditioned edit pipeline, identical on every call (seeded weights).
+
+    Shares `base`'s tokenizer, text encoder, scheduler and transformer (the same objects); the
+    VAE is shared only when it is already bfloat16 (see `bfloat16_vae`). `base` defaults to a
+    fresh preview pipeline.
+    """
+    if base is None:
+        base = build_preview_pipeline()
+    transformer = base.transformer
+    if transformer.config.siglip_feat_dim != SIGLIP_DIM:
+        torch.manual_seed(WEIGHT_SEED)
+        transformer = build_transformer()
+    torch.manual_seed(WEIGHT_SEED)
+    siglip = build_siglip()
+    pipeline = ZImageOmniPipeline(
+        scheduler=base.scheduler,
+        vae=bfloat16_vae(base.vae),
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        transformer=transformer,
+        siglip=siglip,
+        siglip_processor=build_siglip_processor(),
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline

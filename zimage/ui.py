@@ -76,8 +76,30 @@ def engine_banner(service: ZImageService) -> str:
     if engine.kind == "unavailable":
         return f"**Not available:** {engine.description}"
     if engine.is_preview:
-        return f"**Preview engine.** {engine.description}"
+        return f"**{engine.description}**"
     return f"Running {engine.description}."
+
+
+def add_script_endpoints(generate_handler: Callable[..., Any]) -> None:
+    """Named endpoints with plain parameters, so every range check gives our own message."""
+    with gr.Group(visible=False):
+        prompt = gr.Textbox(label="prompt")
+        resolution = gr.Textbox(label="resolution", value=presets.DEFAULT_RESOLUTION)
+        seed = gr.Number(label="seed", value=0, precision=0)
+        randomize_seed = gr.Checkbox(label="randomize_seed", value=True)
+        steps = gr.Number(label="steps", value=presets.DEFAULT_STEPS, precision=0)
+        shift = gr.Number(label="shift", value=presets.DEFAULT_SHIFT)
+        image = gr.Image(label="image", type="filepath", format="png")
+        seed_used = gr.Number(label="seed_used", precision=0)
+        trigger = gr.Button("generate")
+    trigger.click(
+        generate_handler,
+        inputs=[prompt, resolution, seed, randomize_seed, steps, shift],
+        outputs=[image, seed_used],
+        api_name="generate",
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
 
 
 def build_demo(service: ZImageService) -> gr.Blocks:
@@ -160,7 +182,9 @@ def build_demo(service: ZImageService) -> gr.Blocks:
                             interactive=False,
                             buttons=["download", "fullscreen"],
                         )
-                        seed_used = gr.Number(label="Seed used", precision=0, interactive=False)
+                        seed_used = gr.Number(
+                            value=None, label="Seed used", precision=0, interactive=False
+                        )
                 gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
 
         category.change(
@@ -178,8 +202,10 @@ def build_demo(service: ZImageService) -> gr.Blocks:
             generate_handler,
             inputs=[prompt, resolution, seed, randomize_seed, steps, shift],
             outputs=[image, seed_used],
-            api_name="generate",
+            api_name="generate_in_browser",
+            api_visibility="private",
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
+        add_script_endpoints(generate_handler)
     return demo

@@ -1,0 +1,94 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zimage.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings.engine == "auto"
+    assert settings.model == "Tongyi-MAI/Z-Image-Turbo"
+    assert settings.device == "auto"
+    assert settings.attention == "auto"
+    assert settings.compile is False and settings.warmup is False
+    assert settings.server_name == "127.0.0.1" and settings.server_port == 7860
+    assert settings.on_space is False
+
+
+def test_values_are_read_and_normalised() -> None:
+    settings = Settings.from_env(
+        {
+            "ZIMAGE_ENGINE": "Preview",
+            "ZIMAGE_MODEL": "/models/zimage",
+            "ZIMAGE_DEVICE": "cuda:1",
+            "ZIMAGE_ATTENTION": "flash",
+            "ZIMAGE_COMPILE": "on",
+            "ZIMAGE_WARMUP": "true",
+            "GRADIO_SERVER_NAME": "0.0.0.0",
+            "GRADIO_SERVER_PORT": "8080",
+            "SPACE_ID": "someone/zimage",
+        }
+    )
+    assert settings.engine == "preview"
+    assert settings.model == "/models/zimage"
+    assert settings.device == "cuda:1"
+    assert settings.attention == "flash"
+    assert settings.compile is True and settings.warmup is True
+    assert settings.server_name == "0.0.0.0" and settings.server_port == 8080
+    assert settings.on_space is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hint"),
+    [
+        ("ZIMAGE_ENGINE", "bogus", "auto, diffusers, preview"),
+        ("ZIMAGE_DEVICE", "gpu", "cuda:N"),
+        ("ZIMAGE_DEVICE", "cuda:x", "cuda:N"),
+        ("ZIMAGE_ATTENTION", "fastest", "native"),
+        ("ZIMAGE_COMPILE", "maybe", "on or off"),
+        ("ZIMAGE_WARMUP", "2", "on or off"),
+        ("GRADIO_SERVER_PORT", "http", "1 to 65535"),
+        ("GRADIO_SERVER_PORT", "70000", "1 to 65535"),
+        ("ZIMAGE_MODEL", "", "empty"),
+        ("ZIMAGE_MAX_UPLOAD_MB", "0", "1 to 200"),
+        ("ZIMAGE_EDIT_MAX_MP", "nan", "0.0625 to 4"),
+    ],
+)
+def test_each_invalid_value_names_variable_value_and_choices(
+    name: str, value: str, hint: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({name: value})
+    message = str(caught.value)
+    assert name in message
+    assert hint in message
+    assert "\n" not in message
+    if value:
+        assert repr(value) in message
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.engine = "preview"  # type: ignore[misc]
+
+
+def test_app_refuses_to_start_with_an_invalid_setting() -> None:
+    completed = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "ZIMAGE_ENGINE": "bogus", "HOME": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode != 0
+    lines = completed.stderr.strip().splitlines()
+    assert lines == [
+        "Invalid setting: ZIMAGE_ENGINE='bogus' is not valid: use one of auto, diffusers, preview."
+    ]

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+
+from zimage import presets
+from zimage.validation import (
+    InputError,
+    check_integer,
+    check_number,
+    check_prompt,
+    choose_seed,
+    parse_resolution,
+)
+
+
+def test_every_preset_is_a_valid_resolution() -> None:
+    for category, resolutions in presets.RESOLUTION_PRESETS.items():
+        assert len(resolutions) == 11
+        assert len(set(resolutions)) == 11
+        for resolution in resolutions:
+            width, height = parse_resolution(resolution)
+            assert max(width, height) >= int(category)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512x512", (512, 512)),
+        ("1024X768", (1024, 768)),
+        (" 256 x 2048", (256, 2048)),
+        ("1152x896 ( 9:7 )", (1152, 896)),
+    ],
+)
+def test_resolution_is_parsed(text: str, expected: tuple[int, int]) -> None:
+    assert parse_resolution(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "WIDTHxHEIGHT"),
+        ("big", "WIDTHxHEIGHT"),
+        ("500x512", "multiple of 16"),
+        ("240x512", "from 256 to 2048"),
+        ("4096x256", "from 256 to 2048"),
+        ("2048x2048", "4 megapixels"),
+    ],
+)
+def test_bad_resolution_is_explained(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_resolution(text)
+
+
+def test_prompt_is_stripped_and_limited() -> None:
+    assert check_prompt("  a cat  ") == "a cat"
+    for empty in ("", "   \n\t", None, 42):
+        with pytest.raises(InputError, match="write a prompt"):
+            check_prompt(empty)
+    with pytest.raises(InputError, match="limit is"):
+        check_prompt("x" * (presets.MAX_PROMPT_CHARS + 1))
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 0, 51, "8", None, True])
+def test_out_of_range_or_non_numbers_are_refused(value: object) -> None:
+    with pytest.raises(InputError, match="Steps"):
+        check_integer(value, "Steps", 1, 50)
+
+
+def test_numbers_in_range_pass() -> None:
+    assert check_integer(8.0, "Steps", 1, 50) == 8
+    assert check_number(3, "Time shift", 1.0, 10.0) == 3.0
+    with pytest.raises(InputError, match="whole number"):
+        check_integer(7.5, "Steps", 1, 50)
+
+
+def test_seed_is_kept_or_drawn() -> None:
+    assert choose_seed(1234, randomize=False) == 1234
+    drawn = {choose_seed(None, randomize=True) for _ in range(20)}
+    assert len(drawn) > 1
+    assert all(0 <= seed <= presets.MAX_SEED for seed in drawn)
+    with pytest.raises(InputError, match="Seed"):
+        choose_seed(-1, randomize=False)
+    with pytest.raises(InputError, match="Seed"):
+        choose_seed(presets.MAX_SEED + 1, randomize=False)
