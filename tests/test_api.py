@@ -54,7 +54,7 @@ def test_random_seed_is_reported(client) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"prompt": "   "}, "Please write a prompt"),
+        ({"prompt": "   "}, "prompt is empty"),
         ({"resolution": "500x512"}, "multiple of 16"),
         ({"resolution": "4096x4096"}, "from 256 to 2048"),
         ({"resolution": "square"}, "WIDTHxHEIGHT"),

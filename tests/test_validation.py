@@ -54,7 +54,7 @@ def test_bad_resolution_is_explained(text: str, message: str) -> None:
 def test_prompt_is_stripped_and_limited() -> None:
     assert check_prompt("  a cat  ") == "a cat"
     for empty in ("", "   \n\t", None, 42):
-        with pytest.raises(InputError, match="write a prompt"):
+        with pytest.raises(InputError, match="prompt is empty"):
             check_prompt(empty)
     with pytest.raises(InputError, match="limit is"):
         check_prompt("x" * (presets.MAX_PROMPT_CHARS + 1))

@@ -7,6 +7,7 @@ On a ZeroGPU Space the same work is wrapped in `spaces.GPU` with a duration size
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -15,11 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
-from PIL import Image
+from diffusers import (
+    DiffusionPipeline,
+    FlowMatchEulerDiscreteScheduler,
+    ZImageImg2ImgPipeline,
+    ZImageInpaintPipeline,
+    ZImageOmniPipeline,
+    ZImagePipeline,
+)
+from PIL import Image, ImageFilter
 
 from zimage import presets
-from zimage.preview import build_preview_pipeline
+from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
 from zimage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +37,8 @@ ProgressCallback = Callable[[int, int], None]
 # Tried in order when ZIMAGE_ATTENTION=auto; the first one that loads wins.
 HOPPER_ATTENTION_ORDER = ("_flash_3", "_flash_3_hub", "flash", "native")
 CUDA_ATTENTION_ORDER = ("flash", "native")
+# Softens the seam where an inpainted region meets the untouched image.
+MASK_FEATHER_PX = 4
 
 
 class EngineUnavailable(RuntimeError):
@@ -46,6 +56,26 @@ class GenerateRequest:
 
 
 @dataclass(frozen=True)
+class EditRequest:
+    """An edit of a normalised RGB image; `mask` (mode L, white = change) selects inpainting."""
+
+    image: Image.Image
+    instruction: str
+    seed: int
+    mask: Image.Image | None = None
+    strength: float = presets.DEFAULT_STRENGTH
+    steps: int = presets.DEFAULT_STEPS
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+@dataclass(frozen=True)
 class Timings:
     text_encoder_s: float
     denoise_s: float
@@ -57,6 +87,14 @@ class Timings:
 class GenerateResult:
     image: Image.Image
     seed: int
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class EditResult:
+    image: Image.Image
+    seed: int
+    method: str
     timings: Timings
 
 
@@ -121,21 +159,39 @@ def _synchronize(device: torch.device) -> None:
 
 
 class Engine:
-    """Runs text-to-image on a loaded pipeline, one request at a time."""
+    """Runs text-to-image and edits on loaded pipelines, one request at a time.
 
-    def __init__(self, pipeline: ZImagePipeline, kind: str, description: str) -> None:
+    The edit pipelines are built from the text-to-image pipeline's components, so the weights
+    exist once in memory whichever tab is used.
+    """
+
+    def __init__(
+        self,
+        pipeline: ZImagePipeline,
+        kind: str,
+        description: str,
+        omni: ZImageOmniPipeline | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.kind = kind
         self.description = description
         self.attention_backend = "native"
+        self.img2img = ZImageImg2ImgPipeline(**pipeline.components)
+        self.inpaint = ZImageInpaintPipeline(**pipeline.components)
+        self.omni = omni
+        for edit_pipeline in (self.img2img, self.inpaint):
+            edit_pipeline.set_progress_bar_config(disable=True)
         self._lock = threading.Lock()
         self._base_scheduler_config = pipeline.scheduler.config
         gpu = zero_gpu_decorator()
-        self._run = (
-            gpu(self._run_text_to_image, duration=self._gpu_duration)
-            if gpu is not None
-            else self._run_text_to_image
-        )
+        if gpu is None:
+            self._run_text_to_image_on_gpu = self._run_text_to_image
+            self._run_edit_on_gpu = self._run_edit
+        else:
+            self._run_text_to_image_on_gpu = gpu(
+                self._run_text_to_image, duration=self._gpu_duration
+            )
+            self._run_edit_on_gpu = gpu(self._run_edit, duration=self._gpu_duration)
 
     @property
     def is_preview(self) -> bool:
@@ -145,12 +201,23 @@ class Engine:
     def device(self) -> torch.device:
         return self.pipeline.transformer.device
 
+    @property
+    def edit_methods(self) -> str:
+        """What the edit tab runs, in words for the UI."""
+        whole_image = "omni (image-conditioned model)" if self.omni is not None else "img2img"
+        return f"{whole_image} without a mask, inpaint with a painted mask"
+
     def text_to_image(
         self, request: GenerateRequest, progress: ProgressCallback | None = None
     ) -> GenerateResult:
         """Generate one image; the same request always gives the same pixels on one machine."""
         with self._lock:
-            return self._run(request, progress)
+            return self._run_text_to_image_on_gpu(request, progress)
+
+    def edit(self, request: EditRequest, progress: ProgressCallback | None = None) -> EditResult:
+        """Change an image with an instruction: inpaint inside a mask, else the whole image."""
+        with self._lock:
+            return self._run_edit_on_gpu(request, progress)
 
     def warm_up(self, resolutions: list[str]) -> None:
         """Run each resolution once so compiled kernels exist before the first visitor."""
@@ -158,18 +225,96 @@ class Engine:
             width, height = (int(side) for side in resolution.split("x"))
             self.text_to_image(GenerateRequest("warm-up", width, height, seed=0, steps=2))
 
-    def _gpu_duration(self, request: GenerateRequest, progress: ProgressCallback | None) -> int:
+    def _gpu_duration(self, request: GenerateRequest | EditRequest, progress: object) -> int:
         return gpu_seconds_needed(request.width, request.height, request.steps)
 
-    @torch.inference_mode()
     def _run_text_to_image(
         self, request: GenerateRequest, progress: ProgressCallback | None
     ) -> GenerateResult:
-        pipeline = self.pipeline
+        image, timings = self._denoise_and_decode(
+            self.pipeline,
+            request.prompt,
+            request.shift,
+            request.seed,
+            progress,
+            height=request.height,
+            width=request.width,
+            num_inference_steps=request.steps,
+        )
+        return GenerateResult(image=image, seed=request.seed, timings=timings)
+
+    def _run_edit(self, request: EditRequest, progress: ProgressCallback | None) -> EditResult:
+        size = {"height": request.height, "width": request.width}
+        # Strength scales the steps actually run; always leave at least one.
+        steps = max(request.steps, math.ceil(1 / request.strength))
+        if request.mask is not None:
+            method = "inpaint"
+            image, timings = self._denoise_and_decode(
+                self.inpaint,
+                request.instruction,
+                presets.DEFAULT_SHIFT,
+                request.seed,
+                progress,
+                image=request.image,
+                mask_image=request.mask,
+                strength=request.strength,
+                num_inference_steps=steps,
+                **size,
+            )
+            image = keep_outside_mask(request.image, image, request.mask)
+        elif self.omni is not None:
+            method = "omni"
+            image, timings = self._run_omni(request, progress)
+        else:
+            method = "img2img"
+            image, timings = self._denoise_and_decode(
+                self.img2img,
+                request.instruction,
+                presets.DEFAULT_SHIFT,
+                request.seed,
+                progress,
+                image=request.image,
+                strength=request.strength,
+                num_inference_steps=steps,
+                **size,
+            )
+        return EditResult(image=image, seed=request.seed, method=method, timings=timings)
+
+    @torch.inference_mode()
+    def _run_omni(
+        self, request: EditRequest, progress: ProgressCallback | None
+    ) -> tuple[Image.Image, Timings]:
+        assert self.omni is not None
+        started = time.perf_counter()
+        image = self.omni(
+            prompt=request.instruction,
+            image=[request.image],
+            height=request.height,
+            width=request.width,
+            num_inference_steps=request.steps,
+            guidance_scale=presets.GUIDANCE_SCALE,
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            callback_on_step_end=_progress_reporter(progress),
+        ).images[0]
+        _synchronize(self.device)
+        total = time.perf_counter() - started
+        return image, Timings(text_encoder_s=0.0, denoise_s=total, vae_s=0.0, total_s=total)
+
+    @torch.inference_mode()
+    def _denoise_and_decode(
+        self,
+        pipeline: DiffusionPipeline,
+        prompt: str,
+        shift: float,
+        seed: int,
+        progress: ProgressCallback | None,
+        **call_arguments: Any,
+    ) -> tuple[Image.Image, Timings]:
+        """Encode the prompt, denoise to latents and decode, timing each stage."""
         device = self.device
         started = time.perf_counter()
         prompt_embeds, _ = pipeline.encode_prompt(
-            request.prompt,
+            prompt,
             device=device,
             do_classifier_free_guidance=False,
             max_sequence_length=presets.MAX_SEQUENCE_LENGTH,
@@ -178,23 +323,15 @@ class Engine:
         encoded = time.perf_counter()
 
         pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-            self._base_scheduler_config, shift=request.shift
+            self._base_scheduler_config, shift=shift
         )
-
-        def report_step(_pipe: Any, step: int, _timestep: Any, tensors: dict) -> dict:
-            if progress is not None:
-                progress(step + 1, request.steps)
-            return tensors
-
         latents = pipeline(
             prompt_embeds=prompt_embeds,
-            height=request.height,
-            width=request.width,
-            num_inference_steps=request.steps,
             guidance_scale=presets.GUIDANCE_SCALE,
-            generator=torch.Generator("cpu").manual_seed(request.seed),
+            generator=torch.Generator("cpu").manual_seed(seed),
             output_type="latent",
-            callback_on_step_end=report_step,
+            callback_on_step_end=_progress_reporter(progress),
+            **call_arguments,
         ).images
         _synchronize(device)
         denoised = time.perf_counter()
@@ -208,13 +345,30 @@ class Engine:
             vae_s=finished - denoised,
             total_s=finished - started,
         )
-        return GenerateResult(image=image, seed=request.seed, timings=timings)
+        return image, timings
 
     def _decode(self, latents: torch.Tensor) -> Image.Image:
         vae = self.pipeline.vae
         latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
         decoded = vae.decode(latents, return_dict=False)[0]
         return self.pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
+
+
+def _progress_reporter(progress: ProgressCallback | None) -> Callable[..., dict]:
+    """A diffusers step-end callback that reports (step done, steps to run)."""
+
+    def report_step(pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+        if progress is not None:
+            progress(step + 1, pipeline.num_timesteps)
+        return tensors
+
+    return report_step
+
+
+def keep_outside_mask(original: Image.Image, edited: Image.Image, mask: Image.Image) -> Image.Image:
+    """Paste the edit into the original through a softened mask, so unmasked pixels stay exact."""
+    softened = mask.filter(ImageFilter.GaussianBlur(radius=MASK_FEATHER_PX))
+    return Image.composite(edited.convert("RGB"), original.convert("RGB"), softened)
 
 
 class UnavailableEngine:
@@ -227,19 +381,42 @@ class UnavailableEngine:
     def __init__(self, reason: str) -> None:
         self.description = reason
 
+    edit_methods = "none"
+
     def text_to_image(
         self, request: GenerateRequest, progress: ProgressCallback | None = None
     ) -> GenerateResult:
         raise EngineUnavailable(self.description)
 
+    def edit(self, request: EditRequest, progress: ProgressCallback | None = None) -> EditResult:
+        raise EngineUnavailable(self.description)
 
-def create_preview_engine() -> Engine:
+
+def create_preview_engine(with_omni: bool = False) -> Engine:
+    """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline."""
+    pipeline = build_preview_pipeline()
     return Engine(
-        build_preview_pipeline(),
+        pipeline,
         kind="preview",
         description="Preview engine: a tiny Z-Image with random weights, so images are noise; "
         "the interface and the whole code path are real.",
+        omni=build_preview_omni_pipeline(pipeline) if with_omni else None,
     )
+
+
+def load_omni_pipeline(model: str, device: str) -> ZImageOmniPipeline:
+    """Load an image-conditioned edit checkpoint (Hub id or local directory) onto `device`."""
+    # The Omni pipeline encodes reference images in bfloat16, so its VAE must be bfloat16 even
+    # where the rest runs in float32 (CPU).
+    dtype: Any = (
+        torch.bfloat16
+        if device.startswith("cuda")
+        else {"vae": torch.bfloat16, "default": torch.float32}
+    )
+    pipeline = ZImageOmniPipeline.from_pretrained(model, dtype=dtype)
+    pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
 
 
 def create_engine(settings: Settings) -> Engine | UnavailableEngine:
@@ -252,7 +429,10 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
     if settings.engine == "preview" or (
         settings.engine == "auto" and device == "cpu" and not settings.on_space
     ):
-        return create_preview_engine()
+        engine = create_preview_engine()
+        if settings.edit_model:
+            engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
+        return engine
     if settings.engine == "auto" and device == "cpu":
         return UnavailableEngine("This Space has no GPU, so Z-Image cannot run here.")
     try:
@@ -267,8 +447,9 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
 def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     pipeline = load_pipeline(settings.model, device, dtype)
+    omni = load_omni_pipeline(settings.edit_model, device) if settings.edit_model else None
     engine = Engine(
-        pipeline, kind="diffusers", description=f"Z-Image ({settings.model}) on {device}"
+        pipeline, kind="diffusers", description=f"Z-Image ({settings.model}) on {device}", omni=omni
     )
     engine.attention_backend = select_attention_backend(pipeline, settings.attention, device)
     if settings.compile:

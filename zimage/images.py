@@ -12,10 +12,11 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 from zimage.presets import (
     DEFAULT_EDIT_MAX_MEGAPIXELS,
@@ -37,6 +38,10 @@ Source = str | os.PathLike[str] | bytes
 
 class ImageInputError(ValueError):
     """A user-facing, readable reason why an input image was refused."""
+
+
+class EmptyMaskError(ImageInputError):
+    """The mask marks no pixel."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,22 @@ def load_mask(
         raise ImageInputError(f"This mask's colour mode ({im.mode}) is not supported.") from e
     marks = marks.point(lambda v: 255 if v >= 128 else 0)
     if marks.getextrema()[1] == 0:
-        raise ImageInputError("The mask is empty: paint the area to change.")
+        raise EmptyMaskError("The mask is empty: paint the area to change.")
     return _clean_copy(marks.resize(size, Image.Resampling.NEAREST))
+
+
+def painted_mask(
+    layers: Sequence[Source], size: tuple[int, int], limits: ImageLimits = ImageLimits()
+) -> Image.Image | None:
+    """The union of brush layers (e.g. Gradio ImageEditor's) as a mask; None if none is painted."""
+    union: Image.Image | None = None
+    for layer in layers:
+        try:
+            marks = load_mask(layer, size, limits)
+        except EmptyMaskError:
+            continue
+        union = marks if union is None else ImageChops.lighter(union, marks)
+    return union
 
 
 def encode_png(image: Image.Image) -> bytes:

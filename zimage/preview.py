@@ -26,7 +26,7 @@ from transformers import (
     Qwen2Tokenizer,
     Qwen3Config,
     Qwen3Model,
-    Siglip2ImageProcessor,
+    Siglip2ImageProcessorPil,
     Siglip2VisionConfig,
     Siglip2VisionModel,
 )
@@ -184,12 +184,11 @@ def build_siglip() -> Siglip2VisionModel:
     return Siglip2VisionModel(config).eval()
 
 
-def build_siglip_processor() -> Siglip2ImageProcessor:
-    """Resizes each reference image to at most SIGLIP_MAX_PATCHES patches (128x128 for a square).
-
-    Without torchvision, transformers hands back its PIL backend (`Siglip2ImageProcessorPil`).
-    """
-    return Siglip2ImageProcessor(patch_size=SIGLIP_PATCH_SIZE, max_num_patches=SIGLIP_MAX_PATCHES)
+def build_siglip_processor() -> Siglip2ImageProcessorPil:
+    """The PIL-backed SigLIP2 processor: the preview needs no torchvision."""
+    return Siglip2ImageProcessorPil(
+        patch_size=SIGLIP_PATCH_SIZE, max_num_patches=SIGLIP_MAX_PATCHES
+    )
 
 
 def bfloat16_vae(vae: AutoencoderKL) -> AutoencoderKL:

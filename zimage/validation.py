@@ -40,7 +40,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 def check_prompt(prompt: object, what: str = "prompt") -> str:
     """A non-empty prompt within the character limit, with surrounding whitespace removed."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError(f"Please write a {what}.")
+        raise InputError(f"The {what} is empty: please write one.")
     prompt = prompt.strip()
     if len(prompt) > presets.MAX_PROMPT_CHARS:
         raise InputError(
