@@ -1,4 +1,4 @@
-"""Z-Image Space: Settings -> Engine -> service -> Blocks. `python app.py` serves it.
+"""Z-Image Space: Settings -> Engine -> services -> Blocks. `python app.py` serves it.
 
 Settings are read before torch, diffusers and gradio are imported, so a bad value stops
 start-up at once with one line.
@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zimage.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     import gradio as gr
+
+    from zimage.housekeeping import Housekeeping
+    from zimage.service import ZImageService
 
 # Before gradio and huggingface_hub are imported: both read these once.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -26,25 +32,73 @@ logger = logging.getLogger("zimage.app")
 BLOCKED_PATHS = ["/etc", "/proc", "/sys", "/var", "/boot", os.path.expanduser("~/.ssh")]
 
 
-def build(settings: Settings) -> gr.Blocks:
-    """Settings -> engine -> service -> the Blocks app with its queue."""
+@dataclass
+class Space:
+    demo: gr.Blocks
+    service: ZImageService
+    housekeeping: Housekeeping
+
+    def close(self) -> None:
+        """Stop serving, stop the timers and delete every output and temp file."""
+        self.demo.close()
+        self.housekeeping.stop()
+
+
+def use_private_temp_dir(settings: Settings) -> Path:
+    """Gradio's temp folder: the operator's GRADIO_TEMP_DIR, else a private RAM-backed one."""
+    from zimage.cache import default_temp_dir
+
+    folder = Path(settings.temp_dir) if settings.temp_dir else default_temp_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)  # read by gradio when Blocks are built
+    return folder
+
+
+def build(settings: Settings) -> Space:
+    """Settings -> engine -> services -> the Blocks app with its queue and housekeeping."""
+    temp_dir = use_private_temp_dir(settings)
+
     from zimage import ui
+    from zimage.analytics import UsageLog
+    from zimage.cache import OutputCache
     from zimage.engine import create_engine
+    from zimage.housekeeping import Housekeeping
     from zimage.images import ImageLimits
+    from zimage.privacy import browser_state_key
     from zimage.service import ZImageService
 
     engine = create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
+    data_dir = Path(settings.data_dir)
+    usage_log = (
+        UsageLog(
+            data_dir / "usage.sqlite3",
+            retention_days=settings.log_retention_days,
+            log_prompts=settings.log_prompts,
+        )
+        if settings.analytics
+        else None
+    )
+    cache = OutputCache(
+        ttl_s=settings.output_ttl_s,
+        max_bytes=settings.cache_max_mb * 1024 * 1024,
+        max_entries_per_owner=settings.cache_max_per_visitor,
+    )
     limits = ImageLimits(
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
         max_megapixels=settings.edit_max_megapixels,
     )
-    demo = ui.build_demo(ZImageService(engine, limits))
+    service = ZImageService(engine, limits, cache, usage_log)
+    secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
+    demo = ui.build_demo(service, settings, secret)
     # api_open=False: the HTTP API cannot skip the queue and its one-at-a-time GPU slot.
-    return demo.queue(api_open=False, default_concurrency_limit=1)
+    demo.queue(api_open=False, default_concurrency_limit=1)
+    housekeeping = Housekeeping(cache, usage_log, temp_dir)
+    housekeeping.start()
+    return Space(demo, service, housekeeping)
 
 
-def launch(demo: gr.Blocks, settings: Settings, **overrides: object) -> None:
+def launch(space: Space, settings: Settings, **overrides: object) -> None:
     """Serve with every Gradio default that would break the privacy policy switched off."""
     from zimage import ui
 
@@ -56,7 +110,7 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides: object) -> None:
         "run_history": False,
         "enable_monitoring": False,
         "allowed_paths": [],
-        "blocked_paths": BLOCKED_PATHS,
+        "blocked_paths": [*BLOCKED_PATHS, settings.data_dir],
         "ssr_mode": False,
         "mcp_server": False,
         "pwa": False,
@@ -64,7 +118,11 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides: object) -> None:
         "show_error": True,
     }
     options.update(overrides)
-    demo.launch(**options)
+    space.demo.launch(**options)
+
+
+def stop_like_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -76,14 +134,21 @@ def main() -> int:
     except SettingsError as error:
         print(f"Invalid setting: {error}", file=sys.stderr)
         return 2
-    launch(build(settings), settings)
+    logger.info("settings: %s", settings.describe())
+    space = build(settings)
+    # SIGTERM (a Space stopping, `docker stop`) ends the server like Ctrl-C does.
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    try:
+        launch(space, settings)
+    finally:
+        space.close()
     return 0
 
 
 def __getattr__(name: str) -> gr.Blocks:
     # `demo` for tools that import it (e.g. `gradio app.py`), built only when asked for.
     if name == "demo":
-        return build(Settings.from_env())
+        return build(Settings.from_env()).demo
     raise AttributeError(name)
 
 

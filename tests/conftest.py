@@ -6,7 +6,9 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Before gradio is imported anywhere: a private temp folder and no analytics.
 os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="zimage-test-gradio-"))
@@ -30,23 +32,45 @@ def preview_engine() -> Engine:
     return create_preview_engine()
 
 
+def make_service(engine: Engine, limits: Any = None, usage_log: Any = None) -> Any:
+    """A service with a roomy in-memory cache, as app.build wires it."""
+    from zimage.cache import OutputCache
+    from zimage.images import ImageLimits
+    from zimage.service import ZImageService
+
+    cache = OutputCache(ttl_s=600, max_bytes=64 * 1024 * 1024, max_entries_per_owner=32)
+    return ZImageService(engine, limits or ImageLimits(), cache, usage_log)
+
+
+@dataclass
 class RunningApp:
-    def __init__(self, url: str, settings: Settings) -> None:
-        self.url = url
-        self.settings = settings
+    url: str
+    settings: Settings
+    space: Any
+
+    @property
+    def usage_db(self) -> Path:
+        return Path(self.settings.data_dir) / "usage.sqlite3"
 
 
 def serve(environ: dict[str, str]) -> Iterator[RunningApp]:
     """Build and launch the app as `python app.py` would, on a free local port."""
     import app
 
-    settings = Settings.from_env({"ZIMAGE_ENGINE": "preview", **environ})
-    demo = app.build(settings)
-    app.launch(demo, settings, server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    settings = Settings.from_env(
+        {
+            "ZIMAGE_ENGINE": "preview",
+            "ZIMAGE_DATA_DIR": tempfile.mkdtemp(prefix="zimage-test-data-"),
+            "GRADIO_TEMP_DIR": os.environ["GRADIO_TEMP_DIR"],
+            **environ,
+        }
+    )
+    space = app.build(settings)
+    app.launch(space, settings, server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
-        yield RunningApp(demo.local_url.rstrip("/"), settings)
+        yield RunningApp(space.demo.local_url.rstrip("/"), settings, space)
     finally:
-        demo.close()
+        space.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""`python app.py`, as README's launch command runs it, serves the preview within a minute."""
+"""`python app.py` as README's launch command runs it: serves the preview within a minute,
+deletes outputs from disk after their lifetime, and deletes everything on SIGTERM."""
 
 import os
 import signal
@@ -13,15 +14,37 @@ from gradio_client import Client
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+TTL_S = 3
 
 
-def test_app_serves_generate_and_stops_on_sigterm(tmp_path) -> None:
+def wait_until(condition, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.25)
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+def serving(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_app_serves_expires_outputs_and_cleans_up_on_sigterm(tmp_path) -> None:
     port = free_port()
+    temp_dir = tmp_path / "gradio"
     env = {
         **os.environ,
         "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+        "GRADIO_TEMP_DIR": str(temp_dir),
+        "ZIMAGE_DATA_DIR": str(tmp_path / "data"),
         "ZIMAGE_DEVICE": "cpu",
+        "ZIMAGE_OUTPUT_TTL_S": str(TTL_S),
     }
     env.pop("SPACE_ID", None)
     process = subprocess.Popen(
@@ -33,28 +56,33 @@ def test_app_serves_generate_and_stops_on_sigterm(tmp_path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the app did not serve within 60 s"
-            time.sleep(0.5)
+        wait_until(lambda: process.poll() is None and serving(url), 60, "not serving within 60 s")
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
-        image_path, seed_used = client.predict(
-            prompt="a kite",
-            resolution="256x256",
-            seed=5,
-            randomize_seed=False,
-            steps=2,
-            shift=3.0,
-            api_name="/generate",
-        )
-        assert Path(image_path).read_bytes().startswith(b"\x89PNG")
-        assert seed_used == 5
+
+        def generate(seed: int) -> bytes:
+            image_path, _ = client.predict(
+                prompt="a kite",
+                resolution="256x256",
+                seed=seed,
+                randomize_seed=False,
+                steps=2,
+                shift=3.0,
+                api_name="/generate",
+            )
+            return Path(image_path).read_bytes()
+
+        png = generate(5)
+        assert png.startswith(b"\x89PNG")
+        served = [path for path in files_under(temp_dir) if path.read_bytes() == png]
+        assert len(served) == 1, "the output should be one file in the temp folder"
+        file_url = f"{url}/gradio_api/file={served[0]}"
+        assert httpx.get(file_url).content == png
+
+        wait_until(lambda: not served[0].exists(), TTL_S + 8, "output file outlived its TTL")
+        assert httpx.get(file_url).status_code in (403, 404)
+
+        generate(6)
+        assert files_under(temp_dir)
         client.close()
     finally:
         process.send_signal(signal.SIGTERM)
@@ -65,3 +93,4 @@ def test_app_serves_generate_and_stops_on_sigterm(tmp_path) -> None:
             raise
     output = process.stdout.read().decode()
     assert "Preview engine" in output
+    assert files_under(temp_dir) == [], "SIGTERM must delete every temp file"

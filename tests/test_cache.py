@@ -315,8 +315,11 @@ def test_sweeper_expires_entries_and_stops_promptly(clock: FakeClock, tmp_path: 
     entry = put(cache)
     out = touch(tmp_path, "out.png")
     cache.attach_files(entry.key, [out])
+    threads_before = set(threading.enumerate())
     cache.start_sweeper(interval_s=0.01)
     cache.start_sweeper(interval_s=0.01)  # second start is a no-op
+    started = [t for t in threading.enumerate() if t not in threads_before]
+    assert [t.name for t in started] == ["output-cache-sweeper"]
     try:
         time.sleep(0.05)
         assert len(cache) == 1  # not expired yet: the sweeper must keep it
@@ -327,7 +330,7 @@ def test_sweeper_expires_entries_and_stops_promptly(clock: FakeClock, tmp_path: 
         began = time.monotonic()
         cache.stop_sweeper()
         assert time.monotonic() - began < 0.5
-    assert not any(t.name == "output-cache-sweeper" and t.is_alive() for t in threading.enumerate())
+    assert not started[0].is_alive()
     cache.stop_sweeper()  # idempotent
 
 

@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.conftest import make_service
 from zimage.engine import EditRequest, Engine, create_engine, create_preview_engine
 from zimage.images import ImageLimits, encode_png
 from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
-from zimage.service import ZImageService
+from zimage.service import Visitor
 from zimage.settings import Settings
+
+SCRIPT = Visitor(owner="session:test")
 
 
 def scene(width: int = 256, height: int = 256) -> Image.Image:
@@ -112,12 +115,12 @@ def test_edit_model_setting_loads_an_omni_checkpoint(tmp_path) -> None:
 
 
 def test_service_normalises_the_upload_and_reads_a_mask_file(tmp_path, preview_engine) -> None:
-    service = ZImageService(preview_engine, ImageLimits(max_megapixels=0.1))
+    service = make_service(preview_engine, ImageLimits(max_megapixels=0.1))
     upload = tmp_path / "in.jpg"
     scene(600, 400).save(upload)
     mask_file = tmp_path / "mask.png"
     square_mask((600, 400), (0, 0, 100, 100)).save(mask_file)
-    outcome = service.edit(str(upload), "paint it", str(mask_file), 0.6, 9, False, 4)
+    outcome = service.edit(str(upload), "paint it", str(mask_file), 0.6, 9, False, 4, SCRIPT)
     assert outcome.method == "inpaint"
     assert outcome.width % 16 == 0 and outcome.height % 16 == 0
     assert outcome.width * outcome.height <= 100_000
@@ -126,7 +129,7 @@ def test_service_normalises_the_upload_and_reads_a_mask_file(tmp_path, preview_e
 
 
 def test_service_treats_unpainted_editor_layers_as_no_mask(tmp_path, preview_engine) -> None:
-    service = ZImageService(preview_engine, ImageLimits())
+    service = make_service(preview_engine)
     upload = tmp_path / "in.png"
     scene().save(upload)
     blank_layer = tmp_path / "layer.png"
@@ -135,9 +138,19 @@ def test_service_treats_unpainted_editor_layers_as_no_mask(tmp_path, preview_eng
     painted = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
     ImageDraw.Draw(painted).ellipse((10, 10, 80, 80), fill=(255, 255, 255, 255))
     painted.save(painted_layer)
-    plain = service.edit(str(upload), "x", None, 0.6, 1, False, 2, mask_layers=[str(blank_layer)])
+    plain = service.edit(
+        str(upload), "x", None, 0.6, 1, False, 2, SCRIPT, mask_layers=[str(blank_layer)]
+    )
     assert plain.method == "img2img"
     masked = service.edit(
-        str(upload), "x", None, 0.6, 1, False, 2, mask_layers=[str(blank_layer), str(painted_layer)]
+        str(upload),
+        "x",
+        None,
+        0.6,
+        1,
+        False,
+        2,
+        SCRIPT,
+        mask_layers=[str(blank_layer), str(painted_layer)],
     )
     assert masked.method == "inpaint"

@@ -76,7 +76,7 @@ def test_banner_states_what_is_kept_and_for_how_long() -> None:
     assert "60 days" in text
     assert "under 13" in text
     assert POLICY_VERSION in text
-    assert "#privacy" in text
+    assert "Privacy and your data" in text
     assert "hash" in text and "IP" in text
     assert "prompts and images are not logged" in text
     assert "updated" not in text

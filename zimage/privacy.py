@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 from collections.abc import Mapping
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 # Bump when PRIVACY.md changes meaning: visitors who acknowledged an older version
 # see the banner again.
@@ -64,5 +70,34 @@ def banner_markdown(
     return (
         f"{lead_in}{kept} Generated images are deleted from the server after "
         f"{_plural(output_ttl_minutes, 'minute')}. Not for children under 13.\n\n"
-        f"[Privacy policy and your data](#privacy) · policy version {POLICY_VERSION}"
+        f"Full policy and your data: the *Privacy and your data* tab · policy version {POLICY_VERSION}"
     )
+
+
+def browser_state_key(path: Path) -> str:
+    """The key that encrypts visitors' choices in their browsers, kept across restarts.
+
+    Created once with owner-only permissions, so a restart does not reset every visitor's
+    opt-out and banner state. If it cannot be stored, a key for this run only is used.
+    """
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        logger.warning("browser-state key unreadable (%s): choices last until restart", error)
+        return secrets.token_urlsafe(32)
+    secret = secrets.token_urlsafe(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secret)
+    except OSError as error:
+        logger.warning("browser-state key not stored (%s): choices last until restart", error)
+    return secret
+
+
+def new_pseudonym() -> str:
+    """A random per-browser id: links usage rows to one browser, identifies no one."""
+    return secrets.token_urlsafe(16)

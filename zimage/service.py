@@ -1,22 +1,41 @@
-"""The request path: validate -> engine -> encode. Plain Python, shared by the UI and the API."""
+"""The request path: validate -> engine -> cache -> response, and the usage log told at the end.
+
+Plain Python, shared by the UI and the API. Analytics hears about a request only when consent
+allows (operator setting, the visitor's toggle, Global Privacy Control / Do Not Track).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image
 
 from zimage import presets
+from zimage.analytics import UsageEvent, UsageLog
+from zimage.cache import CacheEntry, OutputCache
 from zimage.engine import (
     EditRequest,
     Engine,
+    EngineUnavailable,
     GenerateRequest,
     ProgressCallback,
     Timings,
     UnavailableEngine,
 )
-from zimage.images import ImageLimits, Source, encode_png, load_input_image, load_mask, painted_mask
+from zimage.images import (
+    ImageInputError,
+    ImageLimits,
+    Source,
+    encode_png,
+    load_input_image,
+    load_mask,
+    painted_mask,
+)
+from zimage.privacy import analytics_allowed
 from zimage.validation import (
     InputError,
     check_integer,
@@ -28,6 +47,22 @@ from zimage.validation import (
 
 
 @dataclass(frozen=True)
+class Visitor:
+    """Who is asking, as far as the policy lets the server know.
+
+    `owner` decides who may see the outputs: the browser's pseudonym, or the session of a
+    script. `pseudonym` links usage rows to a browser for "your data"; scripts have none.
+    """
+
+    owner: str
+    pseudonym: str = ""
+    analytics_opt_out: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    client_ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
 class ImageOutcome:
     png: bytes
     seed: int
@@ -35,18 +70,31 @@ class ImageOutcome:
     width: int
     height: int
     timings: Timings
+    cache_key: str
 
 
-def _outcome(image: Image.Image, seed: int, method: str, timings: Timings) -> ImageOutcome:
-    return ImageOutcome(encode_png(image), seed, method, image.width, image.height, timings)
+@dataclass
+class _UsageNote:
+    """Filled in while a request runs; written to the usage log when it ends."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
 
 
 class ZImageService:
     """What a visitor or script can ask of the Space."""
 
-    def __init__(self, engine: Engine | UnavailableEngine, image_limits: ImageLimits) -> None:
+    def __init__(
+        self,
+        engine: Engine | UnavailableEngine,
+        image_limits: ImageLimits,
+        cache: OutputCache,
+        usage_log: UsageLog | None = None,
+    ) -> None:
         self.engine = engine
         self.image_limits = image_limits
+        self.cache = cache
+        self.usage_log = usage_log
 
     def generate(
         self,
@@ -56,20 +104,35 @@ class ZImageService:
         randomize_seed: bool,
         steps: object,
         shift: object,
+        visitor: Visitor,
         progress: ProgressCallback | None = None,
     ) -> ImageOutcome:
         """Text-to-image. Raises InputError for a bad parameter, EngineUnavailable without model."""
-        width, height = parse_resolution(resolution)
-        request = GenerateRequest(
-            prompt=check_prompt(prompt),
-            width=width,
-            height=height,
-            seed=choose_seed(seed, bool(randomize_seed)),
-            steps=check_steps(steps),
-            shift=check_number(shift, "Time shift", presets.MIN_SHIFT, presets.MAX_SHIFT),
-        )
-        result = self.engine.text_to_image(request, progress)
-        return _outcome(result.image, result.seed, "text-to-image", result.timings)
+        with self._logged("generate", visitor) as note:
+            width, height = parse_resolution(resolution)
+            request = GenerateRequest(
+                prompt=check_prompt(prompt),
+                width=width,
+                height=height,
+                seed=choose_seed(seed, bool(randomize_seed)),
+                steps=check_steps(steps),
+                shift=check_number(shift, "Time shift", presets.MIN_SHIFT, presets.MAX_SHIFT),
+            )
+            note.params = {
+                "resolution": f"{width}x{height}",
+                "steps": request.steps,
+                "shift": request.shift,
+            }
+            note.prompt = request.prompt
+            result = self.engine.text_to_image(request, progress)
+            return self._keep(
+                visitor,
+                result.image,
+                result.seed,
+                "text-to-image",
+                result.timings,
+                {"prompt": request.prompt, **note.params},
+            )
 
     def edit(
         self,
@@ -80,6 +143,7 @@ class ZImageService:
         seed: object,
         randomize_seed: bool,
         steps: object,
+        visitor: Visitor,
         progress: ProgressCallback | None = None,
         mask_layers: Sequence[Source] = (),
     ) -> ImageOutcome:
@@ -87,29 +151,116 @@ class ZImageService:
 
         Raises InputError / ImageInputError for bad input, EngineUnavailable without a model.
         """
-        instruction = check_prompt(instruction, what="instruction")
-        strength_value = check_number(
-            strength, "Strength", presets.MIN_STRENGTH, presets.MAX_STRENGTH
+        with self._logged("edit", visitor) as note:
+            text = check_prompt(instruction, what="instruction")
+            strength_value = check_number(
+                strength, "Strength", presets.MIN_STRENGTH, presets.MAX_STRENGTH
+            )
+            steps_value = check_steps(steps)
+            seed_value = choose_seed(seed, bool(randomize_seed))
+            if image is None:
+                raise InputError("Please add an image to edit.")
+            picture = load_input_image(image, self.image_limits)
+            if mask is not None:
+                mask_image = load_mask(mask, picture.size, self.image_limits)
+            else:
+                mask_image = painted_mask(mask_layers, picture.size, self.image_limits)
+            request = EditRequest(
+                image=picture,
+                instruction=text,
+                seed=seed_value,
+                mask=mask_image,
+                strength=strength_value,
+                steps=steps_value,
+            )
+            note.params = {
+                "resolution": f"{picture.width}x{picture.height}",
+                "steps": steps_value,
+                "strength": strength_value,
+            }
+            note.prompt = text
+            result = self.engine.edit(request, progress)
+            note.params["method"] = result.method
+            return self._keep(
+                visitor,
+                result.image,
+                result.seed,
+                result.method,
+                result.timings,
+                {"instruction": text, **note.params},
+            )
+
+    def outputs_of(self, owner: str) -> list[CacheEntry]:
+        """This visitor's images still in memory, newest first."""
+        return self.cache.entries_for(owner) if owner else []
+
+    def usage_rows_of(self, pseudonym: str) -> list[dict[str, Any]]:
+        return self.usage_log.rows_for(pseudonym) if self.usage_log and pseudonym else []
+
+    def usage_export_of(self, pseudonym: str) -> str:
+        if self.usage_log is None:
+            return '{"rows": []}'
+        return self.usage_log.export_json(pseudonym)
+
+    def delete_everything_of(self, visitor: Visitor) -> tuple[int, int]:
+        """Delete the visitor's usage rows and cached outputs now; returns (rows, outputs)."""
+        rows = self.usage_log.delete_for(visitor.pseudonym) if self.usage_log else 0
+        outputs = self.cache.purge_owner(visitor.owner) if visitor.owner else 0
+        return rows, outputs
+
+    def _keep(
+        self,
+        visitor: Visitor,
+        image: Image.Image,
+        seed: int,
+        method: str,
+        timings: Timings,
+        settings: dict[str, Any],
+    ) -> ImageOutcome:
+        png = encode_png(image)
+        entry = self.cache.put(
+            visitor.owner, png, seed, {"method": method, "seed": seed, **settings}
         )
-        steps_value = check_steps(steps)
-        seed_value = choose_seed(seed, bool(randomize_seed))
-        if image is None:
-            raise InputError("Please add an image to edit.")
-        picture = load_input_image(image, self.image_limits)
-        if mask is not None:
-            mask_image = load_mask(mask, picture.size, self.image_limits)
-        else:
-            mask_image = painted_mask(mask_layers, picture.size, self.image_limits)
-        request = EditRequest(
-            image=picture,
-            instruction=instruction,
-            seed=seed_value,
-            mask=mask_image,
-            strength=strength_value,
-            steps=steps_value,
+        return ImageOutcome(png, seed, method, image.width, image.height, timings, entry.key)
+
+    @contextmanager
+    def _logged(self, endpoint: str, visitor: Visitor) -> Iterator[_UsageNote]:
+        note = _UsageNote()
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield note
+        except (InputError, ImageInputError):
+            outcome = "error:input"
+            raise
+        except EngineUnavailable:
+            outcome = "error:unavailable"
+            raise
+        except Exception:
+            outcome = "error:internal"
+            raise
+        finally:
+            self._record(endpoint, visitor, note, time.perf_counter() - started, outcome)
+
+    def _record(
+        self, endpoint: str, visitor: Visitor, note: _UsageNote, duration_s: float, outcome: str
+    ) -> None:
+        operator_enabled = self.usage_log is not None
+        if not analytics_allowed(operator_enabled, visitor.analytics_opt_out, visitor.headers):
+            return
+        assert self.usage_log is not None
+        self.usage_log.record(
+            UsageEvent(
+                endpoint=endpoint,
+                params=note.params if outcome == "ok" else {},
+                duration_s=duration_s,
+                outcome=outcome,
+                user_agent=visitor.user_agent,
+                client_ip=visitor.client_ip,
+                pseudonym=visitor.pseudonym,
+                prompt=note.prompt,
+            )
         )
-        result = self.engine.edit(request, progress)
-        return _outcome(result.image, result.seed, result.method, result.timings)
 
 
 def check_steps(steps: object) -> int:

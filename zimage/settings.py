@@ -39,6 +39,15 @@ class Settings:
     on_space: bool = False
     max_upload_mb: int = presets.DEFAULT_MAX_UPLOAD_MB
     edit_max_megapixels: float = presets.DEFAULT_EDIT_MAX_MEGAPIXELS
+    analytics: bool = True
+    log_prompts: bool = False
+    log_retention_days: int = 90
+    data_dir: str = ""
+    browser_secret: str = ""
+    output_ttl_s: int = 600
+    cache_max_mb: int = 512
+    cache_max_per_visitor: int = 32
+    temp_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,11 +69,24 @@ class Settings:
             edit_max_megapixels=reader.number(
                 "ZIMAGE_EDIT_MAX_MP", cls.edit_max_megapixels, 0.0625, 4.0
             ),
+            analytics=reader.flag("ZIMAGE_ANALYTICS", cls.analytics),
+            log_prompts=reader.flag("ZIMAGE_LOG_PROMPTS", cls.log_prompts),
+            log_retention_days=reader.integer(
+                "ZIMAGE_LOG_RETENTION_DAYS", cls.log_retention_days, 1, 3650
+            ),
+            data_dir=reader.text("ZIMAGE_DATA_DIR", _default_data_dir()),
+            browser_secret=reader.text("ZIMAGE_BROWSER_SECRET", "", allow_empty=True),
+            output_ttl_s=reader.integer("ZIMAGE_OUTPUT_TTL_S", cls.output_ttl_s, 1, 86400),
+            cache_max_mb=reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536),
+            cache_max_per_visitor=reader.integer(
+                "ZIMAGE_CACHE_MAX_PER_VISITOR", cls.cache_max_per_visitor, 1, 1000
+            ),
+            temp_dir=reader.text("GRADIO_TEMP_DIR", "", allow_empty=True),
         )
 
     def describe(self) -> dict[str, Any]:
-        """The settings as a plain dict (for the start-up log)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The settings as a plain dict for the start-up log, with the secret left out."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "browser_secret"}
 
 
 class _Reader:
