@@ -11,6 +11,7 @@ from pathlib import Path
 
 from zimage.analytics import UsageLog
 from zimage.cache import OutputCache, delete_files_older_than, delete_tree_contents
+from zimage.memory import release_free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class Housekeeping:
         self.usage_log = usage_log
         self.temp_dir = temp_dir
         cache.add_sweep_task(self.sweep_temp_dir)
+        cache.add_sweep_task(release_free_memory)
 
     def sweep_temp_dir(self) -> int:
         """Delete temp files (outputs, uploads, downloads) older than the output lifetime."""

@@ -1,0 +1,103 @@
+"""Peak memory of the output cache under load: N preview generations at the byte cap.
+
+    python bench/cache_memory.py [--generations 500] [--cap-mb 64] [--size 512x512]
+
+Prints the resident-memory growth against the cap (target: growth <= cap + 15%). The baseline
+is the peak resident memory of the same request path with a cache that keeps nothing (the
+model's working memory at this size), measured first in the same process; the growth is what
+the cache adds on top of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from zimage.cache import OutputCache  # noqa: E402
+from zimage.engine import create_preview_engine  # noqa: E402
+from zimage.housekeeping import SWEEP_INTERVAL_S  # noqa: E402
+from zimage.images import ImageLimits  # noqa: E402
+from zimage.memory import release_free_memory  # noqa: E402
+from zimage.service import Visitor, ZImageService  # noqa: E402
+
+MB = 1024 * 1024
+
+
+class PeakRss:
+    """Samples this process's resident memory every few milliseconds."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generations", type=int, default=500)
+    parser.add_argument("--cap-mb", type=float, default=64)
+    parser.add_argument("--size", default="512x512")
+    parser.add_argument("--visitors", type=int, default=50)
+    args = parser.parse_args()
+
+    cap = int(args.cap_mb * MB)
+    engine = create_preview_engine()
+    visitors = [Visitor(owner=f"visitor-{i}") for i in range(args.visitors)]
+
+    def run(cache: OutputCache, count: int) -> tuple[int, int, float]:
+        """(peak RSS, PNG bytes made, seconds) for `count` generations into `cache`."""
+        service = ZImageService(engine, ImageLimits(), cache)
+        made = 0
+        started = time.perf_counter()
+        with PeakRss() as sampler:
+            for index in range(count):
+                visitor = visitors[index % len(visitors)]
+                made += len(
+                    service.generate("benchmark", args.size, index, False, 2, 3.0, visitor).png
+                )
+        return sampler.peak, made, time.perf_counter() - started
+
+    keeps_nothing = OutputCache(ttl_s=3600, max_bytes=1, max_entries_per_owner=1)
+    baseline, _, _ = run(keeps_nothing, max(args.generations // 10, 20))
+    keeps_nothing.purge_all()
+    gc.collect()
+
+    cache = OutputCache(ttl_s=3600, max_bytes=cap, max_entries_per_owner=1000)
+    cache.add_sweep_task(release_free_memory)  # the app's housekeeping timer does the same
+    cache.start_sweeper(SWEEP_INTERVAL_S)
+    peak, made, elapsed = run(cache, args.generations)
+    cache.stop_sweeper()
+    growth = peak - baseline
+    print(f"generations          {args.generations} at {args.size}, 2 steps, {elapsed:.1f} s")
+    print(f"PNG bytes produced   {made / MB:.1f} MB ({made / cap:.1f}x the cap)")
+    print(f"cache at end         {cache.total_bytes / MB:.1f} MB in {len(cache)} entries")
+    print(f"byte cap             {cap / MB:.1f} MB")
+    print(f"baseline peak RSS    {baseline / MB:.1f} MB (same path, cache keeping nothing)")
+    print(f"peak RSS             {peak / MB:.1f} MB")
+    print(f"growth over baseline {growth / MB:.1f} MB")
+    print(f"growth / cap         {growth / cap:.2f} (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
