@@ -59,11 +59,13 @@ def build(settings: Settings) -> Space:
     temp_dir = use_private_temp_dir(settings)
 
     from zimage import ui
+    from zimage.admission import RateLimiter
     from zimage.analytics import UsageLog
     from zimage.cache import OutputCache
     from zimage.engine import create_engine
     from zimage.housekeeping import Housekeeping
     from zimage.images import ImageLimits
+    from zimage.moderation import Moderation
     from zimage.privacy import browser_state_key
     from zimage.service import ZImageService
 
@@ -88,11 +90,19 @@ def build(settings: Settings) -> Space:
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
         max_megapixels=settings.edit_max_megapixels,
     )
-    service = ZImageService(engine, limits, cache, usage_log)
+    moderation = Moderation.load(settings.blocklist, settings.safety_model)
+    service = ZImageService(
+        engine,
+        limits,
+        cache,
+        usage_log,
+        moderation=moderation,
+        rate_limiter=RateLimiter(settings.rate_per_min),
+    )
     secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
     demo = ui.build_demo(service, settings, secret)
     # api_open=False: the HTTP API cannot skip the queue and its one-at-a-time GPU slot.
-    demo.queue(api_open=False, default_concurrency_limit=1)
+    demo.queue(api_open=False, default_concurrency_limit=1, max_size=settings.queue_max)
     housekeeping = Housekeeping(cache, usage_log, temp_dir)
     housekeeping.start()
     return Space(demo, service, housekeeping)

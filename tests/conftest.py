@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -11,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 # Before gradio is imported anywhere: a private temp folder and no analytics.
-os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="zimage-test-gradio-"))
+TEST_FOLDER = tempfile.mkdtemp(prefix="zimage-tests-")
+atexit.register(shutil.rmtree, TEST_FOLDER, ignore_errors=True)
+os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(TEST_FOLDER, "gradio"))
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -60,7 +64,7 @@ def serve(environ: dict[str, str]) -> Iterator[RunningApp]:
     settings = Settings.from_env(
         {
             "ZIMAGE_ENGINE": "preview",
-            "ZIMAGE_DATA_DIR": tempfile.mkdtemp(prefix="zimage-test-data-"),
+            "ZIMAGE_DATA_DIR": tempfile.mkdtemp(prefix="data-", dir=TEST_FOLDER),
             "GRADIO_TEMP_DIR": os.environ["GRADIO_TEMP_DIR"],
             **environ,
         }
@@ -83,7 +87,10 @@ def client(running_app: RunningApp):
     from gradio_client import Client
 
     return Client(
-        running_app.url, verbose=False, analytics_enabled=False, download_files=tempfile.mkdtemp()
+        running_app.url,
+        verbose=False,
+        analytics_enabled=False,
+        download_files=tempfile.mkdtemp(prefix="downloads-", dir=TEST_FOLDER),
     )
 
 

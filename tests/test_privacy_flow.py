@@ -225,3 +225,14 @@ def test_privacy_md_states_the_defaults_and_version() -> None:
 def test_privacy_tab_shows_the_policy(running_app) -> None:
     config = httpx.get(f"{running_app.url}/config").text
     assert "Your rights and choices" in config
+
+
+def test_privacy_md_names_the_moderation_and_rate_limit_settings() -> None:
+    text = (ROOT / "PRIVACY.md").read_text()
+    defaults = Settings.from_env({})
+    on_space = Settings.from_env({"SPACE_ID": "someone/zimage"})
+    assert defaults.blocklist == "" and defaults.safety_model == ""
+    assert "No content filter runs by default" in text
+    assert "`ZIMAGE_BLOCKLIST`" in text and "`ZIMAGE_SAFETY_MODEL`" in text
+    assert defaults.rate_per_min == 0
+    assert f"{on_space.rate_per_min} a minute on" in text

@@ -57,6 +57,16 @@ def test_values_are_read_and_normalised() -> None:
         ("ZIMAGE_MODEL", "", "empty"),
         ("ZIMAGE_MAX_UPLOAD_MB", "0", "1 to 200"),
         ("ZIMAGE_EDIT_MAX_MP", "nan", "0.0625 to 4"),
+        ("ZIMAGE_ANALYTICS", "sometimes", "on or off"),
+        ("ZIMAGE_LOG_PROMPTS", "yes please", "on or off"),
+        ("ZIMAGE_LOG_RETENTION_DAYS", "0", "1 to 3650"),
+        ("ZIMAGE_OUTPUT_TTL_S", "ten", "1 to 86400"),
+        ("ZIMAGE_CACHE_MAX_MB", "1", "16 to 65536"),
+        ("ZIMAGE_CACHE_MAX_PER_VISITOR", "0", "1 to 1000"),
+        ("ZIMAGE_QUEUE_MAX", "0", "1 to 10000"),
+        ("ZIMAGE_RATE_PER_MIN", "-1", "0 to 10000"),
+        ("ZIMAGE_TIME_LIMIT_S", "1", "5 to 3600"),
+        ("ZIMAGE_BLOCKLIST", "/no/such/file.txt", "existing file"),
     ],
 )
 def test_each_invalid_value_names_variable_value_and_choices(
@@ -92,3 +102,18 @@ def test_app_refuses_to_start_with_an_invalid_setting() -> None:
     assert lines == [
         "Invalid setting: ZIMAGE_ENGINE='bogus' is not valid: use one of auto, diffusers, preview."
     ]
+
+
+def test_rate_limit_is_on_by_default_only_on_a_space() -> None:
+    assert Settings.from_env({}).rate_per_min == 0
+    assert Settings.from_env({"SPACE_ID": "someone/zimage"}).rate_per_min == 10
+    assert Settings.from_env({"SPACE_ID": "x/y", "ZIMAGE_RATE_PER_MIN": "0"}).rate_per_min == 0
+
+
+def test_privacy_and_retention_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.analytics is True and settings.log_prompts is False
+    assert settings.log_retention_days == 90
+    assert settings.output_ttl_s == 600 and settings.cache_max_mb == 512
+    assert settings.data_dir.endswith("zimage-space")
+    assert "browser_secret" not in settings.describe()

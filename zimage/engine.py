@@ -6,12 +6,14 @@ On a ZeroGPU Space the same work is wrapped in `spaces.GPU` with a duration size
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +43,20 @@ CUDA_ATTENTION_ORDER = ("flash", "native")
 MASK_FEATHER_PX = 4
 
 
-class EngineUnavailable(RuntimeError):
+class EngineError(RuntimeError):
+    """A request the engine could not finish; the message is meant for the visitor."""
+
+
+class EngineUnavailable(EngineError):
     """The model could not be loaded; every request answers with this reason."""
+
+
+class OutOfGpuMemory(EngineError):
+    """The request did not fit in GPU memory; memory was freed for the next one."""
+
+
+class TimedOut(EngineError):
+    """The request ran past the time limit and was stopped."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +185,10 @@ class Engine:
         kind: str,
         description: str,
         omni: ZImageOmniPipeline | None = None,
+        time_limit_s: float = 300.0,
     ) -> None:
         self.pipeline = pipeline
+        self.time_limit_s = time_limit_s
         self.kind = kind
         self.description = description
         self.attention_backend = "native"
@@ -211,13 +227,39 @@ class Engine:
         self, request: GenerateRequest, progress: ProgressCallback | None = None
     ) -> GenerateResult:
         """Generate one image; the same request always gives the same pixels on one machine."""
-        with self._lock:
+        with self._lock, self._recovering(request):
             return self._run_text_to_image_on_gpu(request, progress)
 
     def edit(self, request: EditRequest, progress: ProgressCallback | None = None) -> EditResult:
         """Change an image with an instruction: inpaint inside a mask, else the whole image."""
-        with self._lock:
+        with self._lock, self._recovering(request):
             return self._run_edit_on_gpu(request, progress)
+
+    def prompt_tokens(self, text: str) -> int:
+        """How many tokens the text encoder would read for this prompt, chat template included."""
+        tokenizer = self.pipeline.tokenizer
+        templated = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}],
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=True,
+        )
+        return len(tokenizer(templated).input_ids)
+
+    @contextmanager
+    def _recovering(self, request: GenerateRequest | EditRequest) -> Iterator[None]:
+        """After a CUDA out-of-memory error, free what the failed request held."""
+        try:
+            yield
+        except torch.OutOfMemoryError:
+            logger.warning("out of memory at %dx%d", request.width, request.height)
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise OutOfGpuMemory(
+                f"The GPU ran out of memory for a {request.width}x{request.height} image. "
+                "Please try a smaller resolution."
+            ) from None
 
     def warm_up(self, resolutions: list[str]) -> None:
         """Run each resolution once so compiled kernels exist before the first visitor."""
@@ -294,7 +336,7 @@ class Engine:
             num_inference_steps=request.steps,
             guidance_scale=presets.GUIDANCE_SCALE,
             generator=torch.Generator("cpu").manual_seed(request.seed),
-            callback_on_step_end=_progress_reporter(progress),
+            callback_on_step_end=_step_callback(progress, self.time_limit_s),
         ).images[0]
         _synchronize(self.device)
         total = time.perf_counter() - started
@@ -330,7 +372,7 @@ class Engine:
             guidance_scale=presets.GUIDANCE_SCALE,
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="latent",
-            callback_on_step_end=_progress_reporter(progress),
+            callback_on_step_end=_step_callback(progress, self.time_limit_s),
             **call_arguments,
         ).images
         _synchronize(device)
@@ -354,15 +396,21 @@ class Engine:
         return self.pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
 
 
-def _progress_reporter(progress: ProgressCallback | None) -> Callable[..., dict]:
-    """A diffusers step-end callback that reports (step done, steps to run)."""
+def _step_callback(progress: ProgressCallback | None, time_limit_s: float) -> Callable[..., dict]:
+    """A diffusers step-end callback: reports (step done, steps to run), enforces the limit."""
+    deadline = time.monotonic() + time_limit_s
 
-    def report_step(pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+    def on_step_end(pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+        if time.monotonic() > deadline:
+            raise TimedOut(
+                f"The request took longer than {time_limit_s:g} s and was stopped. "
+                "Please try fewer steps or a smaller image."
+            )
         if progress is not None:
             progress(step + 1, pipeline.num_timesteps)
         return tensors
 
-    return report_step
+    return on_step_end
 
 
 def keep_outside_mask(original: Image.Image, edited: Image.Image, mask: Image.Image) -> Image.Image:
@@ -390,6 +438,9 @@ class UnavailableEngine:
 
     def edit(self, request: EditRequest, progress: ProgressCallback | None = None) -> EditResult:
         raise EngineUnavailable(self.description)
+
+    def prompt_tokens(self, text: str) -> int:
+        return 0
 
 
 def create_preview_engine(with_omni: bool = False) -> Engine:
@@ -430,6 +481,7 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
         settings.engine == "auto" and device == "cpu" and not settings.on_space
     ):
         engine = create_preview_engine()
+        engine.time_limit_s = settings.time_limit_s
         if settings.edit_model:
             engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
         return engine
@@ -449,7 +501,11 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     pipeline = load_pipeline(settings.model, device, dtype)
     omni = load_omni_pipeline(settings.edit_model, device) if settings.edit_model else None
     engine = Engine(
-        pipeline, kind="diffusers", description=f"Z-Image ({settings.model}) on {device}", omni=omni
+        pipeline,
+        kind="diffusers",
+        description=f"Z-Image ({settings.model}) on {device}",
+        omni=omni,
+        time_limit_s=settings.time_limit_s,
     )
     engine.attention_backend = select_attention_backend(pipeline, settings.attention, device)
     if settings.compile:

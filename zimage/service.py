@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image
 
 from zimage import presets
+from zimage.admission import RateLimited, RateLimiter
 from zimage.analytics import UsageEvent, UsageLog
 from zimage.cache import CacheEntry, OutputCache
 from zimage.engine import (
@@ -22,7 +23,9 @@ from zimage.engine import (
     Engine,
     EngineUnavailable,
     GenerateRequest,
+    OutOfGpuMemory,
     ProgressCallback,
+    TimedOut,
     Timings,
     UnavailableEngine,
 )
@@ -35,6 +38,7 @@ from zimage.images import (
     load_mask,
     painted_mask,
 )
+from zimage.moderation import ContentFlagged, Moderation
 from zimage.privacy import analytics_allowed
 from zimage.validation import (
     InputError,
@@ -90,11 +94,15 @@ class ZImageService:
         image_limits: ImageLimits,
         cache: OutputCache,
         usage_log: UsageLog | None = None,
+        moderation: Moderation | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.engine = engine
         self.image_limits = image_limits
         self.cache = cache
         self.usage_log = usage_log
+        self.moderation = moderation or Moderation()
+        self.rate_limiter = rate_limiter or RateLimiter(0)
 
     def generate(
         self,
@@ -109,9 +117,10 @@ class ZImageService:
     ) -> ImageOutcome:
         """Text-to-image. Raises InputError for a bad parameter, EngineUnavailable without model."""
         with self._logged("generate", visitor) as note:
+            self.rate_limiter.admit(visitor.client_ip)
             width, height = parse_resolution(resolution)
             request = GenerateRequest(
-                prompt=check_prompt(prompt),
+                prompt=self._checked_text(prompt, "prompt"),
                 width=width,
                 height=height,
                 seed=choose_seed(seed, bool(randomize_seed)),
@@ -125,6 +134,7 @@ class ZImageService:
             }
             note.prompt = request.prompt
             result = self.engine.text_to_image(request, progress)
+            self.moderation.check_output(result.image)
             return self._keep(
                 visitor,
                 result.image,
@@ -152,7 +162,8 @@ class ZImageService:
         Raises InputError / ImageInputError for bad input, EngineUnavailable without a model.
         """
         with self._logged("edit", visitor) as note:
-            text = check_prompt(instruction, what="instruction")
+            self.rate_limiter.admit(visitor.client_ip)
+            text = self._checked_text(instruction, "instruction")
             strength_value = check_number(
                 strength, "Strength", presets.MIN_STRENGTH, presets.MAX_STRENGTH
             )
@@ -181,6 +192,7 @@ class ZImageService:
             note.prompt = text
             result = self.engine.edit(request, progress)
             note.params["method"] = result.method
+            self.moderation.check_output(result.image)
             return self._keep(
                 visitor,
                 result.image,
@@ -189,6 +201,18 @@ class ZImageService:
                 result.timings,
                 {"instruction": text, **note.params},
             )
+
+    def _checked_text(self, text: object, what: str) -> str:
+        """Non-empty, within the character and token limits, and past the prompt filter."""
+        checked = check_prompt(text, what=what)
+        tokens = self.engine.prompt_tokens(checked)
+        if tokens > presets.MAX_SEQUENCE_LENGTH:
+            raise InputError(
+                f"The {what} is {tokens} tokens long; the model reads at most "
+                f"{presets.MAX_SEQUENCE_LENGTH}. Please shorten it."
+            )
+        self.moderation.check_prompt(checked)
+        return checked
 
     def outputs_of(self, owner: str) -> list[CacheEntry]:
         """This visitor's images still in memory, newest first."""
@@ -230,14 +254,8 @@ class ZImageService:
         outcome = "ok"
         try:
             yield note
-        except (InputError, ImageInputError):
-            outcome = "error:input"
-            raise
-        except EngineUnavailable:
-            outcome = "error:unavailable"
-            raise
-        except Exception:
-            outcome = "error:internal"
+        except Exception as error:
+            outcome = outcome_of(error)
             raise
         finally:
             self._record(endpoint, visitor, note, time.perf_counter() - started, outcome)
@@ -252,15 +270,34 @@ class ZImageService:
         self.usage_log.record(
             UsageEvent(
                 endpoint=endpoint,
-                params=note.params if outcome == "ok" else {},
+                params=note.params if outcome in ("ok", "flagged") else {},
                 duration_s=duration_s,
                 outcome=outcome,
                 user_agent=visitor.user_agent,
                 client_ip=visitor.client_ip,
                 pseudonym=visitor.pseudonym,
-                prompt=note.prompt,
+                prompt=note.prompt if outcome == "ok" else None,
             )
         )
+
+
+OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
+    (ContentFlagged, "flagged"),
+    (RateLimited, "error:rate_limited"),
+    (InputError, "error:input"),
+    (ImageInputError, "error:input"),
+    (OutOfGpuMemory, "error:out_of_memory"),
+    (TimedOut, "error:timeout"),
+    (EngineUnavailable, "error:unavailable"),
+)
+
+
+def outcome_of(error: Exception) -> str:
+    """The usage log's word for how a request failed (never its content)."""
+    for kind, outcome in OUTCOMES:
+        if isinstance(error, kind):
+            return outcome
+    return "error:internal"
 
 
 def check_steps(steps: object) -> int:

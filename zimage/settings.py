@@ -12,6 +12,8 @@ from zimage import presets
 
 ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
+# Requests per minute per visitor on a Space unless ZIMAGE_RATE_PER_MIN says otherwise.
+SPACE_RATE_PER_MIN = 10
 _ON = ("on", "true", "1", "yes")
 _OFF = ("off", "false", "0", "no")
 
@@ -48,6 +50,11 @@ class Settings:
     cache_max_mb: int = 512
     cache_max_per_visitor: int = 32
     temp_dir: str = ""
+    queue_max: int = 64
+    rate_per_min: int = 0
+    time_limit_s: int = 300
+    blocklist: str = ""
+    safety_model: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +89,13 @@ class Settings:
                 "ZIMAGE_CACHE_MAX_PER_VISITOR", cls.cache_max_per_visitor, 1, 1000
             ),
             temp_dir=reader.text("GRADIO_TEMP_DIR", "", allow_empty=True),
+            queue_max=reader.integer("ZIMAGE_QUEUE_MAX", cls.queue_max, 1, 10000),
+            rate_per_min=reader.integer(
+                "ZIMAGE_RATE_PER_MIN", SPACE_RATE_PER_MIN if env.get("SPACE_ID") else 0, 0, 10000
+            ),
+            time_limit_s=reader.integer("ZIMAGE_TIME_LIMIT_S", cls.time_limit_s, 5, 3600),
+            blocklist=reader.existing_file("ZIMAGE_BLOCKLIST"),
+            safety_model=reader.text("ZIMAGE_SAFETY_MODEL", "", allow_empty=True),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -151,6 +165,14 @@ class _Reader:
             return value
 
         return self._parse(name, default, parse, f"use a number from {low:g} to {high:g}")
+
+    def existing_file(self, name: str) -> str:
+        def parse(raw: str) -> str:
+            if not Path(raw).is_file():
+                raise ValueError
+            return raw
+
+        return self._parse(name, "", parse, "give the path of an existing file")
 
     def device(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:

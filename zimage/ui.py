@@ -21,8 +21,10 @@ from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
 from zimage import presets
-from zimage.engine import EngineUnavailable
+from zimage.admission import RateLimited
+from zimage.engine import EngineError
 from zimage.images import ImageInputError
+from zimage.moderation import ContentFlagged
 from zimage.privacy import (
     POLICY_VERSION,
     banner_markdown,
@@ -36,6 +38,8 @@ from zimage.validation import InputError
 logger = logging.getLogger(__name__)
 
 GPU_QUEUE = "gpu"
+# Errors whose message is written for the visitor; anything else is logged and summarised.
+VISITOR_ERRORS = (InputError, ImageInputError, EngineError, RateLimited, ContentFlagged)
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples"
 POLICY_FILE = ROOT / "PRIVACY.md"
@@ -72,7 +76,7 @@ def readable_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return handler(*args, **kwargs)
-        except (InputError, ImageInputError, EngineUnavailable) as error:
+        except VISITOR_ERRORS as error:
             raise gr.Error(str(error), print_exception=False) from None
         except gr.Error:
             raise
@@ -723,9 +727,10 @@ def script_endpoints(handlers: Handlers) -> None:
     with gr.Group(visible=False):
         prompt = gr.Textbox(label="prompt")
         resolution = gr.Textbox(label="resolution", value=presets.DEFAULT_RESOLUTION)
-        seed = gr.Number(label="seed", value=0, precision=0)
+        # No `precision`: Gradio would round 2.5 to 2 before our check could refuse it.
+        seed = gr.Number(label="seed", value=0)
         randomize_seed = gr.Checkbox(label="randomize_seed", value=True)
-        steps = gr.Number(label="steps", value=presets.DEFAULT_STEPS, precision=0)
+        steps = gr.Number(label="steps", value=presets.DEFAULT_STEPS)
         shift = gr.Number(label="shift", value=presets.DEFAULT_SHIFT)
         image_in = gr.File(label="image", type="filepath")
         instruction = gr.Textbox(label="instruction")

@@ -51,10 +51,11 @@ def check_prompt(prompt: object, what: str = "prompt") -> str:
 
 def check_number(value: object, name: str, low: float, high: float) -> float:
     """A finite number in [low, high]."""
+    bounds = f"{low:g} to {high:g}" if isinstance(low, float) else f"{low} to {high}"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{name} must be a number from {low:g} to {high:g}.")
+        raise InputError(f"{name} must be a number from {bounds}.")
     if not math.isfinite(value) or not low <= value <= high:
-        raise InputError(f"{name} must be from {low:g} to {high:g} (got {value!r}).")
+        raise InputError(f"{name} must be from {bounds} (got {value!r}).")
     return float(value)
 
 

@@ -1,0 +1,59 @@
+"""Per-visitor rate limit: at most N requests in any sliding minute.
+
+Visitors are told apart by a keyed hash of their address (the key exists only in this
+process's memory), so the limiter never holds a raw IP address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+WINDOW_S = 60.0
+
+
+class RateLimited(Exception):
+    """The visitor made too many requests; the message says when to try again."""
+
+
+class RateLimiter:
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._recent: dict[str, deque[float]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_minute > 0
+
+    def admit(self, client_address: str) -> None:
+        """Count one request, or raise RateLimited if the visitor's minute is full."""
+        if not self.enabled:
+            return
+        visitor = hmac.new(self._key, client_address.encode(), hashlib.sha256).hexdigest()
+        now = self._clock()
+        with self._lock:
+            self._forget_before(now - WINDOW_S)
+            recent = self._recent.setdefault(visitor, deque())
+            if len(recent) >= self.per_minute:
+                wait = math.ceil(recent[0] + WINDOW_S - now)
+                raise RateLimited(
+                    f"Limit reached: {self.per_minute} images a minute. Try again in {wait} s."
+                )
+            recent.append(now)
+
+    def _forget_before(self, cutoff: float) -> None:
+        for visitor in list(self._recent):
+            recent = self._recent[visitor]
+            while recent and recent[0] <= cutoff:
+                recent.popleft()
+            if not recent:
+                del self._recent[visitor]
