@@ -103,7 +103,9 @@ def build(settings: Settings) -> Space:
     demo = ui.build_demo(service, settings, secret)
     # api_open=False: the HTTP API cannot skip the queue and its one-at-a-time GPU slot.
     demo.queue(api_open=False, default_concurrency_limit=1, max_size=settings.queue_max)
-    housekeeping = Housekeeping(cache, usage_log, temp_dir)
+    housekeeping = Housekeeping(
+        cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None)
+    )
     housekeeping.start()
     return Space(demo, service, housekeeping)
 

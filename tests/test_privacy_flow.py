@@ -236,3 +236,11 @@ def test_privacy_md_names_the_moderation_and_rate_limit_settings() -> None:
     assert "`ZIMAGE_BLOCKLIST`" in text and "`ZIMAGE_SAFETY_MODEL`" in text
     assert defaults.rate_per_min == 0
     assert f"{on_space.rate_per_min} a minute on" in text
+
+
+def test_privacy_md_covers_prompt_embedding_reuse() -> None:
+    text = (ROOT / "PRIVACY.md").read_text()
+    defaults = Settings.from_env({})
+    assert defaults.reuse_prompts is True
+    assert "`ZIMAGE_REUSE_PROMPTS=on`" in text
+    assert "cached readings of your prompts" in text

@@ -29,6 +29,7 @@ from diffusers import (
 from PIL import Image, ImageFilter
 
 from zimage import presets
+from zimage.embeddings import PromptEmbeddingCache
 from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
 from zimage.settings import Settings
 
@@ -39,6 +40,7 @@ ProgressCallback = Callable[[int, int], None]
 # Tried in order when ZIMAGE_ATTENTION=auto; the first one that loads wins.
 HOPPER_ATTENTION_ORDER = ("_flash_3", "_flash_3_hub", "flash", "native")
 CUDA_ATTENTION_ORDER = ("flash", "native")
+ALL_PRESETS = [resolution for sizes in presets.RESOLUTION_PRESETS.values() for resolution in sizes]
 # Softens the seam where an inpainted region meets the untouched image.
 MASK_FEATHER_PX = 4
 
@@ -61,12 +63,15 @@ class TimedOut(EngineError):
 
 @dataclass(frozen=True)
 class GenerateRequest:
+    """`owner` (a browser or session) may reuse its own prompt embeddings; "" never does."""
+
     prompt: str
     width: int
     height: int
     seed: int
     steps: int = presets.DEFAULT_STEPS
     shift: float = presets.DEFAULT_SHIFT
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class EditRequest:
     mask: Image.Image | None = None
     strength: float = presets.DEFAULT_STRENGTH
     steps: int = presets.DEFAULT_STEPS
+    owner: str = ""
 
     @property
     def width(self) -> int:
@@ -186,9 +192,11 @@ class Engine:
         description: str,
         omni: ZImageOmniPipeline | None = None,
         time_limit_s: float = 300.0,
+        prompt_embeddings: PromptEmbeddingCache | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.time_limit_s = time_limit_s
+        self.prompt_embeddings = prompt_embeddings
         self.kind = kind
         self.description = description
         self.attention_backend = "native"
@@ -279,6 +287,7 @@ class Engine:
             request.shift,
             request.seed,
             progress,
+            owner=request.owner,
             height=request.height,
             width=request.width,
             num_inference_steps=request.steps,
@@ -297,6 +306,7 @@ class Engine:
                 presets.DEFAULT_SHIFT,
                 request.seed,
                 progress,
+                owner=request.owner,
                 image=request.image,
                 mask_image=request.mask,
                 strength=request.strength,
@@ -315,6 +325,7 @@ class Engine:
                 presets.DEFAULT_SHIFT,
                 request.seed,
                 progress,
+                owner=request.owner,
                 image=request.image,
                 strength=request.strength,
                 num_inference_steps=steps,
@@ -350,17 +361,13 @@ class Engine:
         shift: float,
         seed: int,
         progress: ProgressCallback | None,
+        owner: str = "",
         **call_arguments: Any,
     ) -> tuple[Image.Image, Timings]:
-        """Encode the prompt, denoise to latents and decode, timing each stage."""
+        """Encode the prompt (or reuse the owner's encoding), denoise, decode; time each stage."""
         device = self.device
         started = time.perf_counter()
-        prompt_embeds, _ = pipeline.encode_prompt(
-            prompt,
-            device=device,
-            do_classifier_free_guidance=False,
-            max_sequence_length=presets.MAX_SEQUENCE_LENGTH,
-        )
+        prompt_embeds = self._encode(pipeline, prompt, owner)
         _synchronize(device)
         encoded = time.perf_counter()
 
@@ -388,6 +395,25 @@ class Engine:
             total_s=finished - started,
         )
         return image, timings
+
+    def _encode(self, pipeline: DiffusionPipeline, prompt: str, owner: str) -> list[torch.Tensor]:
+        reuse = self.prompt_embeddings is not None and owner != ""
+        if reuse and (known := self.prompt_embeddings.get(owner, prompt)) is not None:
+            return known
+        prompt_embeds, _ = pipeline.encode_prompt(
+            prompt,
+            device=self.device,
+            do_classifier_free_guidance=False,
+            max_sequence_length=presets.MAX_SEQUENCE_LENGTH,
+        )
+        if reuse:
+            self.prompt_embeddings.put(owner, prompt, prompt_embeds)
+        return prompt_embeds
+
+    def forget_prompts_of(self, owner: str) -> None:
+        """Drop the owner's cached prompt embeddings (their data is being deleted)."""
+        if self.prompt_embeddings is not None:
+            self.prompt_embeddings.forget_owner(owner)
 
     def _decode(self, latents: torch.Tensor) -> Image.Image:
         vae = self.pipeline.vae
@@ -442,6 +468,9 @@ class UnavailableEngine:
     def prompt_tokens(self, text: str) -> int:
         return 0
 
+    def forget_prompts_of(self, owner: str) -> None:
+        return None
+
 
 def create_preview_engine(with_omni: bool = False) -> Engine:
     """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline."""
@@ -484,16 +513,19 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
         engine.time_limit_s = settings.time_limit_s
         if settings.edit_model:
             engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
-        return engine
-    if settings.engine == "auto" and device == "cpu":
+    elif settings.engine == "auto" and device == "cpu":
         return UnavailableEngine("This Space has no GPU, so Z-Image cannot run here.")
-    try:
-        return create_diffusers_engine(settings, device)
-    except Exception as error:
-        if settings.engine == "diffusers" and not settings.on_space:
-            raise
-        logger.exception("loading %s failed", settings.model)
-        return UnavailableEngine(f"The model {settings.model} could not be loaded: {error}")
+    else:
+        try:
+            engine = create_diffusers_engine(settings, device)
+        except Exception as error:
+            if settings.engine == "diffusers" and not settings.on_space:
+                raise
+            logger.exception("loading %s failed", settings.model)
+            return UnavailableEngine(f"The model {settings.model} could not be loaded: {error}")
+    if settings.reuse_prompts:
+        engine.prompt_embeddings = PromptEmbeddingCache(ttl_s=settings.output_ttl_s)
+    return engine
 
 
 def create_diffusers_engine(settings: Settings, device: str) -> Engine:
@@ -507,9 +539,20 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
         omni=omni,
         time_limit_s=settings.time_limit_s,
     )
-    engine.attention_backend = select_attention_backend(pipeline, settings.attention, device)
-    if settings.compile:
-        pipeline.transformer.compile_repeated_blocks(fullgraph=True)
+    apply_speedups(engine, settings.attention, settings.compile)
     if settings.warmup:
-        engine.warm_up([r for category in presets.RESOLUTION_PRESETS.values() for r in category])
+        engine.warm_up(ALL_PRESETS)
     return engine
+
+
+def apply_speedups(engine: Engine, attention: str, compile_blocks: bool) -> None:
+    """The fastest attention backend that loads here, and optionally compiled blocks.
+
+    Only the repeated transformer blocks are compiled (regional compilation: seconds, not
+    minutes), with dynamic shapes so that a new resolution or prompt length does not recompile.
+    """
+    engine.attention_backend = select_attention_backend(
+        engine.pipeline, attention, str(engine.device)
+    )
+    if compile_blocks:
+        engine.pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)

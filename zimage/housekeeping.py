@@ -11,6 +11,7 @@ from pathlib import Path
 
 from zimage.analytics import UsageLog
 from zimage.cache import OutputCache, delete_files_older_than, delete_tree_contents
+from zimage.embeddings import PromptEmbeddingCache
 from zimage.memory import release_free_memory
 
 logger = logging.getLogger(__name__)
@@ -20,11 +21,19 @@ RETENTION_INTERVAL_S = 3600.0
 
 
 class Housekeeping:
-    def __init__(self, cache: OutputCache, usage_log: UsageLog | None, temp_dir: Path) -> None:
+    def __init__(
+        self,
+        cache: OutputCache,
+        usage_log: UsageLog | None,
+        temp_dir: Path,
+        prompt_embeddings: PromptEmbeddingCache | None = None,
+    ) -> None:
         self.cache = cache
         self.usage_log = usage_log
         self.temp_dir = temp_dir
         cache.add_sweep_task(self.sweep_temp_dir)
+        if prompt_embeddings is not None:
+            cache.add_sweep_task(prompt_embeddings.sweep_expired)
         cache.add_sweep_task(release_free_memory)
 
     def sweep_temp_dir(self) -> int:

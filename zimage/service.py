@@ -126,6 +126,7 @@ class ZImageService:
                 seed=choose_seed(seed, bool(randomize_seed)),
                 steps=check_steps(steps),
                 shift=check_number(shift, "Time shift", presets.MIN_SHIFT, presets.MAX_SHIFT),
+                owner=visitor.owner,
             )
             note.params = {
                 "resolution": f"{width}x{height}",
@@ -183,6 +184,7 @@ class ZImageService:
                 mask=mask_image,
                 strength=strength_value,
                 steps=steps_value,
+                owner=visitor.owner,
             )
             note.params = {
                 "resolution": f"{picture.width}x{picture.height}",
@@ -230,6 +232,7 @@ class ZImageService:
         """Delete the visitor's usage rows and cached outputs now; returns (rows, outputs)."""
         rows = self.usage_log.delete_for(visitor.pseudonym) if self.usage_log else 0
         outputs = self.cache.purge_owner(visitor.owner) if visitor.owner else 0
+        self.engine.forget_prompts_of(visitor.owner)
         return rows, outputs
 
     def _keep(
