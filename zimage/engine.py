@@ -295,42 +295,31 @@ class Engine:
         return GenerateResult(image=image, seed=request.seed, timings=timings)
 
     def _run_edit(self, request: EditRequest, progress: ProgressCallback | None) -> EditResult:
-        size = {"height": request.height, "width": request.width}
-        # Strength scales the steps actually run; always leave at least one.
-        steps = max(request.steps, math.ceil(1 / request.strength))
-        if request.mask is not None:
-            method = "inpaint"
-            image, timings = self._denoise_and_decode(
-                self.inpaint,
-                request.instruction,
-                presets.DEFAULT_SHIFT,
-                request.seed,
-                progress,
-                owner=request.owner,
-                image=request.image,
-                mask_image=request.mask,
-                strength=request.strength,
-                num_inference_steps=steps,
-                **size,
-            )
-            image = keep_outside_mask(request.image, image, request.mask)
-        elif self.omni is not None:
-            method = "omni"
+        if request.mask is None and self.omni is not None:
             image, timings = self._run_omni(request, progress)
-        else:
-            method = "img2img"
-            image, timings = self._denoise_and_decode(
-                self.img2img,
-                request.instruction,
-                presets.DEFAULT_SHIFT,
-                request.seed,
-                progress,
-                owner=request.owner,
-                image=request.image,
-                strength=request.strength,
-                num_inference_steps=steps,
-                **size,
-            )
+            return EditResult(image=image, seed=request.seed, method="omni", timings=timings)
+        method, pipeline, mask_argument = (
+            ("img2img", self.img2img, {})
+            if request.mask is None
+            else ("inpaint", self.inpaint, {"mask_image": request.mask})
+        )
+        image, timings = self._denoise_and_decode(
+            pipeline,
+            request.instruction,
+            presets.DEFAULT_SHIFT,
+            request.seed,
+            progress,
+            owner=request.owner,
+            image=request.image,
+            strength=request.strength,
+            # Strength scales the steps actually run; always leave at least one.
+            num_inference_steps=max(request.steps, math.ceil(1 / request.strength)),
+            height=request.height,
+            width=request.width,
+            **mask_argument,
+        )
+        if request.mask is not None:
+            image = keep_outside_mask(request.image, image, request.mask)
         return EditResult(image=image, seed=request.seed, method=method, timings=timings)
 
     @torch.inference_mode()
