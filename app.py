@@ -128,6 +128,7 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "pwa": False,
         "footer_links": ["api"],
         "show_error": True,
+        "head": ui.STORAGE_FALLBACK_HEAD,
     }
     options.update(overrides)
     space.demo.launch(**options)

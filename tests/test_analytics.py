@@ -286,7 +286,10 @@ def test_retention_job_purges_and_stops_promptly(db_path: Path, clock: FakeClock
     usage = UsageLog(db_path, retention_days=90, clock=clock)
     usage.record(make_event())
     clock.advance(days=91)
+    threads_before = set(threading.enumerate())
     usage.start_retention_job(interval_s=3600)
+    (job,) = [t for t in threading.enumerate() if t not in threads_before]
+    assert job.name == "usage-log-retention"
     deadline = time.monotonic() + 2
     while usage.aggregates() == [] and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -296,7 +299,7 @@ def test_retention_job_purges_and_stops_promptly(db_path: Path, clock: FakeClock
     start = time.monotonic()
     usage.stop_retention_job()
     assert time.monotonic() - start < 0.5
-    assert not any(t.name == "usage-log-retention" for t in threading.enumerate())
+    assert not job.is_alive()
     usage.close()
 
 

@@ -60,13 +60,19 @@ def counted_engine():
 
 def test_a_new_seed_skips_the_text_encoder_with_identical_pixels(counted_engine) -> None:
     engine, calls = counted_engine
-    first = engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="alice"))
+    first = engine.text_to_image(
+        GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="alice")
+    )
     assert len(calls) == 1
     engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=2, steps=2, owner="alice"))
     assert len(calls) == 1
-    again = engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="alice"))
+    again = engine.text_to_image(
+        GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="alice")
+    )
     assert encode_png(again.image) == encode_png(first.image)
-    fresh = create_preview_engine().text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2))
+    fresh = create_preview_engine().text_to_image(
+        GenerateRequest("a kite", 256, 256, seed=1, steps=2)
+    )
     assert encode_png(fresh.image) == encode_png(first.image)
 
 

@@ -129,7 +129,9 @@ def encode_png(image: Image.Image) -> bytes:
     clean = image.copy()
     clean.info = {}  # no text, ICC profile, transparency or EXIF from the source
     buf = io.BytesIO()
-    clean.save(buf, format="PNG", optimize=False, compress_level=6)
+    # Level 1: a quarter of level 6's encoding time at 1 MP for ~20% larger files; it runs
+    # inside the one-at-a-time GPU slot, so it delays the next request too.
+    clean.save(buf, format="PNG", optimize=False, compress_level=1)
     return buf.getvalue()
 
 

@@ -58,6 +58,25 @@ EXAMPLE_EDITS = [
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 
+# Some browsers refuse storage to cross-site frames (an embedded Space); Gradio's BrowserState
+# then fails to start. This keeps the visitor's choices in page memory instead, as PRIVACY.md
+# promises ("they last only while the page is open").
+STORAGE_FALLBACK_HEAD = """<script>
+(() => {
+  try { window.localStorage.getItem("zimage-space"); return; } catch (refused) {}
+  const memory = new Map();
+  const store = {
+    getItem: (key) => (memory.has(String(key)) ? memory.get(String(key)) : null),
+    setItem: (key, value) => { memory.set(String(key), String(value)); },
+    removeItem: (key) => { memory.delete(String(key)); },
+    clear: () => memory.clear(),
+    key: (index) => [...memory.keys()][index] ?? null,
+    get length() { return memory.size; },
+  };
+  Object.defineProperty(window, "localStorage", { configurable: true, get: () => store });
+})();
+</script>"""
+
 CORRECTION_NOTE = (
     "Correction does not apply here: you never enter personal details, and each row only "
     "describes a request your browser made."
@@ -431,6 +450,7 @@ def build_demo(service: ZImageService, settings: Settings, browser_secret: str) 
                 object_fit="contain",
                 interactive=False,
                 buttons=["download", "fullscreen"],
+                elem_id="history",
             )
             history_keys = gr.State([])
             delete_images = gr.Button("Delete my images now", variant="stop", size="sm")
@@ -593,6 +613,9 @@ def text_to_image_tab() -> TextToImageTab:
                 format="png",
                 interactive=False,
                 buttons=["download", "fullscreen"],
+                # Names the clickable preview for screen readers (it is a button).
+                alt_text="Generated image",
+                elem_id="result",
             )
             seed_used = gr.Number(value=None, label="Seed used", precision=0, interactive=False)
     gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
@@ -626,6 +649,7 @@ def edit_tab(service: ZImageService) -> EditTab:
                 brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
                 transforms=[],
                 layers=False,
+                elem_id="edit-image",
             )
             instruction = gr.Textbox(
                 label="Instruction",
@@ -651,6 +675,7 @@ def edit_tab(service: ZImageService) -> EditTab:
                 format="png",
                 interactive=False,
                 buttons=["download", "fullscreen"],
+                elem_id="edit-result",
             )
             with gr.Row():
                 seed_used = gr.Number(value=None, label="Seed used", precision=0, interactive=False)
@@ -690,7 +715,7 @@ def privacy_tab(handlers: Handlers, browser: gr.BrowserState) -> gr.Checkbox:
         confirm = gr.Button("Yes, delete everything", variant="stop")
         cancel = gr.Button("Cancel")
     status = gr.Markdown()
-    shown = gr.JSON(label="Data linked to this browser")
+    shown = gr.JSON(label="Data linked to this browser", elem_id="my-data")
 
     light = {"concurrency_limit": None, "api_visibility": "private"}
     show.click(handlers.show_my_data, inputs=browser, outputs=[shown, download], **light)

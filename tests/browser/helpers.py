@@ -1,0 +1,208 @@
+"""What a visitor does on the page, as small steps the browser tests share.
+
+`scope` is the page itself or the frame that holds the app (embedding tests).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import warnings
+from pathlib import Path
+
+from playwright.sync_api import Frame, Locator, Page, expect
+
+Scope = Page | Frame
+
+OPT_OUT = "Keep my requests out of the usage log"
+STORAGE_KEY = "zimage-space"  # gr.BrowserState's storage_key in zimage/ui.py
+SMALL = "256x256"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+IDLE_JS = """() => [...document.querySelectorAll('[data-testid="status-tracker"]')]
+    .every((tracker) => tracker.classList.contains("hide"))"""
+
+
+def is_queue_join(request) -> bool:
+    return "/gradio_api/queue/join" in request.url
+
+
+def wait_idle(scope: Scope) -> None:
+    """Wait until no event is pending or running (every status tracker hidden)."""
+    scope.wait_for_function(IDLE_JS)
+
+
+def open_app(page: Page, url: str) -> None:
+    """Load the app and wait until its page-load event (pseudonym, banner state) has run.
+
+    The page-load event is the page's first queued event: once its request has left, the
+    components it updates show as pending until it has finished.
+    """
+    with page.expect_request(is_queue_join):
+        page.goto(url)
+    wait_idle(page)
+    expect(banner(page).get_by_role("button", name="Privacy notice")).to_be_visible()
+
+
+def reload(page: Page) -> None:
+    with page.expect_request(is_queue_join):
+        page.reload()
+    wait_idle(page)
+    expect(banner(page).get_by_role("button", name="Privacy notice")).to_be_visible()
+
+
+# -- privacy notice ---------------------------------------------------------------------------
+
+
+def banner(scope: Scope) -> Locator:
+    return scope.locator("#privacy-banner")
+
+
+def banner_body(scope: Scope) -> Locator:
+    """The part of the notice that shows while it is open."""
+    return banner(scope).get_by_test_id("accordion-content")
+
+
+def banner_opt_out(scope: Scope) -> Locator:
+    return banner(scope).get_by_role("checkbox", name=OPT_OUT)
+
+
+def stored_choices(scope: Scope) -> str | None:
+    """The encrypted BrowserState value in localStorage (None before the first save)."""
+    return scope.evaluate("(key) => window.localStorage.getItem(key)", STORAGE_KEY)
+
+
+def wait_stored_change(scope: Scope, before: str | None) -> None:
+    """Wait until the browser has saved a new value of the visitor's choices."""
+    scope.wait_for_function(
+        "([key, before]) => window.localStorage.getItem(key) !== before", arg=[STORAGE_KEY, before]
+    )
+
+
+def open_tab(scope: Scope, name: str) -> Locator:
+    tab = scope.get_by_role("tab", name=name, exact=True)
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+    return scope.get_by_role("tabpanel")
+
+
+def fill_in(field: Locator, value: str, *, press: str = "", shows: Locator | None = None) -> None:
+    """Type `value` into a field (then press a key) and wait until `shows` has the value.
+
+    Typing goes to whatever has the focus when it arrives: if the page re-renders the field in
+    between (an accordion opening, say), it is lost. So it is checked, and typed again if lost.
+    """
+    shows = shows or field
+    for attempt in range(3):
+        field.fill(value)
+        if press:
+            field.press(press)
+        try:
+            expect(shows).to_have_value(value, timeout=3_000)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+            warnings.warn(f"typing {value!r} into {field} was lost; typing it again", stacklevel=2)
+
+
+# -- text to image ----------------------------------------------------------------------------
+
+
+def result_image(scope: Scope) -> Locator:
+    return scope.locator("#result img")
+
+
+def set_small_size(scope: Scope) -> None:
+    """Type a custom size into the resolution dropdown (it accepts any WIDTHxHEIGHT)."""
+    box = scope.get_by_role("combobox", name="Resolution (width x height)")
+    fill_in(box, SMALL, press="Enter")
+
+
+def set_steps(scope: Scope, steps: int) -> None:
+    panel = scope.get_by_role("tabpanel")
+    advanced = panel.get_by_role("button", name="Advanced settings")
+    steps_box = panel.get_by_role("spinbutton", name="number input for Steps")
+    if not steps_box.is_visible():
+        advanced.click()
+    slider = panel.get_by_role("slider", name="range slider for Steps")
+    fill_in(steps_box, str(steps), press="Enter", shows=slider)
+
+
+def current_src(scope: Scope) -> str | None:
+    image = result_image(scope)
+    return image.get_attribute("src") if image.count() else None
+
+
+def wait_new_result(scope: Scope, before: str | None) -> str:
+    """Wait until the Result shows an image other than `before`; returns its URL."""
+    scope.wait_for_function(
+        """(before) => {
+            const image = document.querySelector("#result img");
+            return image !== null && image.complete && image.naturalWidth > 0
+                && image.getAttribute("src") !== before;
+        }""",
+        arg=before,
+    )
+    wait_idle(scope)  # the history refresh that follows each run
+    return result_image(scope).get_attribute("src")
+
+
+def generate(scope: Scope, prompt: str = "a red kite over a grey sea") -> str:
+    """Text to image at 256x256 through the form; returns the Result image's URL."""
+    open_tab(scope, "Text to image")
+    fill_in(scope.get_by_role("textbox", name="Prompt"), prompt)
+    set_small_size(scope)
+    before = current_src(scope)
+    scope.get_by_role("button", name="Generate", exact=True).click()
+    return wait_new_result(scope, before)
+
+
+# -- edit -------------------------------------------------------------------------------------
+
+
+def upload_to_editor(scope: Scope, image: Path) -> None:
+    editor = scope.locator("#edit-image")
+    # The editor shows its toolbar once its canvas is ready; a file given sooner is lost.
+    expect(editor.get_by_role("button", name="Clear canvas")).to_be_visible()
+    editor.locator("input[type=file]").set_input_files(image)
+    expect(editor.get_by_text("Upload an image or select the draw tool")).to_be_hidden()
+
+
+def paint_stroke(scope: Scope, page: Page) -> None:
+    """Drag the brush across the middle of the editor's canvas (the server then reports
+    "inpaint", which proves the stroke reached it as a mask)."""
+    editor = scope.locator("#edit-image")
+    editor.get_by_role("button", name="Brush", exact=True).click()
+    box = editor.locator("canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.35)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.65, steps=12)
+    page.mouse.up()
+
+
+# -- history and your data --------------------------------------------------------------------
+
+
+def history_thumbnails(scope: Scope) -> Locator:
+    return scope.locator("#history").get_by_role("button", name=re.compile(r"^Thumbnail \d+ of"))
+
+
+def usage_rows(db: Path, pseudonym: str | None = None) -> int:
+    with sqlite3.connect(db) as connection:
+        if pseudonym is None:
+            return connection.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
+        return connection.execute(
+            "SELECT COUNT(*) FROM usage WHERE pseudonym = ?", (pseudonym,)
+        ).fetchone()[0]
+
+
+def newest_pseudonym(db: Path) -> str:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT pseudonym FROM usage ORDER BY id DESC").fetchone()[0]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data.startswith(PNG_MAGIC), data[:16]
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
