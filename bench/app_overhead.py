@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from local_app import free_port, preview_app_env  # a sibling: bench/ is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 START_TIMEOUT_S = 120
@@ -50,25 +51,9 @@ PROMPT = "A lighthouse on a basalt cliff at dusk"
 SHIFT = 3.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_app(folder: Path, port: int, threads: int | None) -> subprocess.Popen:
     """`python app.py` on the preview engine, its output in folder/server.log."""
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_TEMP_DIR": str(folder / "gradio"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-        "ZIMAGE_ENGINE": "preview",
-        "ZIMAGE_DATA_DIR": str(folder / "data"),
-    }
-    env.pop("SPACE_ID", None)
+    env = preview_app_env(folder, port)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     with (folder / "server.log").open("wb") as sink:

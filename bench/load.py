@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ import psutil
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
+from local_app import free_port, preview_app_env  # a sibling: bench/ is on sys.path
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,12 +238,6 @@ def run_client(
             client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def serving(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -256,17 +249,9 @@ def start_server(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Pop
     """`python app.py` on the preview engine; (process, URL, log file) once GET / is 200."""
     port = free_port()
     env = {
-        **os.environ,
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_TEMP_DIR": str(folder / "gradio"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-        "ZIMAGE_ENGINE": "preview",
-        "ZIMAGE_DATA_DIR": str(folder / "data"),
+        **preview_app_env(folder, port),
         "ZIMAGE_QUEUE_MAX": str(min(args.clients * args.requests * 2, QUEUE_MAX_LIMIT)),
     }
-    env.pop("SPACE_ID", None)
     log = folder / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
