@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -41,12 +40,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from local_app import free_port, preview_app_env  # a sibling: bench/ is on sys.path
+from local_app import (  # a sibling: bench/ is on sys.path
+    free_port,
+    percentile,
+    preview_app_env,
+    serving,
+    stop_app,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 START_TIMEOUT_S = 120
-STOP_TIMEOUT_S = 30
 PROMPT = "A lighthouse on a basalt cliff at dusk"
 SHIFT = 3.0
 
@@ -62,27 +66,6 @@ def start_app(folder: Path, port: int, threads: int | None) -> subprocess.Popen:
         )
 
 
-def stop_app(process: subprocess.Popen) -> int:
-    """SIGTERM, then kill if it has not ended within STOP_TIMEOUT_S; the exit status."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-def serving(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def service_durations_ms(folder: Path) -> list[float]:
     """The app's own time per /generate (validation to usage log), oldest first."""
     database = folder / "data" / "usage.sqlite3"
@@ -96,12 +79,6 @@ def service_durations_ms(folder: Path) -> list[float]:
     finally:
         connection.close()
     return [float(duration) for (duration,) in rows]
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(max(round(share * len(ordered) + 0.5) - 1, 0), len(ordered) - 1)]
 
 
 def main() -> None:

@@ -14,9 +14,7 @@ status is 1 when any request failed without an answer.
 from __future__ import annotations
 
 import argparse
-import math
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,19 +26,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
-from local_app import free_port, preview_app_env  # a sibling: bench/ is on sys.path
+from local_app import (  # a sibling: bench/ is on sys.path
+    free_port,
+    percentile,
+    preview_app_env,
+    serving,
+    stop_app,
+)
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "house.png"
 MB = 1024 * 1024
 START_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 30
 QUEUE_MAX_LIMIT = 10000  # the largest ZIMAGE_QUEUE_MAX the settings accept
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -238,13 +240,6 @@ def run_client(
             client.close()
 
 
-def serving(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def start_server(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Popen, str, Path]:
     """`python app.py` on the preview engine; (process, URL, log file) once GET / is 200."""
     port = free_port()
@@ -261,23 +256,11 @@ def start_server(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Pop
     deadline = time.monotonic() + START_TIMEOUT_S
     while not serving(url):
         if process.poll() is not None or time.monotonic() > deadline:
-            stop_server(process)
+            stop_app(process)
             tail = log.read_text(errors="replace")[-2000:]
             raise SystemExit(f"the app did not serve {url} within {START_TIMEOUT_S} s:\n{tail}")
         time.sleep(0.25)
     return process, url, log
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """SIGTERM, then kill if it has not ended within STOP_TIMEOUT_S."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class RssSampler:
@@ -303,14 +286,6 @@ class RssSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
 
 
 def latency_line(values: list[float]) -> str:
@@ -447,7 +422,7 @@ def main() -> int:
                 rss = (before, after, max(sampler.peak, after))
         finally:
             if process is not None:
-                stop_server(process)
+                stop_app(process)
         report(args, outcomes, wall_s, rss, server)
         if not args.url:
             errors = log.read_text(errors="replace").count("Traceback")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import socket
+import subprocess
 from pathlib import Path
+
+import httpx
+
+STOP_TIMEOUT_S = 30
 
 
 def free_port() -> int:
@@ -27,3 +34,31 @@ def preview_app_env(folder: Path, port: int) -> dict[str, str]:
     }
     env.pop("SPACE_ID", None)
     return env
+
+
+def serving(url: str) -> bool:
+    """Whether the app answers GET url with 200."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_app(process: subprocess.Popen) -> int:
+    """SIGTERM, then kill if it has not ended within STOP_TIMEOUT_S; the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
