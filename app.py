@@ -91,6 +91,7 @@ def build(settings: Settings) -> Space:
         max_megapixels=settings.edit_max_megapixels,
     )
     moderation = Moderation.load(settings.blocklist, settings.safety_model)
+    logger.info("content moderation: %s", "on" if moderation.enabled else "off")
     service = ZImageService(
         engine,
         limits,
