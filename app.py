@@ -10,6 +10,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,8 +21,11 @@ from zimage.settings import Settings, SettingsError
 if TYPE_CHECKING:
     import gradio as gr
 
+    from zimage.engine import Engine, UnavailableEngine
     from zimage.housekeeping import Housekeeping
+    from zimage.mcp_server import McpEndpoint
     from zimage.service import ZImageService
+    from zimage.ui import RunningRequests
 
 # Before gradio and huggingface_hub are imported: both read these once.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -32,16 +37,53 @@ logger = logging.getLogger("zimage.app")
 BLOCKED_PATHS = ["/etc", "/proc", "/sys", "/var", "/boot", os.path.expanduser("~/.ssh")]
 
 
+# Handlers that may hold a GPU-queue slot at once: one on the GPU, one decoding its input or
+# encoding its output meanwhile. The engine's own lock keeps GPU work one at a time.
+GPU_SLOTS = 2
+
+
 @dataclass
 class Space:
     demo: gr.Blocks
     service: ZImageService
     housekeeping: Housekeeping
+    running: RunningRequests
+    mcp: McpEndpoint | None
 
     def close(self) -> None:
         """Stop serving, stop the timers and delete every output and temp file."""
         self.demo.close()
         self.housekeeping.stop()
+
+    def shut_down(self, grace_s: float) -> bool:
+        """Answer the requests in flight (the running one is stopped at its next step), then
+        close; True when every request was answered within `grace_s`."""
+        deadline = time.monotonic() + grace_s
+        answered = self.service.shut_down(grace_s)
+        # Let Gradio deliver those answers before its server goes.
+        while gradio_jobs_running(self.demo) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.close()
+        logger.info("stopped %s", "cleanly" if answered else "with a request still running")
+        return answered
+
+    def app_kwargs(self) -> dict[str, object]:
+        """What Gradio's FastAPI app gets: our ASGI middleware and, for MCP, a lifespan."""
+        from starlette.middleware import Middleware
+
+        from zimage.mcp_server import McpRoute
+        from zimage.ui import CancelRelay
+
+        middleware = [Middleware(CancelRelay, running=self.running)]
+        if self.mcp is None:
+            return {"middleware": middleware}
+        middleware.append(Middleware(McpRoute, endpoint=self.mcp))
+        return {"middleware": middleware, "lifespan": self.mcp.lifespan}
+
+
+def gradio_jobs_running(demo: gr.Blocks) -> bool:
+    queue = getattr(demo, "_queue", None)
+    return any(job is not None for job in getattr(queue, "active_jobs", None) or ())
 
 
 def use_private_temp_dir(settings: Settings) -> Path:
@@ -54,8 +96,11 @@ def use_private_temp_dir(settings: Settings) -> Path:
     return folder
 
 
-def build(settings: Settings) -> Space:
-    """Settings -> engine -> services -> the Blocks app with its queue and housekeeping."""
+def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) -> Space:
+    """Settings -> engine -> services -> the Blocks app with its queue and housekeeping.
+
+    `engine` replaces the one the settings would load (benchmarks time the app around a stand-in).
+    """
     temp_dir = use_private_temp_dir(settings)
 
     from zimage import ui
@@ -65,11 +110,12 @@ def build(settings: Settings) -> Space:
     from zimage.engine import create_engine
     from zimage.housekeeping import Housekeeping
     from zimage.images import ImageLimits
+    from zimage.mcp_server import McpEndpoint
     from zimage.moderation import Moderation
     from zimage.privacy import browser_state_key
     from zimage.service import ZImageService
 
-    engine = create_engine(settings)
+    engine = engine or create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
     data_dir = Path(settings.data_dir)
     usage_log = (
@@ -101,14 +147,21 @@ def build(settings: Settings) -> Space:
         rate_limiter=RateLimiter(settings.rate_per_min),
     )
     secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
-    demo = ui.build_demo(service, settings, secret)
-    # api_open=False: the HTTP API cannot skip the queue and its one-at-a-time GPU slot.
-    demo.queue(api_open=False, default_concurrency_limit=1, max_size=settings.queue_max)
+    running = ui.RunningRequests()
+    demo = ui.build_demo(service, settings, secret, running, GPU_SLOTS)
+    # api_open=False: the HTTP API cannot skip the queue. The handlers holding GPU slots past the
+    # first count against ZIMAGE_QUEUE_MAX, so as many requests wait as before.
+    demo.queue(
+        api_open=False,
+        default_concurrency_limit=1,
+        max_size=max(1, settings.queue_max - (GPU_SLOTS - 1)),
+    )
     housekeeping = Housekeeping(
         cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None)
     )
     housekeeping.start()
-    return Space(demo, service, housekeeping)
+    mcp = McpEndpoint(service, settings) if settings.mcp else None
+    return Space(demo, service, housekeeping, running, mcp)
 
 
 def launch(space: Space, settings: Settings, **overrides: object) -> None:
@@ -130,13 +183,19 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "footer_links": ["api"],
         "show_error": True,
         "head": ui.STORAGE_FALLBACK_HEAD,
+        "app_kwargs": space.app_kwargs(),
     }
     options.update(overrides)
     space.demo.launch(**options)
 
 
-def stop_like_ctrl_c(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def prepare_zero_gpu() -> None:
+    """On ZeroGPU, `spaces` must be imported before torch touches CUDA (it patches torch)."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        try:
+            import spaces  # noqa: F401
+        except ImportError:
+            logger.warning("SPACES_ZERO_GPU is set but the spaces package is not installed")
 
 
 def main() -> int:
@@ -149,13 +208,20 @@ def main() -> int:
         print(f"Invalid setting: {error}", file=sys.stderr)
         return 2
     logger.info("settings: %s", settings.describe())
+    prepare_zero_gpu()
     space = build(settings)
-    # SIGTERM (a Space stopping, `docker stop`) ends the server like Ctrl-C does.
-    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
-    try:
-        launch(space, settings)
-    finally:
-        space.close()
+    stop = threading.Event()
+    # SIGTERM (a Space stopping, `docker stop`) and Ctrl-C both end the server cleanly.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    launch(space, settings, prevent_thread_lock=True)
+    stop.wait()
+    if not space.shut_down(settings.shutdown_grace_s):
+        # A GPU step still running after the grace period cannot be interrupted; everything of
+        # ours is deleted already, so leave without waiting for it (or for the interpreter to
+        # tear down threads that are still inside torch).
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

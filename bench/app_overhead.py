@@ -1,15 +1,15 @@
-"""What the app adds to a generation: the engine called directly against /generate over HTTP.
+"""What the app adds to a generation: the engine called directly against /text_to_image over HTTP.
 
     python bench/app_overhead.py [--runs 30] [--warm-up 3] [--size 256x256] [--steps 2]
                                  [--threads N] [--quick]
 
 Starts `python app.py` (preview engine, private temp and data folders, app defaults otherwise)
-on a free port of 127.0.0.1 and measures the cold start: from `Popen` to the first /generate
+on a free port of 127.0.0.1 and measures the cold start: from `Popen` to the first /text_to_image
 answered through `gradio_client`. Then it times the same preview generation, in turn
   (a) on an engine in this process: `create_preview_engine().text_to_image(...)`;
   (b) through `gradio_client` against the app: queue, HTTP, validation, PNG encoding, output
       cache, usage log, file download, and the client's own work;
-  (c) through the plain HTTP API with httpx (POST /gradio_api/call/generate, read the event
+  (c) through the plain HTTP API with httpx (POST /gradio_api/call/text_to_image, read the event
       stream, GET the PNG): the same server path without gradio_client,
 with the same prompt, size, steps and seed in each round (a new prompt every round, so the
 app's prompt-embedding reuse never applies and all of them run the text encoder), rotating
@@ -67,7 +67,7 @@ def start_app(folder: Path, port: int, threads: int | None) -> subprocess.Popen:
 
 
 def service_durations_ms(folder: Path) -> list[float]:
-    """The app's own time per /generate (validation to usage log), oldest first."""
+    """The app's own time per /text_to_image (validation to usage log), oldest first."""
     database = folder / "data" / "usage.sqlite3"
     if not database.exists():
         return []
@@ -115,16 +115,16 @@ def main() -> None:
         )
 
         def through_client(prompt: str, seed: int) -> str:
-            path, _ = client.predict(
+            gallery, _ = client.predict(
                 prompt=prompt,
                 resolution=args.size,
                 seed=seed,
                 randomize_seed=False,
                 steps=args.steps,
                 shift=SHIFT,
-                api_name="/generate",
+                api_name="/text_to_image",
             )
-            return path
+            return gallery[0]["image"]
 
         first_path = through_client(PROMPT, 0)
         answered = time.perf_counter()
@@ -139,15 +139,15 @@ def main() -> None:
         http = httpx.Client(base_url=url, timeout=60)
 
         def through_http(prompt: str, seed: int) -> bytes:
-            arguments = [prompt, args.size, seed, False, args.steps, SHIFT]
-            posted = http.post("/gradio_api/call/generate", json={"data": arguments})
+            arguments = [prompt, args.size, seed, False, args.steps, SHIFT, 1]
+            posted = http.post("/gradio_api/call/text_to_image", json={"data": arguments})
             event_id = posted.raise_for_status().json()["event_id"]
-            with http.stream("GET", f"/gradio_api/call/generate/{event_id}") as stream:
+            with http.stream("GET", f"/gradio_api/call/text_to_image/{event_id}") as stream:
                 body = "".join(stream.iter_text())
             event, _, data = body.partition("\ndata: ")
             if "complete" not in event:
-                raise SystemExit(f"/generate over HTTP failed: {body[:500]}")
-            return http.get(json.loads(data)[0]["url"]).raise_for_status().content
+                raise SystemExit(f"/text_to_image over HTTP failed: {body[:500]}")
+            return http.get(json.loads(data)[0][0]["image"]["url"]).raise_for_status().content
 
         if args.threads is not None:
             import torch
@@ -211,7 +211,7 @@ def main() -> None:
         f"app overhead: preview engine, {args.size}, {args.steps} steps, {args.runs} rounds, "
         f"torch threads {threads}"
     )
-    print(f"cold start                 {cold_start:.1f} s (Popen -> first /generate answered)")
+    print(f"cold start                 {cold_start:.1f} s (Popen -> first /text_to_image answered)")
     print(f"  until GET / answers 200  {served - started:.1f} s")
     print(f"  first request            {answered - served:.2f} s")
     print(f"(a) engine direct          median {median_ms('a'):.1f} ms")

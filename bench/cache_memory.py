@@ -74,7 +74,7 @@ def main() -> None:
             for index in range(count):
                 visitor = visitors[index % len(visitors)]
                 made += len(
-                    service.generate("benchmark", args.size, index, False, 2, 3.0, visitor).png
+                    service.generate("benchmark", args.size, index, False, 2, 3.0, visitor)[0].png
                 )
         return sampler.peak, made, time.perf_counter() - started
 

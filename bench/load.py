@@ -131,12 +131,12 @@ def write_files(folder: Path) -> Files:
 def bad_cases(files: Files) -> list[tuple[str, str, dict[str, Any]]]:
     """(endpoint, label, overrides of a good request) for each kind of bad input."""
     return [
-        ("/generate", "empty prompt", {"prompt": ""}),
-        ("/generate", "resolution 500x512", {"resolution": "500x512"}),
-        ("/generate", "resolution 'large'", {"resolution": "large"}),
-        ("/generate", "steps 0", {"steps": 0}),
-        ("/generate", "negative seed", {"seed": -1, "randomize_seed": False}),
-        ("/generate", "shift 11", {"shift": 11.0}),
+        ("/text_to_image", "empty prompt", {"prompt": ""}),
+        ("/text_to_image", "resolution 500x512", {"resolution": "500x512"}),
+        ("/text_to_image", "resolution 'large'", {"resolution": "large"}),
+        ("/text_to_image", "steps 0", {"steps": 0}),
+        ("/text_to_image", "negative seed", {"seed": -1, "randomize_seed": False}),
+        ("/text_to_image", "shift 11", {"shift": 11.0}),
         ("/edit", "strength 7", {"strength": 7.0}),
         ("/edit", "corrupt PNG", {"image": files.corrupt}),
         ("/edit", "text file as image", {"image": files.text}),
@@ -174,12 +174,12 @@ def plan(args: argparse.Namespace, files: Files) -> list[list[Request]]:
             }
             if rng.random() < args.bad_share:
                 endpoint, label, overrides = rng.choice(cases)
-                base = generate if endpoint == "/generate" else edit
+                base = generate if endpoint == "/text_to_image" else edit
                 requests.append(Request(endpoint, label, True, {**base, **overrides}))
                 continue
             kind = rng.choice(["generate", "generate", "edit", "edit with mask"])
             if kind == "generate":
-                requests.append(Request("/generate", kind, False, generate))
+                requests.append(Request("/text_to_image", kind, False, generate))
             else:
                 mask = files.mask if kind == "edit with mask" else None
                 requests.append(Request("/edit", kind, False, {**edit, "mask": mask}))
@@ -366,7 +366,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=4, help="per client")
     parser.add_argument("--bad-share", type=float, default=0.25)
     parser.add_argument("--url", help="an app already serving on 127.0.0.1")
-    parser.add_argument("--size", default="256x256", help="WIDTHxHEIGHT of /generate")
+    parser.add_argument("--size", default="256x256", help="WIDTHxHEIGHT of /text_to_image")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300, help="seconds per request")
     args = parser.parse_args()

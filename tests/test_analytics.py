@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ PROMPT = "a lighthouse made of orange marmalade"
 class FakeClock:
     """A settable UTC clock."""
 
-    def __init__(self, start: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)) -> None:
+    def __init__(self, start: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)) -> None:
         self.now = start
 
     def __call__(self) -> datetime:
@@ -164,9 +164,9 @@ def test_purge_folds_old_rows_into_aggregates(db_path: Path, clock: FakeClock) -
     ]
 
     # A row for an already-aggregated day adds to its count; Bob's row expires too.
-    clock.now = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
+    clock.now = datetime(2026, 3, 1, 18, 0, tzinfo=timezone.utc)
     usage.record(make_event())
-    clock.now = datetime(2026, 8, 1, tzinfo=UTC)
+    clock.now = datetime(2026, 8, 1, tzinfo=timezone.utc)
     assert usage.purge_expired() == 2
     assert usage.purge_expired() == 0
     counts = {(a["day"], a["endpoint"], a["outcome"]): a["count"] for a in usage.aggregates()}

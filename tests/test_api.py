@@ -1,14 +1,19 @@
-"""The /generate endpoint as a script sees it: through gradio_client against the served app."""
+"""The script endpoints as scripts see them: through gradio_client against the served app.
+
+`/text_to_image` is ours; `/generate` is the official Z-Image-Turbo Space's call, which public
+scripts use, so it must run unchanged here.
+"""
 
 import io
 
 import httpx
 import pytest
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 
-def generate(client, **overrides):
+def text_to_image(client, **overrides):
     arguments = dict(
         prompt="a lighthouse at dusk",
         resolution="512x256",
@@ -18,7 +23,7 @@ def generate(client, **overrides):
         shift=3.0,
     )
     arguments.update(overrides)
-    return client.predict(**arguments, api_name="/generate")
+    return client.predict(**arguments, api_name="/text_to_image")
 
 
 def read_bytes(path: str) -> bytes:
@@ -26,27 +31,38 @@ def read_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def test_generate_returns_a_png_of_the_requested_size_and_the_seed(client) -> None:
-    image_path, seed_used = generate(client)
-    data = read_bytes(image_path)
+def test_text_to_image_returns_pngs_of_the_requested_size_and_the_seed(client) -> None:
+    gallery, seed_used = text_to_image(client)
+    assert len(gallery) == 1
+    data = read_bytes(gallery[0]["image"])
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     image = Image.open(io.BytesIO(data))
-    assert image.format == "PNG"
     assert image.size == (512, 256)
     assert seed_used == 7
+    assert gallery[0]["caption"] == "seed 7"
+
+
+def test_several_images_have_consecutive_seeds_each_equal_to_its_single_run(client) -> None:
+    gallery, seed_used = text_to_image(client, num_images=3, resolution="256x256", seed=20)
+    assert seed_used == 20
+    assert [item["caption"] for item in gallery] == ["seed 20", "seed 21", "seed 22"]
+    batch = [Image.open(item["image"]).convert("RGB") for item in gallery]
+    alone = Image.open(text_to_image(client, resolution="256x256", seed=21)[0][0]["image"])
+    difference = max(abs(a - b) for a, b in zip(batch[1].tobytes(), alone.convert("RGB").tobytes()))
+    assert difference <= 2  # the same image, up to batched arithmetic
 
 
 def test_same_seed_is_byte_identical_and_another_seed_differs(client) -> None:
-    first = read_bytes(generate(client, seed=3)[0])
-    second = read_bytes(generate(client, seed=3)[0])
-    other = read_bytes(generate(client, seed=4)[0])
+    first = read_bytes(text_to_image(client, seed=3)[0][0]["image"])
+    second = read_bytes(text_to_image(client, seed=3)[0][0]["image"])
+    other = read_bytes(text_to_image(client, seed=4)[0][0]["image"])
     assert first == second
     assert first != other
 
 
 def test_random_seed_is_reported(client) -> None:
-    _, seed_a = generate(client, randomize_seed=True)
-    _, seed_b = generate(client, randomize_seed=True)
+    _, seed_a = text_to_image(client, randomize_seed=True)
+    _, seed_b = text_to_image(client, randomize_seed=True)
     assert isinstance(seed_a, int) and isinstance(seed_b, int)
     assert seed_a != seed_b
 
@@ -59,33 +75,122 @@ def test_random_seed_is_reported(client) -> None:
         ({"resolution": "4096x4096"}, "from 256 to 2048"),
         ({"resolution": "square"}, "WIDTHxHEIGHT"),
         ({"steps": 0}, "Steps must be"),
+        ({"steps": 2.5}, "Steps must be a whole number"),
         ({"shift": 99}, "Time shift must be"),
         ({"seed": -5}, "Seed must be"),
+        ({"num_images": 5}, "Number of images must be"),
     ],
 )
 def test_bad_parameters_get_a_readable_message(client, overrides, message) -> None:
     with pytest.raises(AppError, match=message):
-        generate(client, **overrides)
+        text_to_image(client, **overrides)
 
 
 def test_server_still_answers_after_errors(client) -> None:
     with pytest.raises(AppError):
-        generate(client, prompt="")
-    assert generate(client, seed=9)[1] == 9
+        text_to_image(client, prompt="")
+    assert text_to_image(client, seed=9)[1] == 9
 
 
-def test_api_documents_the_named_parameters(client) -> None:
-    info = client.view_api(print_info=False, return_format="dict")
-    endpoint = info["named_endpoints"]["/generate"]
-    names = [parameter["parameter_name"] for parameter in endpoint["parameters"]]
-    assert names == ["prompt", "resolution", "seed", "randomize_seed", "steps", "shift"]
-    assert len(endpoint["returns"]) == 2
+# -- the official Space's call --------------------------------------------------------------------
+
+
+def test_a_script_for_the_official_space_runs_unchanged(client) -> None:
+    # As public scripts call Tongyi-MAI/Z-Image-Turbo (only the Space id differs).
+    gallery, seed_text, seed_number = client.predict(
+        prompt="a red kite over the sea",
+        resolution="1024x1024 ( 1:1 )",
+        seed=42,
+        steps=2,
+        shift=3.0,
+        random_seed=False,
+        gallery_images=[],
+        api_name="/generate",
+    )
+    assert seed_text == "42" and seed_number == 42
+    assert len(gallery) == 1
+    assert Image.open(gallery[0]["image"]).size == (1024, 1024)
+
+
+def test_official_positional_order_and_a_gallery_to_extend(client) -> None:
+    first, _, _ = client.predict(
+        "a boat", "256x256 ( 1:1 )", 5, 2, 3.0, False, [], api_name="/generate"
+    )
+    earlier = [{"image": handle_file(first[0]["image"]), "caption": None}]
+    gallery, seed_text, seed_number = client.predict(
+        "a boat", "256x256", 6, 2, 3.0, False, earlier, api_name="/generate"
+    )
+    assert (seed_text, seed_number) == ("6", 6)
+    assert len(gallery) == 2  # the new image in front of the one sent back
+    assert read_bytes(gallery[1]["image"]) == read_bytes(first[0]["image"])
+
+
+def test_official_random_seed_and_minus_one(client) -> None:
+    _, text_a, number_a = client.predict(
+        prompt="a cat", resolution="256x256", steps=2, random_seed=True, api_name="/generate"
+    )
+    _, text_b, number_b = client.predict(
+        prompt="a cat",
+        resolution="256x256",
+        seed=-1,
+        steps=2,
+        random_seed=False,
+        api_name="/generate",
+    )
+    assert text_a == str(number_a) and text_b == str(number_b)
+    assert number_a >= 0 and number_b >= 0
+
+
+def test_official_call_with_only_a_prompt_uses_the_official_defaults(client) -> None:
+    gallery, _, _ = client.predict(prompt="a lamp", steps=1, api_name="/generate")
+    assert Image.open(gallery[0]["image"]).size == (1024, 1024)
+
+
+# -- what scripts and agents read about the API ------------------------------------------------------
+
+
+def test_api_documents_every_parameter_with_its_type(client) -> None:
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == [
+        "prompt",
+        "resolution",
+        "seed",
+        "steps",
+        "shift",
+        "random_seed",
+        "gallery_images",
+    ]
+    assert len(endpoints["/generate"]["returns"]) == 3
+    own = endpoints["/text_to_image"]["parameters"]
+    assert [p["parameter_name"] for p in own] == [
+        "prompt",
+        "resolution",
+        "seed",
+        "randomize_seed",
+        "steps",
+        "shift",
+        "num_images",
+    ]
+    for name in ("/generate", "/text_to_image", "/edit"):
+        for parameter in endpoints[name]["parameters"]:
+            assert parameter["python_type"]["description"], (name, parameter["parameter_name"])
+    types = {p["parameter_name"]: p["type"]["type"] for p in own}
+    assert types["seed"] == types["steps"] == types["num_images"] == "integer"
+    assert types["shift"] == "number"
+    edit = {p["parameter_name"]: p for p in endpoints["/edit"]["parameters"]}
+    assert edit["mask"]["parameter_has_default"] and edit["mask"]["parameter_default"] is None
+    assert not edit["image"]["parameter_has_default"]
+
+
+def test_only_the_documented_endpoints_are_public(client) -> None:
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/generate", "/text_to_image", "/edit"}
 
 
 def test_http_api_cannot_skip_the_queue(running_app) -> None:
     response = httpx.post(
-        f"{running_app.url}/gradio_api/run/generate",
-        json={"data": ["a cat", "256x256", 1, False, 2, 3.0]},
+        f"{running_app.url}/gradio_api/run/text_to_image",
+        json={"data": ["a cat", "256x256", 1, False, 2, 3.0, 1]},
         timeout=30,
     )
     assert response.status_code >= 400

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from gradio_client import Client
 
 from tests.conftest import free_port
@@ -60,16 +61,16 @@ def test_app_serves_expires_outputs_and_cleans_up_on_sigterm(tmp_path) -> None:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
 
         def generate(seed: int) -> bytes:
-            image_path, _ = client.predict(
+            gallery, _ = client.predict(
                 prompt="a kite",
                 resolution="256x256",
                 seed=seed,
                 randomize_seed=False,
                 steps=2,
                 shift=3.0,
-                api_name="/generate",
+                api_name="/text_to_image",
             )
-            return Path(image_path).read_bytes()
+            return Path(gallery[0]["image"]).read_bytes()
 
         png = generate(5)
         assert png.startswith(b"\x89PNG")
@@ -94,3 +95,51 @@ def test_app_serves_expires_outputs_and_cleans_up_on_sigterm(tmp_path) -> None:
     output = process.stdout.read().decode()
     assert "Preview engine" in output
     assert files_under(temp_dir) == [], "SIGTERM must delete every temp file"
+
+
+def test_sigterm_during_a_long_generation_answers_it_and_exits_cleanly(tmp_path) -> None:
+    port = free_port()
+    temp_dir = tmp_path / "gradio"
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_TEMP_DIR": str(temp_dir),
+        "ZIMAGE_DATA_DIR": str(tmp_path / "data"),
+        "ZIMAGE_ENGINE": "preview",
+        "ZIMAGE_SHUTDOWN_GRACE_S": "10",
+    }
+    env.pop("SPACE_ID", None)
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: process.poll() is None and serving(url), 60, "not serving within 60 s")
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
+        job = client.submit(
+            prompt="a long one",
+            resolution="2048x1952",
+            seed=1,
+            randomize_seed=False,
+            steps=50,
+            api_name="/text_to_image",
+        )
+        wait_until(lambda: bool(job.status().progress_data), 120, "the job never started")
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        exit_code = process.wait(timeout=40)
+        stopped_in = time.monotonic() - signalled
+        with pytest.raises(Exception, match="restarting"):
+            job.result(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = process.stdout.read().decode()
+    assert exit_code == 0, output
+    assert stopped_in < 10 + 5, output
+    assert "terminate called" not in output and "Traceback" not in output, output
+    assert files_under(temp_dir) == [], "shutdown must delete every temp file"

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -5,13 +7,12 @@ import torch
 from zimage import engine as engine_module
 from zimage.engine import (
     Engine,
-    EngineUnavailable,
     GenerateRequest,
     UnavailableEngine,
     create_engine,
-    gpu_seconds_needed,
     load_pipeline,
 )
+from zimage.errors import EngineUnavailable, TimedOut
 from zimage.images import encode_png
 from zimage.preview import build_preview_pipeline
 from zimage.settings import Settings
@@ -135,26 +136,31 @@ def test_failed_load_on_a_space_is_reported_not_raised(tmp_path) -> None:
         create_engine(local)
 
 
-def test_zero_gpu_wraps_the_gpu_work_with_a_sized_duration(monkeypatch) -> None:
-    calls: list[int] = []
-
-    class FakeSpaces:
-        @staticmethod
-        def GPU(function, duration):  # noqa: N802 - the real decorator's name
-            def run(*args):
-                calls.append(duration(*args))
-                return function(*args)
-
-            return run
-
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.setitem(__import__("sys").modules, "spaces", FakeSpaces)
-    engine = Engine(build_preview_pipeline(), kind="preview", description="test")
-    engine.text_to_image(request(steps=2))
-    assert calls == [gpu_seconds_needed(256, 256, 2)]
-    assert gpu_seconds_needed(2048, 1024, 8) > gpu_seconds_needed(1024, 1024, 8)
-
-
 def test_zero_gpu_decorator_is_absent_off_zero_gpu(monkeypatch) -> None:
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
     assert engine_module.zero_gpu_decorator() is None
+
+
+def test_a_stage_that_cannot_finish_in_time_is_not_started() -> None:
+    engine = Engine(build_preview_pipeline(), kind="preview", description="t", time_limit_s=1.0)
+    steps: list[int] = []
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        engine.text_to_image(
+            request(width=2048, height=1952, steps=4), progress=lambda i, n: steps.append(i)
+        )
+    elapsed = time.monotonic() - started
+    step_s = elapsed / max(1, len(steps))
+    assert len(steps) < 4  # stopped before running every step (and before decoding)
+    assert elapsed < 1.0 + 2 * step_s
+
+
+def test_work_the_measured_speed_says_cannot_fit_is_refused_at_once() -> None:
+    engine = Engine(build_preview_pipeline(), kind="preview", description="t", time_limit_s=5.0)
+    engine.text_to_image(request(steps=2))
+    assert engine.speed.seconds_per_step_megapixel is not None
+    engine.speed.seconds_per_step_megapixel = 1.0  # as if each step of a megapixel took 1 s
+    started = time.monotonic()
+    with pytest.raises(TimedOut, match="would take about 200 s"):
+        engine.text_to_image(request(width=2000, height=2000, steps=50))
+    assert time.monotonic() - started < 0.5

@@ -49,7 +49,7 @@ def test_safe_output_passes_the_classifier(preview_engine, tmp_path) -> None:
     model = save_tiny_safety_model(tmp_path / "flag-none", flag_everything=False)
     service = make_service(preview_engine)
     service.moderation = Moderation(classifier=ImageSafetyClassifier(str(model)))
-    assert service.generate("a kite", "256x256", 1, False, 2, 3.0, VISITOR).seed == 1
+    assert service.generate("a kite", "256x256", 1, False, 2, 3.0, VISITOR)[0].seed == 1
 
 
 def test_operator_settings_switch_moderation_on_for_the_api(blocklist_file, tmp_path) -> None:
@@ -62,9 +62,9 @@ def test_operator_settings_switch_moderation_on_for_the_api(blocklist_file, tmp_
         )
         arguments = dict(resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0)
         with pytest.raises(AppError, match="not allowed by this Space's content filter"):
-            client.predict(prompt="a bad   idea", **arguments, api_name="/generate")
+            client.predict(prompt="a bad   idea", **arguments, api_name="/text_to_image")
         with pytest.raises(AppError, match="withheld by this Space's content filter"):
-            client.predict(prompt="a kite", **arguments, api_name="/generate")
+            client.predict(prompt="a kite", **arguments, api_name="/text_to_image")
         client.close()
     finally:
         app.close()

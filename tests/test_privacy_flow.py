@@ -35,7 +35,7 @@ def generate(url: str, tmp_path: Path, headers: dict | None = None, prompt: str 
         randomize_seed=False,
         steps=2,
         shift=3.0,
-        api_name="/generate",
+        api_name="/text_to_image",
     )
     client.close()
 
@@ -121,7 +121,7 @@ def test_see_download_and_delete_my_data(logged_service) -> None:
 
 def test_another_browser_never_sees_my_images(logged_service) -> None:
     service, _ = logged_service
-    outcome = service.generate("a kite", "256x256", 1, False, 2, 3.0, visitor("p-owner"))
+    (outcome,) = service.generate("a kite", "256x256", 1, False, 2, 3.0, visitor("p-owner"))
     assert [entry.key for entry in service.outputs_of("p-owner")] == [outcome.cache_key]
     assert service.outputs_of("p-stranger") == []
     assert service.cache.get(outcome.cache_key, "p-stranger") is None
@@ -193,16 +193,16 @@ def test_gradio_defaults_that_break_the_policy_are_off(running_app) -> None:
 
 
 def test_output_png_carries_no_text_metadata(client) -> None:
-    path, _ = client.predict(
+    gallery, _ = client.predict(
         prompt="a kite",
         resolution="256x256",
         seed=1,
         randomize_seed=False,
         steps=2,
         shift=3.0,
-        api_name="/generate",
+        api_name="/text_to_image",
     )
-    data = Path(path).read_bytes()
+    data = Path(gallery[0]["image"]).read_bytes()
     for chunk in (b"tEXt", b"iTXt", b"zTXt", b"eXIf"):
         assert chunk not in data
 
@@ -244,3 +244,13 @@ def test_privacy_md_covers_prompt_embedding_reuse() -> None:
     assert defaults.reuse_prompts is True
     assert "`ZIMAGE_REUSE_PROMPTS=on`" in text
     assert "cached readings of your prompts" in text
+
+
+def test_privacy_md_covers_scripts_agents_and_cancelled_requests() -> None:
+    text = (ROOT / "PRIVACY.md").read_text()
+    defaults = Settings.from_env({})
+    assert defaults.mcp is True and "`ZIMAGE_MCP=off`" in text
+    assert "each MCP\nsession, is its own visitor" in text
+    assert "`cancelled`" in text and "nothing of it is kept" in text
+    assert "number of images" in text
+    assert "On a ZeroGPU Space this reuse is off" in text

@@ -11,7 +11,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.conftest import make_service, serve
-from zimage.engine import GenerateRequest, OutOfGpuMemory, TimedOut, create_preview_engine
+from zimage.engine import GenerateRequest, create_preview_engine
+from zimage.errors import OutOfGpuMemory, TimedOut
 from zimage.service import Visitor
 from zimage.validation import InputError
 
@@ -24,7 +25,7 @@ def generate(client, **overrides):
         prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
     )
     arguments.update(overrides)
-    return client.predict(**arguments, api_name="/generate")
+    return client.predict(**arguments, api_name="/text_to_image")
 
 
 def edit(client, **overrides):
@@ -157,7 +158,7 @@ def test_other_engine_failures_give_a_message_without_a_trace(
 def test_time_limit_stops_a_long_request(preview_engine) -> None:
     engine = create_preview_engine()
     engine.time_limit_s = 0.0
-    with pytest.raises(TimedOut, match="longer than 0 s"):
+    with pytest.raises(TimedOut, match="longer than the 0 s limit"):
         engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2))
     engine.time_limit_s = 300
     assert engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2)).seed == 1
@@ -224,7 +225,7 @@ def test_full_queue_answers_busy_and_recovers(tmp_path) -> None:
                 randomize_seed=False,
                 steps=1,
                 shift=3.0,
-                api_name="/generate",
+                api_name="/text_to_image",
             )
             for i in range(4)
         ]

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +85,14 @@ _INSERT = f"INSERT INTO usage ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?'
 
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)
 
 
 def _utc(moment: datetime) -> datetime:
     # A naive datetime from an injected clock is taken to be UTC already.
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def _iso(moment: datetime) -> str:

@@ -1,20 +1,27 @@
 """Loads the Z-Image pipelines (real or preview) and runs them behind one interface.
 
-All GPU work goes through one lock, so requests from both tabs and the API run one at a time.
-On a ZeroGPU Space the same work is wrapped in `spaces.GPU` with a duration sized to the request.
+A request is served in two halves. The serving process holds the one GPU slot (a lock, so the
+tabs, the API and MCP never run two GPU jobs at once), keeps per-visitor prompt embeddings and
+learns how fast steps run. The GPU half (`Engine.run_job`) gets a `GpuJob` of plain data and
+gives back plain data; on a ZeroGPU Space it runs inside `spaces.GPU`, i.e. in a forked worker
+that receives its arguments and returns its results by pickling, so nothing crosses but data:
+progress comes back as yielded `StepDone` events and a stop request travels through a
+`StopBoard` in shared memory.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +37,16 @@ from PIL import Image, ImageFilter
 
 from zimage import presets
 from zimage.embeddings import PromptEmbeddingCache
+from zimage.errors import (
+    INTERNAL_FAILURE,
+    Cancelled,
+    EngineError,
+    EngineUnavailable,
+    OutOfGpuMemory,
+    ShuttingDown,
+    TimedOut,
+)
+from zimage.jobs import JobControl, StopBoard, StopReason
 from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
 from zimage.settings import Settings
 
@@ -43,27 +60,20 @@ CUDA_ATTENTION_ORDER = ("flash", "native")
 ALL_PRESETS = [resolution for sizes in presets.RESOLUTION_PRESETS.values() for resolution in sizes]
 # Softens the seam where an inpainted region meets the untouched image.
 MASK_FEATHER_PX = 4
-
-
-class EngineError(RuntimeError):
-    """A request the engine could not finish; the message is meant for the visitor."""
-
-
-class EngineUnavailable(EngineError):
-    """The model could not be loaded; every request answers with this reason."""
-
-
-class OutOfGpuMemory(EngineError):
-    """The request did not fit in GPU memory; memory was freed for the next one."""
-
-
-class TimedOut(EngineError):
-    """The request ran past the time limit and was stopped."""
+# While waiting for the GPU slot, a stopped request leaves within this many seconds.
+SLOT_POLL_S = 0.2
+# ZeroGPU time budget: worker start-up, text encoder and VAE, then each step of one megapixel
+# (about 0.15 s on half an H200 in bfloat16, asked for with a 3x margin).
+ZERO_GPU_BASE_S = 10.0
+ZERO_GPU_STEP_MEGAPIXEL_S = 0.5
 
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """`owner` (a browser or session) may reuse its own prompt embeddings; "" never does."""
+    """`owner` (a browser or session) may reuse its own prompt embeddings; "" never does.
+
+    `num_images` images are made in one batch with seeds `seed`, `seed + 1`, ...
+    """
 
     prompt: str
     width: int
@@ -72,6 +82,15 @@ class GenerateRequest:
     steps: int = presets.DEFAULT_STEPS
     shift: float = presets.DEFAULT_SHIFT
     owner: str = ""
+    num_images: int = 1
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + index for index in range(self.num_images)]
+
+    @property
+    def steps_to_run(self) -> int:
+        return self.steps
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,7 @@ class EditRequest:
     strength: float = presets.DEFAULT_STRENGTH
     steps: int = presets.DEFAULT_STEPS
     owner: str = ""
+    num_images: int = 1
 
     @property
     def width(self) -> int:
@@ -93,6 +113,26 @@ class EditRequest:
     @property
     def height(self) -> int:
         return self.image.height
+
+    @property
+    def prompt(self) -> str:
+        return self.instruction
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed]
+
+    @property
+    def inference_steps(self) -> int:
+        # Strength scales the steps actually run; always leave at least one.
+        return max(self.steps, math.ceil(1 / self.strength))
+
+    @property
+    def steps_to_run(self) -> int:
+        return max(1, int(self.inference_steps * self.strength))
+
+
+Request = GenerateRequest | EditRequest
 
 
 @dataclass(frozen=True)
@@ -105,9 +145,17 @@ class Timings:
 
 @dataclass(frozen=True)
 class GenerateResult:
-    image: Image.Image
-    seed: int
+    images: list[Image.Image]
+    seeds: list[int]
     timings: Timings
+
+    @property
+    def image(self) -> Image.Image:
+        return self.images[0]
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
 
 
 @dataclass(frozen=True)
@@ -116,6 +164,48 @@ class EditResult:
     seed: int
     method: str
     timings: Timings
+
+
+# -- what crosses the GPU boundary: plain, picklable data ----------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuJob:
+    """One request's GPU work. `deadline` is a `time.monotonic()` value (one clock per machine,
+    so it holds in a forked worker); `prompt_embeds` are the owner's reused embeddings."""
+
+    job_id: int
+    request: Request
+    deadline: float
+    time_limit_s: float
+    prompt_embeds: list[torch.Tensor] | None = None
+    keep_prompt_embeds: bool = False
+
+
+@dataclass(frozen=True)
+class StepDone:
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class JobDone:
+    images: list[Image.Image]
+    method: str
+    timings: Timings
+    steps_run: int
+    prompt_embeds: list[torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """An EngineError raised in the GPU work, carried back as data: a ZeroGPU worker would
+    otherwise replace its message with the exception's class name."""
+
+    error: EngineError
+
+
+JobEvent = StepDone | JobDone | JobFailed
 
 
 def zero_gpu_decorator() -> Callable[..., Any] | None:
@@ -130,10 +220,44 @@ def zero_gpu_decorator() -> Callable[..., Any] | None:
     return spaces.GPU
 
 
-def gpu_seconds_needed(width: int, height: int, steps: int) -> int:
-    """A generous ZeroGPU time budget: fixed start-up plus time per step and megapixel."""
+def gpu_seconds_needed(
+    width: int, height: int, steps: int, images: int = 1, cap_s: float = 120.0
+) -> int:
+    """The ZeroGPU time to ask for: start-up plus time per step and megapixel, at most `cap_s`.
+
+    Visitors' daily ZeroGPU quotas are minutes, and a shorter ask gets a better queue place.
+    """
     megapixels = width * height / 1_000_000
-    return int(10 + steps * megapixels * 1.5)
+    wanted = ZERO_GPU_BASE_S + steps * megapixels * images * ZERO_GPU_STEP_MEGAPIXEL_S
+    return math.ceil(min(cap_s, wanted))
+
+
+class DenoiseSpeed:
+    """Seconds per step per megapixel, learned from finished requests (serving process)."""
+
+    def __init__(self, weight_of_new: float = 0.3) -> None:
+        self.weight_of_new = weight_of_new
+        self.seconds_per_step_megapixel: float | None = None
+
+    def learn(self, request: Request, denoise_s: float, steps_run: int) -> None:
+        work = steps_run * _megapixels(request) * request.num_images
+        if work <= 0 or denoise_s <= 0:
+            return
+        rate = denoise_s / work
+        known = self.seconds_per_step_megapixel
+        self.seconds_per_step_megapixel = (
+            rate if known is None else known + self.weight_of_new * (rate - known)
+        )
+
+    def predict_s(self, request: Request) -> float | None:
+        if self.seconds_per_step_megapixel is None:
+            return None
+        work = request.steps_to_run * _megapixels(request) * request.num_images
+        return work * self.seconds_per_step_megapixel
+
+
+def _megapixels(request: Request) -> float:
+    return request.width * request.height / 1_000_000
 
 
 def load_pipeline(model: str, device: str, dtype: torch.dtype) -> ZImagePipeline:
@@ -179,7 +303,7 @@ def _synchronize(device: torch.device) -> None:
 
 
 class Engine:
-    """Runs text-to-image and edits on loaded pipelines, one request at a time.
+    """Runs text-to-image and edits on loaded pipelines, one GPU job at a time.
 
     The edit pipelines are built from the text-to-image pipeline's components, so the weights
     exist once in memory whichever tab is used.
@@ -193,6 +317,7 @@ class Engine:
         omni: ZImageOmniPipeline | None = None,
         time_limit_s: float = 300.0,
         prompt_embeddings: PromptEmbeddingCache | None = None,
+        zero_gpu_max_s: float = 120.0,
     ) -> None:
         self.pipeline = pipeline
         self.time_limit_s = time_limit_s
@@ -200,22 +325,24 @@ class Engine:
         self.kind = kind
         self.description = description
         self.attention_backend = "native"
+        self.zero_gpu_max_s = zero_gpu_max_s
         self.img2img = ZImageImg2ImgPipeline(**pipeline.components)
         self.inpaint = ZImageInpaintPipeline(**pipeline.components)
         self.omni = omni
         for edit_pipeline in (self.img2img, self.inpaint):
             edit_pipeline.set_progress_bar_config(disable=True)
-        self._lock = threading.Lock()
+        self.speed = DenoiseSpeed()
+        self._slot = threading.Lock()
+        self._job_ids = itertools.count(1)
+        self._stop_board = StopBoard()
         self._base_scheduler_config = pipeline.scheduler.config
         gpu = zero_gpu_decorator()
-        if gpu is None:
-            self._run_text_to_image_on_gpu = self._run_text_to_image
-            self._run_edit_on_gpu = self._run_edit
-        else:
-            self._run_text_to_image_on_gpu = gpu(
-                self._run_text_to_image, duration=self._gpu_duration
-            )
-            self._run_edit_on_gpu = gpu(self._run_edit, duration=self._gpu_duration)
+        self.on_zero_gpu = gpu is not None
+        # On ZeroGPU the GPU half runs in a forked worker: a generator, so that its progress
+        # events come back one by one (spaces streams each yielded value back, pickled).
+        self._stream_on_gpu = (
+            gpu(self.stream_job, duration=self.zero_gpu_seconds) if gpu is not None else None
+        )
 
     @property
     def is_preview(self) -> bool:
@@ -231,31 +358,166 @@ class Engine:
         whole_image = "omni (image-conditioned model)" if self.omni is not None else "img2img"
         return f"{whole_image} without a mask, inpaint with a painted mask"
 
+    # -- the serving process's half -----------------------------------------------------------
+
     def text_to_image(
-        self, request: GenerateRequest, progress: ProgressCallback | None = None
+        self,
+        request: GenerateRequest,
+        progress: ProgressCallback | None = None,
+        control: JobControl | None = None,
     ) -> GenerateResult:
-        """Generate one image; the same request always gives the same pixels on one machine."""
-        with self._lock, self._recovering(request):
-            return self._run_text_to_image_on_gpu(request, progress)
+        """Generate `request.num_images` images; a request always gives the same pixels on one
+        machine, and image i of a batch is the image of seed `seed + i` alone."""
+        done = self._submit(request, progress, control)
+        return GenerateResult(images=done.images, seeds=request.seeds, timings=done.timings)
 
-    def edit(self, request: EditRequest, progress: ProgressCallback | None = None) -> EditResult:
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressCallback | None = None,
+        control: JobControl | None = None,
+    ) -> EditResult:
         """Change an image with an instruction: inpaint inside a mask, else the whole image."""
-        with self._lock, self._recovering(request):
-            return self._run_edit_on_gpu(request, progress)
-
-    def prompt_tokens(self, text: str) -> int:
-        """How many tokens the text encoder would read for this prompt, chat template included."""
-        tokenizer = self.pipeline.tokenizer
-        templated = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}],
-            tokenize=False,
-            add_generation_prompt=True,
-            enable_thinking=True,
+        done = self._submit(request, progress, control)
+        return EditResult(
+            image=done.images[0], seed=request.seed, method=done.method, timings=done.timings
         )
-        return len(tokenizer(templated).input_ids)
+
+    def stop_everything(self, reason: StopReason = StopReason.SHUTTING_DOWN) -> None:
+        """End the running job at its next step and refuse every later one (shutdown)."""
+        self._stop_board.stop_everything(reason)
+
+    def zero_gpu_seconds(self, job: GpuJob) -> int:
+        request = job.request
+        return gpu_seconds_needed(
+            request.width,
+            request.height,
+            request.steps_to_run,
+            request.num_images,
+            self.zero_gpu_max_s,
+        )
+
+    def _submit(
+        self, request: Request, progress: ProgressCallback | None, control: JobControl | None
+    ) -> JobDone:
+        started = time.monotonic()
+        self._refuse_what_cannot_fit(request)
+        control = control or JobControl()
+        with self._gpu_slot(control):
+            job = self._job_for(request, deadline=started + self.time_limit_s)
+            control.on_stop(lambda reason: self._stop_board.request_stop(job.job_id, reason))
+            try:
+                done = self._execute(job, progress, control)
+            finally:
+                control.on_stop(None)
+        if job.keep_prompt_embeds and done.prompt_embeds is not None:
+            assert self.prompt_embeddings is not None
+            self.prompt_embeddings.put(request.owner, request.prompt, done.prompt_embeds)
+        self.speed.learn(request, done.timings.denoise_s, done.steps_run)
+        return done
+
+    def _refuse_what_cannot_fit(self, request: Request) -> None:
+        predicted = self.speed.predict_s(request)
+        if predicted is not None and predicted > self.time_limit_s:
+            raise TimedOut(
+                f"This request would take about {predicted:.0f} s, over the "
+                f"{self.time_limit_s:g} s limit. Please try fewer steps or a smaller image."
+            )
 
     @contextmanager
-    def _recovering(self, request: GenerateRequest | EditRequest) -> Iterator[None]:
+    def _gpu_slot(self, control: JobControl) -> Iterator[None]:
+        """Hold the one GPU slot; a request stopped while it waits leaves without running."""
+        while not self._slot.acquire(timeout=SLOT_POLL_S):
+            _raise_for(control.stop_reason())
+        try:
+            _raise_for(control.stop_reason() or self._stop_board.reason_for_every_job())
+            yield
+        finally:
+            self._slot.release()
+
+    def _job_for(self, request: Request, deadline: float) -> GpuJob:
+        reuse = (
+            self.prompt_embeddings is not None
+            and request.owner != ""
+            and not (isinstance(request, EditRequest) and self._uses_omni(request))
+        )
+        known = self.prompt_embeddings.get(request.owner, request.prompt) if reuse else None
+        return GpuJob(
+            job_id=next(self._job_ids),
+            request=request,
+            deadline=deadline,
+            time_limit_s=self.time_limit_s,
+            prompt_embeds=known,
+            keep_prompt_embeds=reuse and known is None,
+        )
+
+    def _execute(
+        self, job: GpuJob, progress: ProgressCallback | None, control: JobControl
+    ) -> JobDone:
+        def on_step(event: StepDone) -> None:
+            if progress is not None:
+                progress(event.step, event.total)
+            reason = control.stop_reason()
+            if reason is not None:
+                self._stop_board.request_stop(job.job_id, reason)
+
+        if self._stream_on_gpu is None:
+            return self.run_job(job, on_step)
+        outcome: JobDone | None = None
+        for event in self._stream_on_gpu(job):
+            if isinstance(event, StepDone):
+                on_step(event)
+            elif isinstance(event, JobFailed):
+                raise event.error
+            else:
+                outcome = event
+        if outcome is None:
+            raise EngineError("The GPU worker ended without a result. Please try again.")
+        return outcome
+
+    # -- the GPU half: plain data in, plain data out --------------------------------------------
+
+    def stream_job(self, job: GpuJob) -> Iterator[JobEvent]:
+        """`run_job` as a stream of events, for a GPU function in another process (ZeroGPU).
+
+        The pipeline reports steps through a callback, so it runs in a thread of the worker and
+        its events are passed on as they come.
+        """
+        events: queue.SimpleQueue[JobEvent | None] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                events.put(self.run_job(job, events.put))
+            except EngineError as error:
+                events.put(JobFailed(error))
+            except BaseException as error:  # reaches the caller, not a silent dead thread
+                logger.exception("GPU job %d failed", job.job_id)
+                events.put(JobFailed(EngineError(INTERNAL_FAILURE)))
+                if not isinstance(error, Exception):
+                    raise
+            finally:
+                events.put(None)
+
+        threading.Thread(target=work, name=f"gpu-job-{job.job_id}", daemon=True).start()
+        while (event := events.get()) is not None:
+            yield event
+
+    def run_job(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
+        """Run one request's GPU work, reporting each denoising step; check before each stage
+        (text encoding, every step, decoding) that it may go on and can still finish in time."""
+        request = job.request
+        with self._freeing_memory_on_oom(request):
+            if isinstance(request, GenerateRequest):
+                return self._run_text_to_image(job, report)
+            if self._uses_omni(request):
+                return self._run_omni(job, report)
+            return self._run_edit(job, report)
+
+    def _uses_omni(self, request: EditRequest) -> bool:
+        return request.mask is None and self.omni is not None
+
+    @contextmanager
+    def _freeing_memory_on_oom(self, request: Request) -> Iterator[None]:
         """After a CUDA out-of-memory error, free what the failed request held."""
         try:
             yield
@@ -269,65 +531,63 @@ class Engine:
                 "Please try a smaller resolution."
             ) from None
 
-    def warm_up(self, resolutions: list[str]) -> None:
-        """Run each resolution once so compiled kernels exist before the first visitor."""
-        for resolution in resolutions:
-            width, height = (int(side) for side in resolution.split("x"))
-            self.text_to_image(GenerateRequest("warm-up", width, height, seed=0, steps=2))
+    def _check(self, job: GpuJob, next_stage_s: float = 0.0) -> None:
+        """Stop here if asked to, or if the next stage cannot finish before the deadline."""
+        _raise_for(self._stop_board.reason_for(job.job_id))
+        if time.monotonic() + next_stage_s > job.deadline:
+            raise TimedOut(
+                f"The request would take longer than the {job.time_limit_s:g} s limit and was "
+                "stopped. Please try fewer steps or a smaller image."
+            )
 
-    def _gpu_duration(self, request: GenerateRequest | EditRequest, progress: object) -> int:
-        return gpu_seconds_needed(request.width, request.height, request.steps)
-
-    def _run_text_to_image(
-        self, request: GenerateRequest, progress: ProgressCallback | None
-    ) -> GenerateResult:
-        image, timings = self._denoise_and_decode(
+    def _run_text_to_image(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
+        request = job.request
+        assert isinstance(request, GenerateRequest)
+        return self._denoise_and_decode(
+            job,
+            report,
             self.pipeline,
-            request.prompt,
+            "text-to-image",
             request.shift,
-            request.seed,
-            progress,
-            owner=request.owner,
             height=request.height,
             width=request.width,
             num_inference_steps=request.steps,
+            num_images_per_prompt=request.num_images,
         )
-        return GenerateResult(image=image, seed=request.seed, timings=timings)
 
-    def _run_edit(self, request: EditRequest, progress: ProgressCallback | None) -> EditResult:
-        if request.mask is None and self.omni is not None:
-            image, timings = self._run_omni(request, progress)
-            return EditResult(image=image, seed=request.seed, method="omni", timings=timings)
+    def _run_edit(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
+        request = job.request
+        assert isinstance(request, EditRequest)
         method, pipeline, mask_argument = (
             ("img2img", self.img2img, {})
             if request.mask is None
             else ("inpaint", self.inpaint, {"mask_image": request.mask})
         )
-        image, timings = self._denoise_and_decode(
+        done = self._denoise_and_decode(
+            job,
+            report,
             pipeline,
-            request.instruction,
+            method,
             presets.DEFAULT_SHIFT,
-            request.seed,
-            progress,
-            owner=request.owner,
             image=request.image,
             strength=request.strength,
-            # Strength scales the steps actually run; always leave at least one.
-            num_inference_steps=max(request.steps, math.ceil(1 / request.strength)),
+            num_inference_steps=request.inference_steps,
             height=request.height,
             width=request.width,
             **mask_argument,
         )
-        if request.mask is not None:
-            image = keep_outside_mask(request.image, image, request.mask)
-        return EditResult(image=image, seed=request.seed, method=method, timings=timings)
+        if request.mask is None:
+            return done
+        kept = [keep_outside_mask(request.image, image, request.mask) for image in done.images]
+        return JobDone(kept, done.method, done.timings, done.steps_run, done.prompt_embeds)
 
     @torch.inference_mode()
-    def _run_omni(
-        self, request: EditRequest, progress: ProgressCallback | None
-    ) -> tuple[Image.Image, Timings]:
-        assert self.omni is not None
+    def _run_omni(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
+        request = job.request
+        assert isinstance(request, EditRequest) and self.omni is not None
+        self._check(job)
         started = time.perf_counter()
+        steps = _StepWatch(self, job, report)
         image = self.omni(
             prompt=request.instruction,
             image=[request.image],
@@ -336,45 +596,50 @@ class Engine:
             num_inference_steps=request.steps,
             guidance_scale=presets.GUIDANCE_SCALE,
             generator=torch.Generator("cpu").manual_seed(request.seed),
-            callback_on_step_end=_step_callback(progress, self.time_limit_s),
+            callback_on_step_end=steps.on_step_end,
         ).images[0]
         _synchronize(self.device)
         total = time.perf_counter() - started
-        return image, Timings(text_encoder_s=0.0, denoise_s=total, vae_s=0.0, total_s=total)
+        timings = Timings(text_encoder_s=0.0, denoise_s=total, vae_s=0.0, total_s=total)
+        return JobDone([image], "omni", timings, steps.done)
 
     @torch.inference_mode()
     def _denoise_and_decode(
         self,
+        job: GpuJob,
+        report: Callable[[StepDone], None],
         pipeline: DiffusionPipeline,
-        prompt: str,
+        method: str,
         shift: float,
-        seed: int,
-        progress: ProgressCallback | None,
-        owner: str = "",
         **call_arguments: Any,
-    ) -> tuple[Image.Image, Timings]:
+    ) -> JobDone:
         """Encode the prompt (or reuse the owner's encoding), denoise, decode; time each stage."""
+        request = job.request
         device = self.device
         started = time.perf_counter()
-        prompt_embeds = self._encode(pipeline, prompt, owner)
+        self._check(job)
+        prompt_embeds = job.prompt_embeds or self._encode(pipeline, request.prompt)
         _synchronize(device)
         encoded = time.perf_counter()
 
         pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
             self._base_scheduler_config, shift=shift
         )
+        steps = _StepWatch(self, job, report)
+        self._check(job)
         latents = pipeline(
             prompt_embeds=prompt_embeds,
             guidance_scale=presets.GUIDANCE_SCALE,
-            generator=torch.Generator("cpu").manual_seed(seed),
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in request.seeds],
             output_type="latent",
-            callback_on_step_end=_step_callback(progress, self.time_limit_s),
+            callback_on_step_end=steps.on_step_end,
             **call_arguments,
         ).images
         _synchronize(device)
         denoised = time.perf_counter()
 
-        image = self._decode(latents)
+        self._check(job)
+        images = self._decode(latents)
         _synchronize(device)
         finished = time.perf_counter()
         timings = Timings(
@@ -383,49 +648,75 @@ class Engine:
             vae_s=finished - denoised,
             total_s=finished - started,
         )
-        return image, timings
+        kept_embeds = prompt_embeds if job.keep_prompt_embeds else None
+        return JobDone(images, method, timings, steps.done, kept_embeds)
 
-    def _encode(self, pipeline: DiffusionPipeline, prompt: str, owner: str) -> list[torch.Tensor]:
-        reuse = self.prompt_embeddings is not None and owner != ""
-        if reuse and (known := self.prompt_embeddings.get(owner, prompt)) is not None:
-            return known
+    def _encode(self, pipeline: DiffusionPipeline, prompt: str) -> list[torch.Tensor]:
         prompt_embeds, _ = pipeline.encode_prompt(
             prompt,
             device=self.device,
             do_classifier_free_guidance=False,
             max_sequence_length=presets.MAX_SEQUENCE_LENGTH,
         )
-        if reuse:
-            self.prompt_embeddings.put(owner, prompt, prompt_embeds)
         return prompt_embeds
+
+    def _decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        vae = self.pipeline.vae
+        latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+        decoded = vae.decode(latents, return_dict=False)[0]
+        return self.pipeline.image_processor.postprocess(decoded, output_type="pil")
+
+    # -- the rest -------------------------------------------------------------------------------
+
+    def prompt_tokens(self, text: str) -> int:
+        """How many tokens the text encoder would read for this prompt, chat template included."""
+        tokenizer = self.pipeline.tokenizer
+        templated = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}],
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=True,
+        )
+        return len(tokenizer(templated).input_ids)
 
     def forget_prompts_of(self, owner: str) -> None:
         """Drop the owner's cached prompt embeddings (their data is being deleted)."""
         if self.prompt_embeddings is not None:
             self.prompt_embeddings.forget_owner(owner)
 
-    def _decode(self, latents: torch.Tensor) -> Image.Image:
-        vae = self.pipeline.vae
-        latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
-        decoded = vae.decode(latents, return_dict=False)[0]
-        return self.pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
+    def warm_up(self, resolutions: list[str]) -> None:
+        """Run each resolution once so compiled kernels exist before the first visitor."""
+        for resolution in resolutions:
+            width, height = (int(side) for side in resolution.split("x"))
+            self.text_to_image(GenerateRequest("warm-up", width, height, seed=0, steps=2))
 
 
-def _step_callback(progress: ProgressCallback | None, time_limit_s: float) -> Callable[..., dict]:
-    """A diffusers step-end callback: reports (step done, steps to run), enforces the limit."""
-    deadline = time.monotonic() + time_limit_s
+def _raise_for(reason: StopReason | None) -> None:
+    if reason is StopReason.CANCELLED:
+        raise Cancelled()
+    if reason is StopReason.SHUTTING_DOWN:
+        raise ShuttingDown()
 
-    def on_step_end(pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
-        if time.monotonic() > deadline:
-            raise TimedOut(
-                f"The request took longer than {time_limit_s:g} s and was stopped. "
-                "Please try fewer steps or a smaller image."
-            )
-        if progress is not None:
-            progress(step + 1, pipeline.num_timesteps)
+
+@dataclass
+class _StepWatch:
+    """A diffusers step-end callback: reports each step and checks before the next one, using
+    the last step's duration to stop a request that could no longer finish in time."""
+
+    engine: Engine
+    job: GpuJob
+    report: Callable[[StepDone], None]
+    done: int = 0
+    last_step_at: float = field(default_factory=time.monotonic)
+
+    def on_step_end(self, pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+        now = time.monotonic()
+        step_s, self.last_step_at = now - self.last_step_at, now
+        self.done = step + 1
+        total = pipeline.num_timesteps
+        self.report(StepDone(self.done, total))
+        self.engine._check(self.job, next_stage_s=step_s if self.done < total else 0.0)
         return tensors
-
-    return on_step_end
 
 
 def keep_outside_mask(original: Image.Image, edited: Image.Image, mask: Image.Image) -> Image.Image:
@@ -439,20 +730,31 @@ class UnavailableEngine:
 
     kind = "unavailable"
     is_preview = False
+    on_zero_gpu = False
     attention_backend = "none"
+    edit_methods = "none"
 
     def __init__(self, reason: str) -> None:
         self.description = reason
 
-    edit_methods = "none"
-
     def text_to_image(
-        self, request: GenerateRequest, progress: ProgressCallback | None = None
+        self,
+        request: GenerateRequest,
+        progress: ProgressCallback | None = None,
+        control: JobControl | None = None,
     ) -> GenerateResult:
         raise EngineUnavailable(self.description)
 
-    def edit(self, request: EditRequest, progress: ProgressCallback | None = None) -> EditResult:
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressCallback | None = None,
+        control: JobControl | None = None,
+    ) -> EditResult:
         raise EngineUnavailable(self.description)
+
+    def stop_everything(self, reason: StopReason = StopReason.SHUTTING_DOWN) -> None:
+        return None
 
     def prompt_tokens(self, text: str) -> int:
         return 0
@@ -500,6 +802,7 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
     ):
         engine = create_preview_engine()
         engine.time_limit_s = settings.time_limit_s
+        engine.zero_gpu_max_s = settings.zero_gpu_max_s
         if settings.edit_model:
             engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
     elif settings.engine == "auto" and device == "cpu":
@@ -512,7 +815,11 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
                 raise
             logger.exception("loading %s failed", settings.model)
             return UnavailableEngine(f"The model {settings.model} could not be loaded: {error}")
-    if settings.reuse_prompts:
+    if settings.reuse_prompts and engine.on_zero_gpu:
+        # Each ZeroGPU call may run in a fresh worker: embeddings kept there would be lost, and
+        # sending them back and forth costs more than encoding the prompt again.
+        logger.info("prompt-embedding reuse is off on ZeroGPU")
+    elif settings.reuse_prompts:
         engine.prompt_embeddings = PromptEmbeddingCache(ttl_s=settings.output_ttl_s)
     return engine
 
@@ -527,9 +834,15 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
         description=f"Z-Image ({settings.model}) on {device}",
         omni=omni,
         time_limit_s=settings.time_limit_s,
+        zero_gpu_max_s=settings.zero_gpu_max_s,
     )
-    apply_speedups(engine, settings.attention, settings.compile)
-    if settings.warmup:
+    compile_blocks = settings.compile and not engine.on_zero_gpu
+    if settings.compile and not compile_blocks:
+        logger.warning("ZIMAGE_COMPILE is ignored on ZeroGPU, which does not support torch.compile")
+    apply_speedups(engine, settings.attention, compile_blocks)
+    if settings.warmup and engine.on_zero_gpu:
+        logger.warning("ZIMAGE_WARMUP is ignored on ZeroGPU: the GPU exists only inside requests")
+    elif settings.warmup:
         engine.warm_up(ALL_PRESETS)
     return engine
 

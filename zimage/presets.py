@@ -12,6 +12,9 @@ MAX_SHIFT = 10.0
 GUIDANCE_SCALE = 0.0
 MAX_SEQUENCE_LENGTH = 512
 
+# Images made in one run (seeds s, s+1, ...), as one batch on the GPU.
+MAX_IMAGES_PER_RUN = 4
+
 # Seeds are drawn from and validated against this range (fits a 32-bit integer in every client).
 MAX_SEED = 2**31 - 1
 

@@ -6,6 +6,7 @@ allows (operator setting, the visitor's toggle, Global Privacy Control / Do Not 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,13 +22,18 @@ from zimage.cache import CacheEntry, OutputCache
 from zimage.engine import (
     EditRequest,
     Engine,
-    EngineUnavailable,
     GenerateRequest,
-    OutOfGpuMemory,
     ProgressCallback,
-    TimedOut,
     Timings,
     UnavailableEngine,
+)
+from zimage.errors import (
+    Cancelled,
+    EngineError,
+    EngineUnavailable,
+    OutOfGpuMemory,
+    ShuttingDown,
+    TimedOut,
 )
 from zimage.images import (
     ImageInputError,
@@ -38,6 +44,7 @@ from zimage.images import (
     load_mask,
     painted_mask,
 )
+from zimage.jobs import JobControl
 from zimage.moderation import ContentFlagged, Moderation
 from zimage.privacy import analytics_allowed
 from zimage.validation import (
@@ -103,6 +110,9 @@ class ZImageService:
         self.usage_log = usage_log
         self.moderation = moderation or Moderation()
         self.rate_limiter = rate_limiter or RateLimiter(0)
+        self._shutting_down = False
+        self._in_flight = 0
+        self._idle = threading.Condition()
 
     def generate(
         self,
@@ -114,36 +124,49 @@ class ZImageService:
         shift: object,
         visitor: Visitor,
         progress: ProgressCallback | None = None,
-    ) -> ImageOutcome:
-        """Text-to-image. Raises InputError for a bad parameter, EngineUnavailable without model."""
+        control: JobControl | None = None,
+        num_images: object = 1,
+    ) -> list[ImageOutcome]:
+        """Text-to-image: `num_images` images with seeds s, s+1, ... in one GPU batch.
+
+        Raises InputError for a bad parameter, EngineUnavailable without a model, Cancelled
+        when the caller stops it.
+        """
         with self._logged("generate", visitor) as note:
-            self.rate_limiter.admit(visitor.client_ip)
+            self._admit(visitor)
             width, height = parse_resolution(resolution)
+            count = check_integer(num_images, "Number of images", 1, presets.MAX_IMAGES_PER_RUN)
             request = GenerateRequest(
                 prompt=self._checked_text(prompt, "prompt"),
                 width=width,
                 height=height,
-                seed=choose_seed(seed, bool(randomize_seed)),
+                seed=choose_seed(seed, bool(randomize_seed), room=count - 1),
                 steps=check_steps(steps),
                 shift=check_number(shift, "Time shift", presets.MIN_SHIFT, presets.MAX_SHIFT),
                 owner=visitor.owner,
+                num_images=count,
             )
             note.params = {
                 "resolution": f"{width}x{height}",
                 "steps": request.steps,
                 "shift": request.shift,
+                "images": count,
             }
             note.prompt = request.prompt
-            result = self.engine.text_to_image(request, progress)
-            self.moderation.check_output(result.image)
-            return self._keep(
-                visitor,
-                result.image,
-                result.seed,
-                "text-to-image",
-                result.timings,
-                {"prompt": request.prompt, **note.params},
-            )
+            result = self.engine.text_to_image(request, progress, control)
+            for image in result.images:
+                self.moderation.check_output(image)
+            return [
+                self._keep(
+                    visitor,
+                    image,
+                    seed,
+                    "text-to-image",
+                    result.timings,
+                    {"prompt": request.prompt, **note.params},
+                )
+                for image, seed in zip(result.images, result.seeds)
+            ]
 
     def edit(
         self,
@@ -157,13 +180,14 @@ class ZImageService:
         visitor: Visitor,
         progress: ProgressCallback | None = None,
         mask_layers: Sequence[Source] = (),
+        control: JobControl | None = None,
     ) -> ImageOutcome:
         """Edit an image. `mask` (white = change) or painted `mask_layers` select inpainting.
 
         Raises InputError / ImageInputError for bad input, EngineUnavailable without a model.
         """
         with self._logged("edit", visitor) as note:
-            self.rate_limiter.admit(visitor.client_ip)
+            self._admit(visitor)
             text = self._checked_text(instruction, "instruction")
             strength_value = check_number(
                 strength, "Strength", presets.MIN_STRENGTH, presets.MAX_STRENGTH
@@ -192,7 +216,7 @@ class ZImageService:
                 "strength": strength_value,
             }
             note.prompt = text
-            result = self.engine.edit(request, progress)
+            result = self.engine.edit(request, progress, control)
             note.params["method"] = result.method
             self.moderation.check_output(result.image)
             return self._keep(
@@ -203,6 +227,19 @@ class ZImageService:
                 result.timings,
                 {"instruction": text, **note.params},
             )
+
+    def shut_down(self, grace_s: float) -> bool:
+        """Refuse new requests, stop the running one at its next step, and wait up to `grace_s`
+        for every request to be answered; True when none is left."""
+        self._shutting_down = True
+        self.engine.stop_everything()
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace_s)
+
+    def _admit(self, visitor: Visitor) -> None:
+        if self._shutting_down:
+            raise ShuttingDown()
+        self.rate_limiter.admit(visitor.client_ip)
 
     def _checked_text(self, text: object, what: str) -> str:
         """Non-empty, within the character and token limits, and past the prompt filter."""
@@ -255,6 +292,8 @@ class ZImageService:
         note = _UsageNote()
         started = time.perf_counter()
         outcome = "ok"
+        with self._idle:
+            self._in_flight += 1
         try:
             yield note
         except Exception as error:
@@ -262,6 +301,9 @@ class ZImageService:
             raise
         finally:
             self._record(endpoint, visitor, note, time.perf_counter() - started, outcome)
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def _record(
         self, endpoint: str, visitor: Visitor, note: _UsageNote, duration_s: float, outcome: str
@@ -284,7 +326,10 @@ class ZImageService:
         )
 
 
+# Errors whose message is written for the visitor; anything else is logged and summarised.
+VISITOR_ERRORS = (InputError, ImageInputError, EngineError, RateLimited, ContentFlagged)
 OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
+    (Cancelled, "cancelled"),
     (ContentFlagged, "flagged"),
     (RateLimited, "error:rate_limited"),
     (InputError, "error:input"),
@@ -292,6 +337,7 @@ OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (OutOfGpuMemory, "error:out_of_memory"),
     (TimedOut, "error:timeout"),
     (EngineUnavailable, "error:unavailable"),
+    (ShuttingDown, "error:shutting_down"),
 )
 
 

@@ -56,6 +56,9 @@ class Settings:
     blocklist: str = ""
     safety_model: str = ""
     reuse_prompts: bool = True
+    zero_gpu_max_s: int = 120
+    mcp: bool = True
+    shutdown_grace_s: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +101,11 @@ class Settings:
             blocklist=reader.existing_file("ZIMAGE_BLOCKLIST"),
             safety_model=reader.text("ZIMAGE_SAFETY_MODEL", "", allow_empty=True),
             reuse_prompts=reader.flag("ZIMAGE_REUSE_PROMPTS", cls.reuse_prompts),
+            zero_gpu_max_s=reader.integer("ZIMAGE_ZEROGPU_MAX_S", cls.zero_gpu_max_s, 15, 300),
+            mcp=reader.flag("ZIMAGE_MCP", cls.mcp),
+            shutdown_grace_s=reader.integer(
+                "ZIMAGE_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, 1, 300
+            ),
         )
 
     def describe(self) -> dict[str, Any]:

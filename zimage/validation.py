@@ -67,8 +67,10 @@ def check_integer(value: object, name: str, low: int, high: int) -> int:
     return int(number)
 
 
-def choose_seed(seed: object, randomize: bool) -> int:
-    """A fresh random seed when asked, else the given one, checked."""
+def choose_seed(seed: object, randomize: bool, room: int = 0) -> int:
+    """A fresh random seed when asked, else the given one, checked; `room` more seeds after it
+    (one per extra image of a batch) must also fit in the seed range."""
+    highest = presets.MAX_SEED - room
     if randomize:
-        return secrets.randbelow(presets.MAX_SEED + 1)
-    return check_integer(seed, "Seed", 0, presets.MAX_SEED)
+        return secrets.randbelow(highest + 1)
+    return check_integer(seed, "Seed", 0, highest)

@@ -15,7 +15,7 @@ from playwright.sync_api import Frame, Locator, Page, expect
 Scope = Page | Frame
 
 OPT_OUT = "Keep my requests out of the usage log"
-STORAGE_KEY = "zimage-space"  # gr.BrowserState's storage_key in zimage/ui.py
+STORAGE_KEY = "zimage-space"  # gr.BrowserState's storage_key in zimage/ui/page.py
 SMALL = "256x256"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

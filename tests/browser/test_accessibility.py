@@ -23,7 +23,7 @@ from tests.browser.helpers import (
     wait_idle,
 )
 from tests.conftest import RunningApp
-from zimage.ui import SAMPLES
+from zimage.ui.edit import SAMPLES
 
 # ARIA roles of things a visitor can operate.
 CONTROL_ROLES = {

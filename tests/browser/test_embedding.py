@@ -26,7 +26,7 @@ from tests.browser.helpers import (
 )
 from tests.conftest import RunningApp
 from zimage.privacy import POLICY_VERSION
-from zimage.ui import SAMPLES
+from zimage.ui.edit import SAMPLES
 
 # In frames: storage throws, as in a browser that refuses it there; refusals are counted in
 # `window.storageRefusals`, uncaught errors kept in `window.uncaughtErrors`.

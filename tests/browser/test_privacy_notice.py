@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import Page, expect
 
 import zimage.privacy
-import zimage.ui
+import zimage.ui.handlers
 from tests.browser.helpers import (
     OPT_OUT,
     banner,
@@ -23,7 +23,7 @@ from tests.browser.helpers import (
 )
 from tests.conftest import RunningApp
 from zimage.privacy import POLICY_VERSION
-from zimage.ui import POLICY_FILE
+from zimage.ui.privacy import POLICY_FILE
 
 
 def test_first_visit_shows_the_notice_and_the_full_policy_opens(
@@ -95,7 +95,7 @@ def test_notice_stays_closed_once_read_and_opens_again_for_a_new_policy(
     # A new policy version: the handlers read it when called, so the running app sees it.
     new_version = "2099-01-31"
     monkeypatch.setattr(zimage.privacy, "POLICY_VERSION", new_version)
-    monkeypatch.setattr(zimage.ui, "POLICY_VERSION", new_version)
+    monkeypatch.setattr(zimage.ui.handlers, "POLICY_VERSION", new_version)
     reload(page)
     expect(banner_body(page)).to_be_visible()
     expect(banner_body(page)).to_contain_text("The privacy policy was updated.")

@@ -1,0 +1,127 @@
+"""Cancel stops the GPU work: a script's `job.cancel()` ends a running job at its next step, the
+GPU slot is free for the next request, and nothing of the cancelled job is kept or logged as ok."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import time
+
+import pytest
+from gradio_client import Client
+
+from tests.conftest import TEST_FOLDER, serve
+from zimage.engine import GenerateRequest
+from zimage.errors import Cancelled
+from zimage.jobs import JobControl, StopReason
+
+LONG = dict(prompt="a long job", resolution="1024x1024", seed=1, randomize_seed=False, steps=50)
+SMALL = dict(prompt="a small job", resolution="256x256", seed=2, randomize_seed=False, steps=1)
+
+
+@pytest.fixture(scope="module")
+def app():
+    yield from serve({})
+
+
+def connect(url: str) -> Client:
+    folder = tempfile.mkdtemp(prefix="cancel-", dir=TEST_FOLDER)
+    return Client(url, verbose=False, analytics_enabled=False, download_files=folder)
+
+
+def wait_for_step(job, step: int, timeout: float = 120) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = job.status().progress_data or []
+        if progress and (progress[0].index or 0) >= step:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError(f"the job never reached step {step}")
+
+
+def outcomes(app) -> list[tuple[str, str]]:
+    with sqlite3.connect(app.usage_db) as db:
+        return db.execute("SELECT outcome, params FROM usage ORDER BY id").fetchall()
+
+
+def test_cancel_frees_the_gpu_for_the_next_job(app) -> None:
+    script, other = connect(app.url), connect(app.url)
+    long_job = script.submit(**LONG, api_name="/text_to_image")
+    first = wait_for_step(long_job, 1)
+    third = wait_for_step(long_job, 3)
+    step_s = (third - first) / 2
+    long_job.cancel()
+
+    started = time.monotonic()
+    gallery, seed = other.predict(**SMALL, api_name="/text_to_image")
+    waited = time.monotonic() - started
+    assert seed == 2 and gallery
+    # Uncancelled, the long job had 47 steps left; the small one must not wait for them.
+    assert waited < max(10 * step_s, 5.0), (waited, step_s)
+    assert waited < 47 * step_s / 2, (waited, step_s)
+
+    deadline = time.monotonic() + 30
+    while "cancelled" not in [outcome for outcome, _ in outcomes(app)]:
+        assert time.monotonic() < deadline, outcomes(app)
+        time.sleep(0.1)
+    cancelled = [params for outcome, params in outcomes(app) if outcome == "cancelled"]
+    assert cancelled == ["{}"]  # no parameters, no prompt: nothing of it is kept
+    owner = f"session:{script.session_hash}"
+    assert app.space.service.outputs_of(owner) == []
+    script.close()
+    other.close()
+
+
+def test_a_cancel_for_another_session_stops_nothing(app) -> None:
+    script = connect(app.url)
+    job = script.submit(**{**LONG, "steps": 6, "resolution": "512x512"}, api_name="/text_to_image")
+    wait_for_step(job, 1)
+    import httpx
+
+    forged = httpx.post(
+        f"{app.url}/gradio_api/cancel",
+        json={"event_id": "not-yours", "session_hash": "someone-else", "fn_index": 0},
+        timeout=10,
+    )
+    assert forged.status_code < 500
+    gallery, _ = job.result(timeout=120)
+    assert gallery  # finished despite the stranger's cancel
+    script.close()
+
+
+def test_a_huge_cancel_body_is_refused(app) -> None:
+    import httpx
+
+    response = httpx.post(f"{app.url}/gradio_api/cancel", content=b"x" * 100_000, timeout=10)
+    assert response.status_code == 413
+
+
+def test_a_request_stopped_while_waiting_for_the_gpu_never_runs(preview_engine) -> None:
+    control = JobControl()
+    control.stop(StopReason.CANCELLED)
+    steps: list[int] = []
+    with pytest.raises(Cancelled):
+        preview_engine.text_to_image(
+            GenerateRequest("a kite", 256, 256, seed=1, steps=4),
+            progress=lambda step, total: steps.append(step),
+            control=control,
+        )
+    assert steps == []
+
+
+def test_an_abandoned_request_stops_at_its_next_step(preview_engine) -> None:
+    gone = {"now": False}
+    control = JobControl(probe=lambda: StopReason.CANCELLED if gone["now"] else None)
+    steps: list[int] = []
+
+    def leave_after_two(step: int, total: int) -> None:
+        steps.append(step)
+        gone["now"] = step >= 2
+
+    with pytest.raises(Cancelled):
+        preview_engine.text_to_image(
+            GenerateRequest("a kite", 256, 256, seed=1, steps=30),
+            progress=leave_after_two,
+            control=control,
+        )
+    assert steps == [1, 2]

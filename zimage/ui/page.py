@@ -1,0 +1,172 @@
+"""The whole Space: privacy notice, the two tabs, the visitor's images, privacy and your data,
+and the endpoints for scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from zimage.service import ZImageService
+from zimage.settings import Settings
+from zimage.ui.api import GPU_QUEUE, ScriptEndpoints
+from zimage.ui.edit import SAMPLES, edit_tab
+from zimage.ui.errors import readable_errors
+from zimage.ui.handlers import PageHandlers, engine_banner, lifetime_in_words
+from zimage.ui.history import history_panel
+from zimage.ui.privacy import privacy_banner, privacy_tab
+from zimage.ui.running import RunningRequests
+from zimage.ui.text_to_image import text_to_image_tab
+from zimage.ui.visitors import browser_defaults
+
+# Events that never touch the GPU: no queue slot, not in the API.
+LIGHT = {"concurrency_limit": None, "api_visibility": "private"}
+# Copies the clicked checkbox's value to its twin in the browser, at once: a request sent the
+# next moment must carry the visitor's latest choice (see PageHandlers.generate's `opt_out`).
+MIRROR = "(value) => value"
+
+
+def build_demo(
+    service: ZImageService,
+    settings: Settings,
+    browser_secret: str,
+    running: RunningRequests,
+    gpu_slots: int = 1,
+) -> gr.Blocks:
+    handlers = PageHandlers(service, settings, running)
+    ttl = settings.output_ttl_s
+    # Served from the repository, so the temp-folder sweeper never deletes them.
+    gr.set_static_paths([SAMPLES])
+    with gr.Blocks(
+        title="Z-Image Turbo", analytics_enabled=False, delete_cache=(max(ttl // 2, 1), ttl)
+    ) as demo:
+        browser = gr.BrowserState(
+            browser_defaults(), storage_key="zimage-space", secret=browser_secret
+        )
+        banner = privacy_banner(handlers.banner_text(policy_updated=False))
+        gr.Markdown("# Z-Image Turbo\nText-to-image and image editing with Z-Image Turbo.")
+        gr.Markdown(engine_banner(service), elem_id="engine-status")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Text to image", id="generate"):
+                text_tab = text_to_image_tab()
+            with gr.Tab("Edit", id="edit"):
+                edit = edit_tab(service.engine.edit_methods)
+            with gr.Tab("Privacy and your data", id="privacy"):
+                data = privacy_tab()
+        history = history_panel(lifetime_in_words(ttl))
+        ScriptEndpoints(service, settings, running, gpu_slots).build()
+
+        # -- privacy ------------------------------------------------------------------------
+        demo.load(
+            handlers.on_page_load,
+            inputs=browser,
+            outputs=[browser, banner.accordion, banner.text, banner.opt_out, data.opt_out],
+            **LIGHT,
+        )
+        banner.acknowledge.click(
+            handlers.acknowledge_policy,
+            inputs=browser,
+            outputs=[browser, banner.accordion, banner.text],
+            **LIGHT,
+        )
+        banner.to_your_data.click(lambda: gr.Tabs(selected="privacy"), outputs=tabs, **LIGHT)
+        for toggle, twin in ((banner.opt_out, data.opt_out), (data.opt_out, banner.opt_out)):
+            toggle.input(None, inputs=toggle, outputs=twin, js=MIRROR, **LIGHT)
+            toggle.input(handlers.set_opt_out, inputs=[toggle, browser], outputs=browser, **LIGHT)
+        data.show.click(
+            handlers.show_my_data, inputs=browser, outputs=[data.shown, data.download], **LIGHT
+        )
+        data.delete.click(lambda: gr.Row(visible=True), outputs=data.confirm_row, **LIGHT)
+        data.cancel.click(lambda: gr.Row(visible=False), outputs=data.confirm_row, **LIGHT)
+        data.confirm.click(
+            handlers.delete_my_data,
+            inputs=browser,
+            outputs=[data.shown, data.status, browser],
+            **LIGHT,
+        ).then(
+            lambda: (gr.Row(visible=False), gr.DownloadButton(visible=False)),
+            outputs=[data.confirm_row, data.download],
+            **LIGHT,
+        )
+
+        # -- history ------------------------------------------------------------------------
+        history_outputs = [history.gallery, history.keys]
+        history.timer.tick(
+            handlers.history,
+            inputs=browser,
+            outputs=history_outputs,
+            show_progress="hidden",
+            **LIGHT,
+        )
+        history.delete.click(
+            handlers.delete_my_images, inputs=browser, outputs=history_outputs, **LIGHT
+        )
+
+        # -- the GPU work ---------------------------------------------------------------------
+        gpu = {
+            "concurrency_id": GPU_QUEUE,
+            "concurrency_limit": gpu_slots,
+            "api_visibility": "private",
+        }
+        generating = gr.on(
+            [text_tab.run.click, text_tab.prompt.submit],
+            readable_errors(handlers.generate),
+            inputs=[*text_tab.inputs, browser, banner.opt_out],
+            outputs=[text_tab.images, text_tab.seed_used],
+            api_name="generate_in_browser",
+            **gpu,
+        )
+        generating.then(handlers.history, inputs=browser, outputs=history_outputs, **LIGHT)
+        text_tab.stop.click(None, cancels=[generating], **LIGHT)
+        editing = gr.on(
+            [edit.run.click, edit.instruction.submit],
+            readable_errors(handlers.edit),
+            inputs=[*edit.inputs, browser, banner.opt_out],
+            outputs=[edit.before_after, edit.seed_used, edit.method_used],
+            api_name="edit_in_browser",
+            **gpu,
+        )
+        editing.then(handlers.history, inputs=browser, outputs=history_outputs, **LIGHT)
+        edit.stop.click(None, cancels=[editing], **LIGHT)
+
+        def reuse(
+            keys: list[str], browser_value: dict, request: gr.Request, selection: gr.SelectData
+        ):
+            chosen = handlers.settings_of(keys, browser_value, request, selection)
+            if chosen.get("method") == "text-to-image":
+                return {
+                    tabs: gr.Tabs(selected="generate"),
+                    text_tab.prompt: chosen["prompt"],
+                    text_tab.resolution: chosen["resolution"],
+                    text_tab.seed: chosen["seed"],
+                    text_tab.randomize_seed: False,
+                    text_tab.steps: chosen["steps"],
+                    text_tab.shift: chosen["shift"],
+                }
+            return {
+                tabs: gr.Tabs(selected="edit"),
+                edit.instruction: chosen["instruction"],
+                edit.strength: chosen["strength"],
+                edit.seed: chosen["seed"],
+                edit.randomize_seed: False,
+                edit.steps: chosen["steps"],
+            }
+
+        reuse_outputs: list[Any] = [
+            tabs,
+            text_tab.prompt,
+            text_tab.resolution,
+            text_tab.seed,
+            text_tab.randomize_seed,
+            text_tab.steps,
+            text_tab.shift,
+            edit.instruction,
+            edit.strength,
+            edit.seed,
+            edit.randomize_seed,
+            edit.steps,
+        ]
+        history.gallery.select(
+            reuse, inputs=[history.keys, browser], outputs=reuse_outputs, **LIGHT
+        )
+    return demo

@@ -1,0 +1,158 @@
+"""Stopping the GPU work of a Gradio event that was cancelled or abandoned.
+
+Gradio runs a synchronous handler in a worker thread. When a script calls `job.cancel()` (or the
+page's Stop button fires), Gradio's `/cancel` route cancels the event's asyncio task, but a
+worker thread cannot be interrupted: the handler would go on denoising for minutes while Gradio
+already counts its slot as free. When a tab is closed, Gradio only marks the event `alive =
+False`. Neither reaches the handler, so:
+
+- `CancelRelay`, an ASGI middleware, reads each `/cancel` request on its way to Gradio and stops
+  the matching running request first (same event id and session);
+- `RunningRequests.control()` gives each handler a `JobControl` whose probe asks Gradio whether
+  the event is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from gradio.context import LocalContext
+
+from zimage.jobs import JobControl, StopReason
+
+logger = logging.getLogger(__name__)
+
+# A /cancel body is a few ids; anything longer is not ours to read.
+MAX_CANCEL_BODY_BYTES = 4096
+
+
+class RunningRequests:
+    """The handlers now running, by Gradio event id, with their session and JobControl."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[str, JobControl]] = {}
+
+    @contextmanager
+    def control(self) -> Iterator[JobControl]:
+        """A JobControl for the Gradio event this thread is handling, registered while it runs."""
+        event_id = LocalContext.event_id.get(None)
+        blocks = LocalContext.blocks.get(None)
+        if event_id is None or blocks is None:  # called outside a queued event
+            yield JobControl()
+            return
+        event = _queued_event(blocks, event_id)
+        control = JobControl(probe=lambda: _abandoned(event))
+        session = getattr(event, "session_hash", "") if event is not None else ""
+        with self._lock:
+            self._running[event_id] = (session, control)
+        try:
+            yield control
+        finally:
+            with self._lock:
+                self._running.pop(event_id, None)
+
+    def cancel(self, event_id: str, session_hash: str) -> bool:
+        """Stop the running request of that event, if that session owns it."""
+        with self._lock:
+            found = self._running.get(event_id)
+        if found is None or found[0] != session_hash:
+            return False
+        found[1].stop(StopReason.CANCELLED)
+        return True
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+
+def _queued_event(blocks: Any, event_id: str) -> Any:
+    """Gradio's Event object for `event_id` among the running jobs (None if not found)."""
+    queue = getattr(blocks, "_queue", None)
+    for job in getattr(queue, "active_jobs", None) or ():
+        for event in job or ():
+            if getattr(event, "_id", None) == event_id:
+                return event
+    return None
+
+
+def _abandoned(event: Any) -> StopReason | None:
+    # Gradio sets `alive = False` when the page or script that asked has disconnected.
+    if event is not None and not getattr(event, "alive", True):
+        return StopReason.CANCELLED
+    return None
+
+
+class CancelRelay:
+    """ASGI middleware: tells `RunningRequests` about each `/cancel` before Gradio handles it."""
+
+    def __init__(self, app: Any, running: RunningRequests) -> None:
+        self.app = app
+        self.running = running
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not (
+            scope.get("type") == "http"
+            and scope.get("method") == "POST"
+            and scope.get("path", "").endswith("/gradio_api/cancel")
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages = await _read_body(receive)
+        if messages is None:
+            await _refuse_too_large(send)
+            return
+        self._relay(b"".join(message.get("body", b"") for message in messages))
+        await self.app(scope, _replay(messages, receive), send)
+
+    def _relay(self, body: bytes) -> None:
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(request, dict):
+            event_id, session = request.get("event_id"), request.get("session_hash")
+            if isinstance(event_id, str) and isinstance(session, str):
+                if self.running.cancel(event_id, session):
+                    logger.info("request cancelled by its caller")
+
+
+async def _read_body(receive: Any) -> list[dict] | None:
+    """The request's messages, or None once the body passes MAX_CANCEL_BODY_BYTES."""
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        size += len(message.get("body", b""))
+        if size > MAX_CANCEL_BODY_BYTES:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+async def _refuse_too_large(send: Any) -> None:
+    body = b'{"detail": "A cancel request is a few ids, not this much data."}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _replay(messages: list[dict], receive: Any) -> Any:
+    pending = list(messages)
+
+    async def replayed() -> dict:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
