@@ -209,9 +209,13 @@ def main() -> int:
         return 2
     logger.info("settings: %s", settings.describe())
     prepare_zero_gpu()
-    space = build(settings)
+    serve_until_stopped(build(settings), settings)
+    return 0
+
+
+def serve_until_stopped(space: Space, settings: Settings) -> None:
+    """Serve until SIGTERM (a Space stopping, `docker stop`) or Ctrl-C, then stop cleanly."""
     stop = threading.Event()
-    # SIGTERM (a Space stopping, `docker stop`) and Ctrl-C both end the server cleanly.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     launch(space, settings, prevent_thread_lock=True)
@@ -222,7 +226,6 @@ def main() -> int:
         # tear down threads that are still inside torch).
         logging.shutdown()
         os._exit(0)
-    return 0
 
 
 def __getattr__(name: str) -> gr.Blocks:

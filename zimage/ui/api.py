@@ -203,7 +203,7 @@ class ScriptEndpoints:
             )
             num_images = integer("num_images", 1, "How many images, 1 to 4.")
             gallery_in = described(
-                gr.Gallery(label="gallery_images", type="filepath"),
+                gr.Gallery(label="gallery_images", type="filepath", buttons=["download"]),
                 "Images shown before; the new one goes in front.",
             )
             image = described(gr.File(label="image", type="filepath"), "The image to edit.")
@@ -217,12 +217,14 @@ class ScriptEndpoints:
                 "How much may change, 0.05 to 1.",
             )
             gallery_out = described(
-                gr.Gallery(label="Generated Images", format="png"), "The images made, newest first."
+                gr.Gallery(label="Generated Images", format="png", buttons=["download"]),
+                "The images made, newest first.",
             )
             seed_text = described(gr.Textbox(label="Seed Used"), "The seed used, as text.")
             seed_used = integer("seed_used", None, "The seed used (of the first image).")
             image_out = described(
-                gr.Image(label="image", type="filepath", format="png"), "The edited image (PNG)."
+                gr.Image(label="image", type="filepath", format="png", buttons=["download"]),
+                "The edited image (PNG).",
             )
             method = described(
                 gr.Textbox(label="method"), "img2img, inpaint or omni: how the edit was made."
