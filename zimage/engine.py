@@ -31,6 +31,7 @@ from PIL import Image, ImageFilter
 from zimage import presets
 from zimage.embeddings import PromptEmbeddingCache
 from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
+from zimage.quantization import quantize_transformer
 from zimage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -528,14 +529,16 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
         omni=omni,
         time_limit_s=settings.time_limit_s,
     )
-    apply_speedups(engine, settings.attention, settings.compile)
+    apply_speedups(engine, settings.attention, settings.compile, settings.quant)
     if settings.warmup:
         engine.warm_up(ALL_PRESETS)
     return engine
 
 
-def apply_speedups(engine: Engine, attention: str, compile_blocks: bool) -> None:
-    """The fastest attention backend that loads here, and optionally compiled blocks.
+def apply_speedups(
+    engine: Engine, attention: str, compile_blocks: bool, quant: str = "off"
+) -> None:
+    """The fastest attention backend that loads here, optional float8, optional compiled blocks.
 
     Only the repeated transformer blocks are compiled (regional compilation: seconds, not
     minutes), with dynamic shapes so that a new resolution or prompt length does not recompile.
@@ -543,5 +546,6 @@ def apply_speedups(engine: Engine, attention: str, compile_blocks: bool) -> None
     engine.attention_backend = select_attention_backend(
         engine.pipeline, attention, str(engine.device)
     )
+    quantize_transformer(engine.pipeline.transformer, quant)
     if compile_blocks:
         engine.pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
