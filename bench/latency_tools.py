@@ -313,7 +313,7 @@ class Bench:
         only if the rows' last times say it ends before the deadline.
         """
         live = [row for row in results.rows if row.error is None]
-        for round_index in range(runs):
+        for round_index in range(runs if live else 0):
             estimate = sum(row.totals[-1] if row.totals else row.first_s for row in live)
             if estimate * ROUND_MARGIN > deadline.left():
                 results.stopped = (

@@ -58,18 +58,51 @@ def test_gpu_latency_tiny_interleaves_every_path_and_ends_with_the_ratio(tmp_pat
     assert all(len(row["totals_s"]) == 1 and row["first_s"] > 0 for row in results["rows"])
 
 
+def cpu_bench() -> Bench:
+    probe = LatentProbe(torch.nn.Identity(), 1.0, 0.0)
+    return Bench(torch.device("cpu"), StageClock(torch.device("cpu")), probe)
+
+
 def test_gpu_latency_rows_alternate_within_every_round() -> None:
     calls: list[str] = []
     rows = [Row(name, "1x1", lambda _, name=name: calls.append(name)) for name in "abc"]
     results = Results(meta={})
     results.rows.extend(rows)
+    bench = cpu_bench()
     for row in rows:
-        row.first_s = 0.0
-    probe = LatentProbe(torch.nn.Identity(), 1.0, 0.0)
-    bench = Bench(torch.device("cpu"), StageClock(torch.device("cpu")), probe)
+        bench.first_call(row, 99)
+    calls.clear()
     bench.rounds(results, 3, Deadline(None), [], after_round=lambda: None)
     assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert results.rounds_done == 3
+
+
+def test_gpu_latency_a_path_that_fails_is_reported_and_the_others_still_run(capsys) -> None:
+    calls: list[str] = []
+
+    def broken(_: int) -> None:
+        raise RuntimeError("no kernel for this\nsecond line")
+
+    rows = [
+        Row("works", "1x1", lambda _: calls.append("works")),
+        Row("broken", "1x1", broken),
+        Row("also works", "1x1", lambda _: calls.append("also works")),
+    ]
+    results = Results(meta={})
+    results.rows.extend(rows)
+    bench = cpu_bench()
+    for row in rows:
+        bench.first_call(row, 99)
+    bench.rounds(results, 2, Deadline(None), [], after_round=lambda: None)
+    assert rows[1].error == "RuntimeError: no kernel for this"
+    assert calls.count("works") == calls.count("also works") == 3
+    assert [len(row.totals) for row in rows] == [2, 0, 2]
+    printed = capsys.readouterr().out.splitlines()
+    assert any(
+        line.split()[:2] == ["broken", "1x1"]
+        and line.endswith("FAILED: RuntimeError: no kernel for this")
+        for line in printed
+    )
 
 
 def test_gpu_latency_max_seconds_ends_cleanly_with_partial_rows(tmp_path) -> None:
