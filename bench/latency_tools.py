@@ -247,6 +247,18 @@ class Results:
             print(f"[{name}] {elapsed:.1f} s", flush=True)
 
 
+def round_estimate(rows: list[Row]) -> float:
+    """Seconds the next round of `rows` should take: each row's last time.
+
+    Before the first round only first calls are known, and a compiling row's first call is
+    mostly compilation: no row is then expected to take longer than the median first call.
+    """
+    typical_first = statistics.median(row.first_s or 0.0 for row in rows)
+    return sum(
+        row.totals[-1] if row.totals else min(row.first_s or 0.0, typical_first) for row in rows
+    )
+
+
 class Bench:
     """Runs every request through the same instruments: sync, stage clock, peak memory."""
 
@@ -314,7 +326,7 @@ class Bench:
         """
         live = [row for row in results.rows if row.error is None]
         for round_index in range(runs if live else 0):
-            estimate = sum(row.totals[-1] if row.totals else row.first_s for row in live)
+            estimate = round_estimate(live)
             if estimate * ROUND_MARGIN > deadline.left():
                 results.stopped = (
                     f"--max-seconds: {deadline.left():.0f} s left, a round takes ~{estimate:.1f} s"

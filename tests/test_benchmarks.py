@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from bench import gpu_latency
-from bench.latency_tools import Bench, Deadline, LatentProbe, Results, Row, StageClock
+from bench.latency_tools import (
+    Bench,
+    Deadline,
+    LatentProbe,
+    Results,
+    Row,
+    StageClock,
+    round_estimate,
+)
 from zimage import presets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +83,14 @@ def test_gpu_latency_rows_alternate_within_every_round() -> None:
     bench.rounds(results, 3, Deadline(None), [], after_round=lambda: None)
     assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert results.rounds_done == 3
+
+
+def test_gpu_latency_round_estimate_leaves_compilation_out() -> None:
+    rows = [Row(name, "1x1", print) for name in "abc"]
+    rows[0].first_s, rows[1].first_s, rows[2].first_s = 240.0, 0.5, 0.7  # a compiled first
+    assert round_estimate(rows) == pytest.approx(0.7 + 0.5 + 0.7)
+    rows[0].totals.append(0.4)
+    assert round_estimate(rows) == pytest.approx(0.4 + 0.5 + 0.7)
 
 
 def test_gpu_latency_a_path_that_fails_is_reported_and_the_others_still_run(capsys) -> None:
