@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,15 @@ import pytest
 import torch
 
 from bench import gpu_latency
+from bench.latency_tools import (
+    Bench,
+    Deadline,
+    LatentProbe,
+    Results,
+    Row,
+    StageClock,
+    round_estimate,
+)
 from zimage import presets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,21 +31,117 @@ def run_script(*arguments: str, timeout: float = 180) -> subprocess.CompletedPro
     )
 
 
-def test_gpu_latency_tiny_runs_every_path_and_ends_with_the_ratio() -> None:
-    completed = run_script("bench/gpu_latency.py", "--tiny", "--runs", "1")
+def test_gpu_latency_tiny_interleaves_every_path_and_ends_with_the_ratio(tmp_path) -> None:
+    completed = run_script("bench/gpu_latency.py", "--tiny", "--runs", "1", "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.strip().splitlines()
     assert lines[-1].startswith("ratio optimised/plain 256x256 8 steps (new prompt): ")
-    for row in (
-        "(a) plain diffusers ",
-        "(a) plain diffusers img2img",
-        "(b) engine, new prompt ",
+    assert "not measured" not in lines[-1]
+    names = (
+        "(a) plain diffusers",
+        "(b) engine, new prompt",
         "(b) engine, same prompt, new seed",
-        "(b) engine, new prompt, 2nd preset",
+        "(a) plain diffusers img2img",
         "(b) engine edit (img2img)",
-    ):
-        assert any(line.startswith(row) for line in lines), row
-    assert "graphs compiled after warm-up (timed runs, both presets): 0 (want 0)" in lines
+        "(b) engine, new prompt, new size",
+    )
+    for name in names:
+        assert any(line.startswith(f"{name} ") for line in lines), name
+    assert (
+        "recompile check: (b) engine, new prompt, new size at 288x224, after warm-up at "
+        "256x256 only: 0 graphs compiled (want 0)" in lines
+    )
+    assert "graphs compiled during the rounds: 0 (want 0)" in lines
+    # On the CPU both paths run the same float32 kernels: the engine makes diffusers' image.
+    assert "  (b) engine, new prompt vs (a) plain diffusers: median 0.00e+00, max 0.00e+00" in lines
+    assert any(
+        line.startswith("(c) engine fp8: skipped: float8 needs a CUDA GPU of compute capability")
+        for line in lines
+    )
+    assert not any(line.startswith("(c) engine fp8, new prompt") for line in lines)
+
+    results = json.loads((tmp_path / "gpu_latency.json").read_text())
+    assert results["rounds_done"] == 1 and results["stopped"] is None
+    assert [row["name"] for row in results["rows"]] == list(names)
+    assert all(len(row["totals_s"]) == 1 and row["first_s"] > 0 for row in results["rows"])
+
+
+def cpu_bench() -> Bench:
+    probe = LatentProbe(torch.nn.Identity(), 1.0, 0.0)
+    return Bench(torch.device("cpu"), StageClock(torch.device("cpu")), probe)
+
+
+def test_gpu_latency_rows_alternate_within_every_round() -> None:
+    calls: list[str] = []
+    rows = [Row(name, "1x1", lambda _, name=name: calls.append(name)) for name in "abc"]
+    results = Results(meta={})
+    results.rows.extend(rows)
+    bench = cpu_bench()
+    for row in rows:
+        bench.first_call(row, 99)
+    calls.clear()
+    bench.rounds(results, 3, Deadline(None), [], after_round=lambda: None)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert results.rounds_done == 3
+
+
+def test_gpu_latency_round_estimate_leaves_compilation_out() -> None:
+    rows = [Row(name, "1x1", print) for name in "abc"]
+    rows[0].first_s, rows[1].first_s, rows[2].first_s = 240.0, 0.5, 0.7  # a compiled first
+    assert round_estimate(rows) == pytest.approx(0.7 + 0.5 + 0.7)
+    rows[0].totals.append(0.4)
+    assert round_estimate(rows) == pytest.approx(0.4 + 0.5 + 0.7)
+
+
+def test_gpu_latency_a_path_that_fails_is_reported_and_the_others_still_run(capsys) -> None:
+    calls: list[str] = []
+
+    def broken(_: int) -> None:
+        raise RuntimeError("no kernel for this\nsecond line")
+
+    rows = [
+        Row("works", "1x1", lambda _: calls.append("works")),
+        Row("broken", "1x1", broken),
+        Row("also works", "1x1", lambda _: calls.append("also works")),
+    ]
+    results = Results(meta={})
+    results.rows.extend(rows)
+    bench = cpu_bench()
+    for row in rows:
+        bench.first_call(row, 99)
+    bench.rounds(results, 2, Deadline(None), [], after_round=lambda: None)
+    assert rows[1].error == "RuntimeError: no kernel for this"
+    assert calls.count("works") == calls.count("also works") == 3
+    assert [len(row.totals) for row in rows] == [2, 0, 2]
+    printed = capsys.readouterr().out.splitlines()
+    assert any(
+        line.split()[:2] == ["broken", "1x1"]
+        and line.endswith("FAILED: RuntimeError: no kernel for this")
+        for line in printed
+    )
+
+
+def test_gpu_latency_max_seconds_ends_cleanly_with_partial_rows(tmp_path) -> None:
+    completed = run_script(
+        "bench/gpu_latency.py",
+        "--tiny",
+        "--runs",
+        "1000",
+        "--max-seconds",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert any(line.startswith("STOPPED EARLY (--max-seconds") for line in lines)
+    assert any(line.startswith("(a) plain diffusers ") for line in lines)
+    assert lines[-1].startswith("ratio optimised/plain 256x256 8 steps (new prompt): ")
+    elapsed = next(line for line in lines if line.startswith("elapsed "))
+    assert float(elapsed.split()[1]) < 2 + 1.5
+    results = json.loads((tmp_path / "gpu_latency.json").read_text())
+    assert results["stopped"].startswith("--max-seconds")
+    assert results["rounds_done"] < 1000
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")

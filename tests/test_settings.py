@@ -16,6 +16,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.device == "auto"
     assert settings.attention == "auto"
     assert settings.compile is False and settings.warmup is False
+    assert settings.quant == "off"
     assert settings.server_name == "127.0.0.1" and settings.server_port == 7860
     assert settings.on_space is False
 
@@ -29,6 +30,7 @@ def test_values_are_read_and_normalised() -> None:
             "ZIMAGE_ATTENTION": "flash",
             "ZIMAGE_COMPILE": "on",
             "ZIMAGE_WARMUP": "true",
+            "ZIMAGE_QUANT": "FP8",
             "GRADIO_SERVER_NAME": "0.0.0.0",
             "GRADIO_SERVER_PORT": "8080",
             "SPACE_ID": "someone/zimage",
@@ -39,6 +41,7 @@ def test_values_are_read_and_normalised() -> None:
     assert settings.device == "cuda:1"
     assert settings.attention == "flash"
     assert settings.compile is True and settings.warmup is True
+    assert settings.quant == "fp8"
     assert settings.server_name == "0.0.0.0" and settings.server_port == 8080
     assert settings.on_space is True
 
@@ -52,6 +55,7 @@ def test_values_are_read_and_normalised() -> None:
         ("ZIMAGE_ATTENTION", "fastest", "native"),
         ("ZIMAGE_COMPILE", "maybe", "on or off"),
         ("ZIMAGE_WARMUP", "2", "on or off"),
+        ("ZIMAGE_QUANT", "int8", "off, fp8"),
         ("GRADIO_SERVER_PORT", "http", "1 to 65535"),
         ("GRADIO_SERVER_PORT", "70000", "1 to 65535"),
         ("ZIMAGE_MODEL", "", "empty"),

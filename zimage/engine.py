@@ -48,6 +48,7 @@ from zimage.errors import (
 )
 from zimage.jobs import JobControl, StopBoard, StopReason
 from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
+from zimage.quantization import quantize_transformer
 from zimage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -839,7 +840,7 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     compile_blocks = settings.compile and not engine.on_zero_gpu
     if settings.compile and not compile_blocks:
         logger.warning("ZIMAGE_COMPILE is ignored on ZeroGPU, which does not support torch.compile")
-    apply_speedups(engine, settings.attention, compile_blocks)
+    apply_speedups(engine, settings.attention, compile_blocks, settings.quant)
     if settings.warmup and engine.on_zero_gpu:
         logger.warning("ZIMAGE_WARMUP is ignored on ZeroGPU: the GPU exists only inside requests")
     elif settings.warmup:
@@ -847,8 +848,10 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     return engine
 
 
-def apply_speedups(engine: Engine, attention: str, compile_blocks: bool) -> None:
-    """The fastest attention backend that loads here, and optionally compiled blocks.
+def apply_speedups(
+    engine: Engine, attention: str, compile_blocks: bool, quant: str = "off"
+) -> None:
+    """The fastest attention backend that loads here, optional float8, optional compiled blocks.
 
     Only the repeated transformer blocks are compiled (regional compilation: seconds, not
     minutes), with dynamic shapes so that a new resolution or prompt length does not recompile.
@@ -856,5 +859,6 @@ def apply_speedups(engine: Engine, attention: str, compile_blocks: bool) -> None
     engine.attention_backend = select_attention_backend(
         engine.pipeline, attention, str(engine.device)
     )
+    quantize_transformer(engine.pipeline.transformer, quant)
     if compile_blocks:
         engine.pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)

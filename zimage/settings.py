@@ -12,6 +12,7 @@ from zimage import presets
 
 ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
+QUANT_CHOICES = ("off", "fp8")
 # Requests per minute per visitor on a Space unless ZIMAGE_RATE_PER_MIN says otherwise.
 SPACE_RATE_PER_MIN = 10
 _ON = ("on", "true", "1", "yes")
@@ -35,6 +36,7 @@ class Settings:
     device: str = "auto"
     attention: str = "auto"
     compile: bool = False
+    quant: str = "off"
     warmup: bool = False
     server_name: str = "127.0.0.1"
     server_port: int = 7860
@@ -72,6 +74,7 @@ class Settings:
             device=reader.device("ZIMAGE_DEVICE", cls.device),
             attention=reader.choice("ZIMAGE_ATTENTION", ATTENTION_CHOICES, cls.attention),
             compile=reader.flag("ZIMAGE_COMPILE", cls.compile),
+            quant=reader.choice("ZIMAGE_QUANT", QUANT_CHOICES, cls.quant),
             warmup=reader.flag("ZIMAGE_WARMUP", cls.warmup),
             server_name=reader.text("GRADIO_SERVER_NAME", cls.server_name),
             server_port=reader.integer("GRADIO_SERVER_PORT", cls.server_port, 1, 65535),
