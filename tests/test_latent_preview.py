@@ -58,6 +58,22 @@ def solid(rgb: tuple[float, float, float], side: int = 64) -> torch.Tensor:
     return (torch.tensor(rgb).view(1, 3, 1, 1) * 2 - 1).expand(1, 3, side, side)
 
 
+def test_the_fit_targets_what_the_pipeline_shows(preview_engine: Engine) -> None:
+    """decode_pooled scales and shifts as the pipeline's own decode does, pixel for pixel."""
+    pipeline = preview_engine.pipeline
+    call = {
+        "prompt": "a red door",
+        "height": 256,
+        "width": 192,
+        "num_inference_steps": 2,
+        "guidance_scale": 0.0,
+    }
+    latents = pipeline(**call, generator=torch.Generator().manual_seed(5), output_type="latent")
+    shown = pipeline(**call, generator=torch.Generator().manual_seed(5), output_type="pt")
+    pooled = torch.nn.functional.avg_pool2d(shown.images, 8)
+    torch.testing.assert_close(decode_pooled(pipeline.vae, latents.images), pooled)
+
+
 def test_fit_beats_the_mean_colour_on_held_out_pictures(
     colour_vae: AutoencoderKL, colour_preview: LatentPreview
 ) -> None:
