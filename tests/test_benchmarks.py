@@ -187,3 +187,19 @@ def test_app_overhead_quick_measures_against_the_launched_app() -> None:
     assert lines[-1].startswith("overhead median ")
     assert "same pixels (a vs b)       yes" in lines
     assert "app exit status            0 after SIGTERM" in lines
+
+
+def test_live_preview_quick_measures_both_paths_and_ends_with_the_ratio() -> None:
+    completed = run_script("bench/live_preview.py", "--quick", "--threads", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[-1].startswith("ratio per step with/without preview 256x256 batch 1: ")
+    for row in ("fit at start-up: ", "(a) step without preview: ", "(b) step with preview: "):
+        assert any(line.startswith(row) for line in lines), row
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
+def test_live_preview_full_without_a_gpu_says_one_is_needed() -> None:
+    completed = run_script("bench/live_preview.py", "--full", timeout=120)
+    assert completed.returncode != 0
+    assert "--full needs a CUDA GPU" in completed.stderr
