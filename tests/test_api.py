@@ -52,6 +52,34 @@ def test_several_images_have_consecutive_seeds_each_equal_to_its_single_run(clie
     assert difference <= 2  # the same image, up to batched arithmetic
 
 
+def test_live_preview_streams_the_picture_forming_when_asked(client) -> None:
+    job = client.submit(
+        prompt="a lighthouse",
+        resolution="256x256",
+        seed=3,
+        randomize_seed=False,
+        steps=5,
+        num_images=2,
+        live_preview=True,
+        api_name="/text_to_image",
+    )
+    gallery, seed = job.result(timeout=120)
+    updates = job.outputs()
+    frames = [update[0] for update in updates[:-1]]
+    assert len(frames) == 4  # steps 2 to 5: the first step has no estimate yet
+    assert all(len(frame) == 2 for frame in frames)  # one frame per image
+    assert Image.open(frames[-1][0]["image"]).size == (32, 32)  # one pixel per latent
+    assert seed == 3 and [item["caption"] for item in gallery] == ["seed 3", "seed 4"]
+
+
+def test_no_preview_unless_asked(client) -> None:
+    job = client.submit(
+        prompt="a lighthouse", resolution="256x256", steps=3, api_name="/text_to_image"
+    )
+    job.result(timeout=120)
+    assert len(job.outputs()) == 1
+
+
 def test_same_seed_is_byte_identical_and_another_seed_differs(client) -> None:
     first = read_bytes(text_to_image(client, seed=3)[0][0]["image"])
     second = read_bytes(text_to_image(client, seed=3)[0][0]["image"])
@@ -170,6 +198,7 @@ def test_api_documents_every_parameter_with_its_type(client) -> None:
         "steps",
         "shift",
         "num_images",
+        "live_preview",
     ]
     for name in ("/generate", "/text_to_image", "/edit"):
         for parameter in endpoints[name]["parameters"]:

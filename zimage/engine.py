@@ -16,14 +16,14 @@ import itertools
 import logging
 import math
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import (
     DiffusionPipeline,
@@ -47,13 +47,17 @@ from zimage.errors import (
     TimedOut,
 )
 from zimage.jobs import JobControl, StopBoard, StopReason
+from zimage.latent_preview import LatentPreview, RunPreview
 from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
 from zimage.quantization import quantize_transformer
 from zimage.settings import Settings
+from zimage.streaming import stream_from_thread
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
+# Receives each step's preview frames: one small uint8 RGB array per image being made.
+PreviewCallback = Callable[[list[np.ndarray]], None]
 
 # Tried in order when ZIMAGE_ATTENTION=auto; the first one that loads wins.
 HOPPER_ATTENTION_ORDER = ("_flash_3", "_flash_3_hub", "flash", "native")
@@ -181,12 +185,17 @@ class GpuJob:
     time_limit_s: float
     prompt_embeds: list[torch.Tensor] | None = None
     keep_prompt_embeds: bool = False
+    want_previews: bool = False
+    preview_map: LatentPreview | None = None
 
 
 @dataclass(frozen=True)
 class StepDone:
+    """A finished denoising step, with its preview frames when they were asked for."""
+
     step: int
     total: int
+    previews: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,6 +205,8 @@ class JobDone:
     timings: Timings
     steps_run: int
     prompt_embeds: list[torch.Tensor] | None = None
+    # A preview map fitted in this job (the first that asked for previews), for the next ones.
+    preview_map: LatentPreview | None = None
 
 
 @dataclass(frozen=True)
@@ -319,8 +330,10 @@ class Engine:
         time_limit_s: float = 300.0,
         prompt_embeddings: PromptEmbeddingCache | None = None,
         zero_gpu_max_s: float = 120.0,
+        latent_preview: LatentPreview | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.latent_preview = latent_preview
         self.time_limit_s = time_limit_s
         self.prompt_embeddings = prompt_embeddings
         self.kind = kind
@@ -366,10 +379,12 @@ class Engine:
         request: GenerateRequest,
         progress: ProgressCallback | None = None,
         control: JobControl | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> GenerateResult:
         """Generate `request.num_images` images; a request always gives the same pixels on one
-        machine, and image i of a batch is the image of seed `seed + i` alone."""
-        done = self._submit(request, progress, control)
+        machine, and image i of a batch is the image of seed `seed + i` alone. `on_preview` gets
+        each step's preview frames (from the second step on)."""
+        done = self._submit(request, progress, control, on_preview)
         return GenerateResult(images=done.images, seeds=request.seeds, timings=done.timings)
 
     def edit(
@@ -377,9 +392,10 @@ class Engine:
         request: EditRequest,
         progress: ProgressCallback | None = None,
         control: JobControl | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> EditResult:
         """Change an image with an instruction: inpaint inside a mask, else the whole image."""
-        done = self._submit(request, progress, control)
+        done = self._submit(request, progress, control, on_preview)
         return EditResult(
             image=done.images[0], seed=request.seed, method=done.method, timings=done.timings
         )
@@ -399,18 +415,26 @@ class Engine:
         )
 
     def _submit(
-        self, request: Request, progress: ProgressCallback | None, control: JobControl | None
+        self,
+        request: Request,
+        progress: ProgressCallback | None,
+        control: JobControl | None,
+        on_preview: PreviewCallback | None,
     ) -> JobDone:
         started = time.monotonic()
         self._refuse_what_cannot_fit(request)
         control = control or JobControl()
         with self._gpu_slot(control):
-            job = self._job_for(request, deadline=started + self.time_limit_s)
+            job = self._job_for(
+                request, deadline=started + self.time_limit_s, want_previews=on_preview is not None
+            )
             control.on_stop(lambda reason: self._stop_board.request_stop(job.job_id, reason))
             try:
-                done = self._execute(job, progress, control)
+                done = self._execute(job, progress, control, on_preview)
             finally:
                 control.on_stop(None)
+            if done.preview_map is not None:
+                self.latent_preview = done.preview_map
         if job.keep_prompt_embeds and done.prompt_embeds is not None:
             assert self.prompt_embeddings is not None
             self.prompt_embeddings.put(request.owner, request.prompt, done.prompt_embeds)
@@ -436,7 +460,7 @@ class Engine:
         finally:
             self._slot.release()
 
-    def _job_for(self, request: Request, deadline: float) -> GpuJob:
+    def _job_for(self, request: Request, deadline: float, want_previews: bool) -> GpuJob:
         reuse = (
             self.prompt_embeddings is not None
             and request.owner != ""
@@ -450,14 +474,22 @@ class Engine:
             time_limit_s=self.time_limit_s,
             prompt_embeds=known,
             keep_prompt_embeds=reuse and known is None,
+            want_previews=want_previews,
+            preview_map=self.latent_preview,
         )
 
     def _execute(
-        self, job: GpuJob, progress: ProgressCallback | None, control: JobControl
+        self,
+        job: GpuJob,
+        progress: ProgressCallback | None,
+        control: JobControl,
+        on_preview: PreviewCallback | None,
     ) -> JobDone:
         def on_step(event: StepDone) -> None:
             if progress is not None:
                 progress(event.step, event.total)
+            if on_preview is not None and event.previews:
+                on_preview(list(event.previews))
             reason = control.stop_reason()
             if reason is not None:
                 self._stop_board.request_stop(job.job_id, reason)
@@ -482,37 +514,36 @@ class Engine:
         """`run_job` as a stream of events, for a GPU function in another process (ZeroGPU).
 
         The pipeline reports steps through a callback, so it runs in a thread of the worker and
-        its events are passed on as they come.
+        its events are passed on as they come; an EngineError comes back as data (JobFailed).
         """
-        events: queue.SimpleQueue[JobEvent | None] = queue.SimpleQueue()
-
-        def work() -> None:
-            try:
-                events.put(self.run_job(job, events.put))
-            except EngineError as error:
-                events.put(JobFailed(error))
-            except BaseException as error:  # reaches the caller, not a silent dead thread
-                logger.exception("GPU job %d failed", job.job_id)
-                events.put(JobFailed(EngineError(INTERNAL_FAILURE)))
-                if not isinstance(error, Exception):
-                    raise
-            finally:
-                events.put(None)
-
-        threading.Thread(target=work, name=f"gpu-job-{job.job_id}", daemon=True).start()
-        while (event := events.get()) is not None:
-            yield event
+        try:
+            done = yield from stream_from_thread(lambda emit: self.run_job(job, emit))
+        except EngineError as error:
+            yield JobFailed(error)
+        except Exception:
+            logger.exception("GPU job %d failed", job.job_id)
+            yield JobFailed(EngineError(INTERNAL_FAILURE))
+        else:
+            yield done
 
     def run_job(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
         """Run one request's GPU work, reporting each denoising step; check before each stage
         (text encoding, every step, decoding) that it may go on and can still finish in time."""
         request = job.request
+        fitted = None
+        if job.want_previews and job.preview_map is None:
+            # The first request that asks for previews fits the map to the loaded VAE (about a
+            # second); the serving process keeps it for the next ones.
+            fitted = LatentPreview.fit(self.pipeline.vae)
+            job = replace(job, preview_map=fitted)
         with self._freeing_memory_on_oom(request):
             if isinstance(request, GenerateRequest):
-                return self._run_text_to_image(job, report)
-            if self._uses_omni(request):
-                return self._run_omni(job, report)
-            return self._run_edit(job, report)
+                done = self._run_text_to_image(job, report)
+            elif self._uses_omni(request):
+                done = self._run_omni(job, report)
+            else:
+                done = self._run_edit(job, report)
+        return done if fitted is None else replace(done, preview_map=fitted)
 
     def _uses_omni(self, request: EditRequest) -> bool:
         return request.mask is None and self.omni is not None
@@ -709,13 +740,23 @@ class _StepWatch:
     report: Callable[[StepDone], None]
     done: int = 0
     last_step_at: float = field(default_factory=time.monotonic)
+    previews: RunPreview | None = None
+
+    def __post_init__(self) -> None:
+        if self.job.want_previews and self.job.preview_map is not None:
+            self.previews = self.job.preview_map.start_run()
 
     def on_step_end(self, pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
         now = time.monotonic()
         step_s, self.last_step_at = now - self.last_step_at, now
         self.done = step + 1
         total = pipeline.num_timesteps
-        self.report(StepDone(self.done, total))
+        frames = (
+            self.previews.after_step(tensors["latents"], pipeline.scheduler)
+            if self.previews is not None
+            else []
+        )
+        self.report(StepDone(self.done, total, tuple(frames)))
         self.engine._check(self.job, next_stage_s=step_s if self.done < total else 0.0)
         return tensors
 
@@ -743,6 +784,7 @@ class UnavailableEngine:
         request: GenerateRequest,
         progress: ProgressCallback | None = None,
         control: JobControl | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> GenerateResult:
         raise EngineUnavailable(self.description)
 
@@ -751,6 +793,7 @@ class UnavailableEngine:
         request: EditRequest,
         progress: ProgressCallback | None = None,
         control: JobControl | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> EditResult:
         raise EngineUnavailable(self.description)
 

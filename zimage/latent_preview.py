@@ -112,6 +112,10 @@ class LatentPreview:
     def channels(self) -> int:
         return self.weight.shape[0]
 
+    def __getstate__(self) -> dict:
+        # The map crosses ZeroGPU's process boundary; its per-device copies stay behind.
+        return {**self.__dict__, "_on_device": {}}
+
     @classmethod
     def fit(
         cls,

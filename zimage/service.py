@@ -23,6 +23,7 @@ from zimage.engine import (
     EditRequest,
     Engine,
     GenerateRequest,
+    PreviewCallback,
     ProgressCallback,
     Timings,
     UnavailableEngine,
@@ -126,6 +127,7 @@ class ZImageService:
         progress: ProgressCallback | None = None,
         control: JobControl | None = None,
         num_images: object = 1,
+        on_preview: PreviewCallback | None = None,
     ) -> list[ImageOutcome]:
         """Text-to-image: `num_images` images with seeds s, s+1, ... in one GPU batch.
 
@@ -153,7 +155,7 @@ class ZImageService:
                 "images": count,
             }
             note.prompt = request.prompt
-            result = self.engine.text_to_image(request, progress, control)
+            result = self.engine.text_to_image(request, progress, control, on_preview)
             for image in result.images:
                 self.moderation.check_output(image)
             return [
@@ -181,6 +183,7 @@ class ZImageService:
         progress: ProgressCallback | None = None,
         mask_layers: Sequence[Source] = (),
         control: JobControl | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> ImageOutcome:
         """Edit an image. `mask` (white = change) or painted `mask_layers` select inpainting.
 
@@ -216,7 +219,7 @@ class ZImageService:
                 "strength": strength_value,
             }
             note.prompt = text
-            result = self.engine.edit(request, progress, control)
+            result = self.engine.edit(request, progress, control, on_preview)
             note.params["method"] = result.method
             self.moderation.check_output(result.image)
             return self._keep(

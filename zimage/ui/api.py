@@ -8,21 +8,26 @@ parameter descriptions agents and API pages show.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import gradio as gr
 
 from zimage import presets
+from zimage.engine import PreviewCallback
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
 from zimage.ui.errors import readable_errors
 from zimage.ui.outputs import (
     attach_inputs,
     gallery_of,
+    preview_items,
     progress_reporter,
     save_output,
     seed_caption,
 )
 from zimage.ui.parameters import described, integer
-from zimage.ui.running import RunningRequests
+from zimage.ui.running import RunningRequests, stream_previews
 from zimage.ui.visitors import visitor_of
 
 GPU_QUEUE = "gpu"
@@ -72,9 +77,18 @@ class ScriptEndpoints:
             The gallery (new image first), the seed used as text, and the seed used as a number.
         """
         randomize = bool(random_seed) or seed == RANDOM_SEED
-        outcomes = self._generate(
-            prompt, resolution, seed, randomize, steps, shift, 1, request, progress
-        )
+        with self.running.control() as control:
+            outcomes = self.service.generate(
+                prompt,
+                resolution,
+                seed,
+                randomize,
+                steps,
+                shift,
+                self._visitor(request),
+                progress_reporter(progress),
+                control,
+            )
         new = save_output(outcomes[0], self.service)
         earlier = [(path, caption) for path, caption in gallery_images or []]
         attach_inputs(self.service, outcomes[0], [path for path, _ in earlier])
@@ -90,9 +104,10 @@ class ScriptEndpoints:
         steps: int = presets.DEFAULT_STEPS,
         shift: float = presets.DEFAULT_SHIFT,
         num_images: int = 1,
+        live_preview: bool = False,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[list, int]:
+    ) -> Iterator[tuple[Any, Any]]:
         """Make 1 to 4 images from a text prompt in one run.
 
         Args:
@@ -103,14 +118,33 @@ class ScriptEndpoints:
             steps: Denoising steps, 1 to 50 (8 is the Turbo default).
             shift: Time shift of the sampler, 1 to 10 (default 3).
             num_images: How many images to make, 1 to 4, with seeds seed, seed + 1, ...
+            live_preview: Also send the picture forming, one small frame per image and step, before the result (read them with client.submit(...)).
 
         Returns:
             The images (captions "seed N") and the seed of the first image.
         """
-        outcomes = self._generate(
-            prompt, resolution, seed, randomize_seed, steps, shift, num_images, request, progress
-        )
-        return gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
+        visitor = self._visitor(request)
+        with self.running.control() as control:
+
+            def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
+                return self.service.generate(
+                    prompt,
+                    resolution,
+                    seed,
+                    randomize_seed,
+                    steps,
+                    shift,
+                    visitor,
+                    progress_reporter(progress),
+                    control,
+                    num_images,
+                    on_preview if live_preview else None,
+                )
+
+            outcomes = yield from stream_previews(
+                control, work, lambda frames: (preview_items(frames), gr.skip())
+            )
+        yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
 
     def edit(
         self,
@@ -155,32 +189,6 @@ class ScriptEndpoints:
         attach_inputs(self.service, outcome, [image, mask])
         return result, outcome.seed, outcome.method
 
-    def _generate(
-        self,
-        prompt: str,
-        resolution: str,
-        seed: object,
-        randomize_seed: bool,
-        steps: object,
-        shift: object,
-        num_images: object,
-        request: gr.Request | None,
-        progress: gr.Progress,
-    ) -> list[ImageOutcome]:
-        with self.running.control() as control:
-            return self.service.generate(
-                prompt,
-                resolution,
-                seed,
-                randomize_seed,
-                steps,
-                shift,
-                self._visitor(request),
-                progress_reporter(progress),
-                control,
-                num_images,
-            )
-
     def _visitor(self, request: gr.Request | None) -> Visitor:
         return visitor_of(request, self.settings)
 
@@ -202,6 +210,10 @@ class ScriptEndpoints:
                 "Draw a new seed instead of using `seed`.",
             )
             num_images = integer("num_images", 1, "How many images, 1 to 4.")
+            live_preview = described(
+                gr.Checkbox(label="live preview", value=False),
+                "Also send the picture forming at each step.",
+            )
             gallery_in = described(
                 gr.Gallery(label="gallery_images", type="filepath", buttons=["download"]),
                 "Images shown before; the new one goes in front.",
@@ -245,7 +257,7 @@ class ScriptEndpoints:
         )
         triggers[1].click(
             readable_errors(self.text_to_image),
-            inputs=[prompt, resolution, seed, randomize, steps, shift, num_images],
+            inputs=[prompt, resolution, seed, randomize, steps, shift, num_images, live_preview],
             outputs=[gallery_out, seed_used],
             api_name="text_to_image",
             **gpu,

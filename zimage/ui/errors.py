@@ -11,20 +11,24 @@ from typing import Any
 
 import gradio as gr
 
-from zimage.errors import INTERNAL_FAILURE
+from zimage.errors import INTERNAL_FAILURE, Cancelled
 from zimage.service import VISITOR_ERRORS
 
 logger = logging.getLogger(__name__)
 
 
 def readable_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn core exceptions into `gr.Error` messages, for plain and generator handlers."""
+    """Turn core exceptions into `gr.Error` messages, for plain and generator handlers (the
+    page's: a cancelled run of those ends without an error)."""
     if inspect.isgeneratorfunction(handler):
 
         @functools.wraps(handler)
         def streamed(*args: Any, **kwargs: Any) -> Any:
             with _as_visitor_messages():
-                yield from handler(*args, **kwargs)
+                try:
+                    yield from handler(*args, **kwargs)
+                except Cancelled:
+                    return  # Stop was pressed (or the page left): end quietly, no error shown
 
         return streamed
 

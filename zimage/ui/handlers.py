@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
+from zimage.engine import PreviewCallback
 from zimage.privacy import POLICY_VERSION, banner_markdown, banner_needs_showing, new_pseudonym
-from zimage.service import Visitor, ZImageService
+from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
 from zimage.ui.outputs import (
     attach_inputs,
     gallery_of,
+    preview_items,
     progress_reporter,
     save_output,
     seed_caption,
 )
-from zimage.ui.running import RunningRequests
+from zimage.ui.running import RunningRequests, stream_previews
 from zimage.ui.visitors import browser_defaults, visitor_of
 
 
@@ -66,22 +69,31 @@ class PageHandlers:
         opt_out: bool,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[list, int]:
-        """Text to image: the images with their seeds, and the first seed."""
+    ) -> Iterator[tuple[Any, Any]]:
+        """Text to image: the picture forming at each step, then the images with their seeds
+        and the first seed."""
+        visitor = self._visitor(request, browser, opt_out)
         with self.running.control() as control:
-            outcomes = self.service.generate(
-                prompt,
-                resolution,
-                seed,
-                randomize_seed,
-                steps,
-                shift,
-                self._visitor(request, browser, opt_out),
-                progress_reporter(progress),
-                control,
-                num_images,
+
+            def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
+                return self.service.generate(
+                    prompt,
+                    resolution,
+                    seed,
+                    randomize_seed,
+                    steps,
+                    shift,
+                    visitor,
+                    progress_reporter(progress),
+                    control,
+                    num_images,
+                    on_preview,
+                )
+
+            outcomes = yield from stream_previews(
+                control, work, lambda frames: (preview_items(frames), gr.skip())
             )
-        return gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
+        yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
 
     def edit(
         self,
@@ -95,28 +107,37 @@ class PageHandlers:
         opt_out: bool,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[tuple[str, str], int, str]:
-        """The Edit tab: the editor's background is the image, its brush layers the mask."""
+    ) -> Iterator[tuple[Any, Any, Any]]:
+        """The Edit tab: the editor's background is the image, its brush layers the mask. The
+        after side shows the edit forming, then the result."""
         editor = editor or {}
         background = editor.get("background")
         layers = editor.get("layers") or []
+        visitor = self._visitor(request, browser, opt_out)
         with self.running.control() as control:
-            outcome = self.service.edit(
-                background,
-                instruction,
-                None,
-                strength,
-                seed,
-                randomize_seed,
-                steps,
-                self._visitor(request, browser, opt_out),
-                progress_reporter(progress),
-                mask_layers=layers,
-                control=control,
+
+            def work(on_preview: PreviewCallback) -> ImageOutcome:
+                return self.service.edit(
+                    background,
+                    instruction,
+                    None,
+                    strength,
+                    seed,
+                    randomize_seed,
+                    steps,
+                    visitor,
+                    progress_reporter(progress),
+                    mask_layers=layers,
+                    control=control,
+                    on_preview=on_preview,
+                )
+
+            outcome = yield from stream_previews(
+                control, work, lambda frames: ((background, frames[0]), gr.skip(), gr.skip())
             )
         result = save_output(outcome, self.service)
         attach_inputs(self.service, outcome, [background, editor.get("composite"), *layers])
-        return (background, result), outcome.seed, outcome.method
+        yield (background, result), outcome.seed, outcome.method
 
     # -- privacy ------------------------------------------------------------------------------
 

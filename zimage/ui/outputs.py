@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import gradio as gr
+import numpy as np
 from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
@@ -39,6 +40,11 @@ def gallery_of(
 ) -> list[tuple[str, str | None]]:
     """(file, caption) pairs for a gr.Gallery, one per image, in seed order."""
     return [(save_output(outcome, service), caption(outcome.seed)) for outcome in outcomes]
+
+
+def preview_items(frames: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+    """A step's preview frames as gallery items (small; the gallery scales them up)."""
+    return [(frame, "forming…") for frame in frames]
 
 
 def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:

@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 from gradio.context import LocalContext
 
+from zimage.engine import PreviewCallback
 from zimage.jobs import JobControl, StopReason
+from zimage.streaming import stream_from_thread
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,28 @@ class RunningRequests:
     def __len__(self) -> int:
         with self._lock:
             return len(self._running)
+
+
+Result = TypeVar("Result")
+Outputs = TypeVar("Outputs")
+
+
+def stream_previews(
+    control: JobControl,
+    work: Callable[[PreviewCallback], Result],
+    as_outputs: Callable[[list[np.ndarray]], Outputs],
+) -> Generator[Outputs, None, Result]:
+    """Run `work(on_preview)` aside and yield its preview frames as a handler's outputs, then
+    return its result. A stream closed early (Stop, cancel) stops the work at its next step."""
+    try:
+        frames = stream_from_thread(work)
+        while True:
+            yield as_outputs(next(frames))
+    except StopIteration as finished:
+        return finished.value
+    except GeneratorExit:
+        control.stop(StopReason.CANCELLED)
+        raise
 
 
 def _queued_event(blocks: Any, event_id: str) -> Any:

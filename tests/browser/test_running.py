@@ -1,0 +1,112 @@
+"""A run as a visitor sees it: the picture forming, Stop, leaving mid-run, and an opt-out
+ticked in the very moment Generate is pressed."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.browser.helpers import (
+    banner_opt_out,
+    current_src,
+    fill_in,
+    open_app,
+    result_image,
+    set_small_size,
+    set_steps,
+    usage_rows,
+    wait_idle,
+    wait_new_result,
+)
+from tests.conftest import RunningApp
+
+LONG_STEPS = 50
+
+
+def start_long_run(page: Page, size: str = "1024x1024") -> None:
+    fill_in(page.get_by_role("textbox", name="Prompt"), "a slow lighthouse")
+    box = page.get_by_role("combobox", name="Resolution (width x height)")
+    fill_in(box, size, press="Enter")
+    set_steps(page, LONG_STEPS)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.locator("#result").get_by_test_id("status-tracker")).to_contain_text(
+        f"/{LONG_STEPS} steps"
+    )
+
+
+def quick_run_seconds(page: Page) -> float:
+    """Seconds for a 1-step 256x256 run on this page."""
+    fill_in(page.get_by_role("textbox", name="Prompt"), "a quick kite")
+    set_small_size(page)
+    set_steps(page, 1)
+    before = current_src(page)
+    started = time.monotonic()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    wait_new_result(page, before)
+    return time.monotonic() - started
+
+
+def test_the_picture_forms_while_it_is_made(page: Page, running_app: RunningApp) -> None:
+    open_app(page, running_app.url)
+    fill_in(page.get_by_role("textbox", name="Prompt"), "a lighthouse at dusk")
+    set_small_size(page)
+    set_steps(page, 20)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    tracker = page.locator("#result").get_by_test_id("status-tracker")
+    expect(tracker).to_contain_text("/20 steps")
+    seen: list[str] = []
+    while "hide" not in (tracker.get_attribute("class") or "").split():
+        src = current_src(page)
+        if src and (not seen or seen[-1] != src):
+            seen.append(src)
+        time.sleep(0.05)
+    wait_idle(page)
+    # Several frames replaced each other (Gradio names an array it serves "image.png"),
+    # then the finished image took their place.
+    frames = [src for src in seen if src.endswith("/image.png")]
+    assert len(frames) >= 4, seen
+    expect(result_image(page)).to_have_attribute("src", re.compile(r"/zimage\.png$"))
+
+
+def test_stop_ends_the_run_and_frees_the_gpu(page: Page, running_app: RunningApp) -> None:
+    open_app(page, running_app.url)
+    start_long_run(page)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    wait_idle(page)
+    # Uncancelled, 50 steps at 1024x1024 take far longer than this quick run may wait.
+    assert quick_run_seconds(page) < 20
+
+
+def test_leaving_mid_run_frees_the_gpu(context: BrowserContext, running_app: RunningApp) -> None:
+    leaving = context.new_page()
+    open_app(leaving, running_app.url)
+    start_long_run(leaving)
+    leaving.close()
+    staying = context.new_page()
+    open_app(staying, running_app.url)
+    assert quick_run_seconds(staying) < 30
+
+
+def test_an_opt_out_ticked_as_generate_is_pressed_is_honoured(
+    page: Page, running_app: RunningApp
+) -> None:
+    open_app(page, running_app.url)
+    fill_in(page.get_by_role("textbox", name="Prompt"), "a private kite")
+    set_small_size(page)
+    set_steps(page, 1)
+    before_rows = usage_rows(running_app.usage_db)
+    before = current_src(page)
+    # Both clicks in one task of the page: the stored choice cannot have been updated yet.
+    checkbox = banner_opt_out(page)
+    page.evaluate(
+        """([box, button]) => { box.click(); button.click(); }""",
+        [
+            checkbox.element_handle(),
+            page.get_by_role("button", name="Generate", exact=True).element_handle(),
+        ],
+    )
+    wait_new_result(page, before)
+    wait_idle(page)
+    assert usage_rows(running_app.usage_db) == before_rows
