@@ -12,6 +12,7 @@ from zimage import presets
 
 ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
+ENHANCER_CHOICES = ("auto", "off")
 # Requests per minute per visitor on a Space unless ZIMAGE_RATE_PER_MIN says otherwise.
 SPACE_RATE_PER_MIN = 10
 _ON = ("on", "true", "1", "yes")
@@ -56,6 +57,9 @@ class Settings:
     blocklist: str = ""
     safety_model: str = ""
     reuse_prompts: bool = True
+    enhancer: str = "auto"
+    enhancer_model: str = ""
+    enhancer_max_tokens: int = presets.DEFAULT_ENHANCER_MAX_TOKENS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +102,14 @@ class Settings:
             blocklist=reader.existing_file("ZIMAGE_BLOCKLIST"),
             safety_model=reader.text("ZIMAGE_SAFETY_MODEL", "", allow_empty=True),
             reuse_prompts=reader.flag("ZIMAGE_REUSE_PROMPTS", cls.reuse_prompts),
+            enhancer=reader.choice("ZIMAGE_ENHANCER", ENHANCER_CHOICES, cls.enhancer),
+            enhancer_model=reader.text("ZIMAGE_ENHANCER_MODEL", "", allow_empty=True),
+            enhancer_max_tokens=reader.integer(
+                "ZIMAGE_ENHANCER_MAX_TOKENS",
+                cls.enhancer_max_tokens,
+                presets.MIN_ENHANCER_MAX_TOKENS,
+                presets.MAX_SEQUENCE_LENGTH,
+            ),
         )
 
     def describe(self) -> dict[str, Any]:
