@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -33,6 +35,7 @@ PROMPT = 'A lighthouse on a basalt cliff, a sign reading "OPEN"'
 # seed 23, and write up to the token limit for seed 28 (found by trying seeds; fixed weights).
 SEED_THAT_ENDS_EARLY = 23
 SEED_THAT_WRITES_LONG = 28
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Cancelled(Exception):
@@ -261,9 +264,9 @@ def test_an_image_made_after_enhancing_has_the_same_pixels_as_before() -> None:
     engine = create_preview_engine()
     request = GenerateRequest("A lighthouse on a basalt cliff", 256, 256, seed=3, steps=2)
     before = np.asarray(engine.text_to_image(request).image)
-    weights_before = {
-        name: tensor.clone() for name, tensor in engine.pipeline.text_encoder.state_dict().items()
-    }
+    encoder = engine.pipeline.text_encoder
+    weights_before = {name: tensor.clone() for name, tensor in encoder.state_dict().items()}
+    config_before = encoder.config.to_dict()
 
     enhancer = enhancer_for(engine, max_new_tokens=24)
     enhanced = enhancer.enhance(request.prompt, seed=5)
@@ -273,9 +276,11 @@ def test_an_image_made_after_enhancing_has_the_same_pixels_as_before() -> None:
 
     after = np.asarray(engine.text_to_image(request).image)
     assert np.array_equal(before, after)
-    for name, tensor in engine.pipeline.text_encoder.state_dict().items():
+    for name, tensor in encoder.state_dict().items():
         assert torch.equal(tensor, weights_before[name]), name
-    assert engine.pipeline.text_encoder.training is False
+    assert encoder.config.to_dict() == config_before
+    assert encoder.training is False
+    assert not encoder._forward_hooks and not encoder._forward_pre_hooks
     # And the enhanced prompt is a prompt the engine takes.
     assert engine.text_to_image(GenerateRequest(enhanced, 256, 256, seed=3, steps=2)).image
 
@@ -537,3 +542,55 @@ def test_replies_are_cleaned_without_touching_quoted_lettering(
 ) -> None:
     assert clean_enhanced_prompt(reply, original) == expected
 
+
+# Benchmark
+
+
+def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "bench/enhancer.py", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def test_the_benchmark_runs_on_the_preview_and_ends_with_the_ratio() -> None:
+    completed = run_bench(
+        "--runs",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--size",
+        "256x256",
+        "--steps",
+        "2",
+        "--threads",
+        "1",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert "  chat model's own parameter bytes: 0 (want 0)" in lines
+    assert any(line.startswith("  seeded  tokens     8  first token ") for line in lines)
+    assert lines[-1].startswith("ratio enhance/image (seeded, 8 tokens): ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
+def test_the_full_benchmark_without_a_gpu_says_one_is_needed() -> None:
+    completed = run_bench("--full", "--runs", "1")
+    assert completed.returncode != 0
+    assert "--full needs a CUDA GPU" in completed.stderr
+
+
+def test_the_full_benchmarks_builder_gives_an_enhancer_sharing_the_encoders_weights() -> None:
+    """The --full code path on the scaled-down configs (the full size needs a GPU)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import enhancer as enhancer_bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    engine = enhancer_bench.build_full(enhancer_bench.CONFIGS / "tiny", "cpu", torch.float32)
+    enhancer = enhancer_bench.enhancer_for(engine, max_new_tokens=4)
+    assert enhancer_bench.extra_parameter_bytes(enhancer, engine.pipeline.text_encoder) == 0
+    assert len(list(enhancer.stream(PROMPT, seed=1))) <= 4
