@@ -72,7 +72,7 @@ PREAMBLE = re.compile(
 
 
 class PromptEnhancer:
-    """Rewrites a prompt with a causal LM; one call at a time, nothing kept between calls.
+    """Rewrites a prompt with a causal LM; nothing is kept between calls.
 
     `prompt_tokens` counts a prompt the way the image pipeline does (chat template included),
     so the result always fits in the text encoder's `token_limit`.
