@@ -81,3 +81,8 @@ MAX_STRENGTH = 1.0
 
 # Prompts.
 MAX_PROMPT_CHARS = 2000
+
+# Prompt enhancer: how many tokens it may write (the text encoder reads at most
+# MAX_SEQUENCE_LENGTH, so more could never be used).
+DEFAULT_ENHANCER_MAX_TOKENS = 256
+MIN_ENHANCER_MAX_TOKENS = 16

@@ -93,6 +93,8 @@ def build_text_encoder(vocab_size: int) -> Qwen3Model:
         num_key_value_heads=1,
         head_dim=16,
         max_position_embeddings=presets.MAX_SEQUENCE_LENGTH,
+        # As in Qwen3-4B: the output head is the input embeddings, which the enhancer relies on.
+        tie_word_embeddings=True,
     )
     return Qwen3Model(config).eval()
 

@@ -13,6 +13,7 @@ from zimage import presets
 ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
 QUANT_CHOICES = ("off", "fp8")
+ENHANCER_CHOICES = ("auto", "off")
 # Requests per minute per visitor on a Space unless ZIMAGE_RATE_PER_MIN says otherwise.
 SPACE_RATE_PER_MIN = 10
 _ON = ("on", "true", "1", "yes")
@@ -61,6 +62,9 @@ class Settings:
     zero_gpu_max_s: int = 120
     mcp: bool = True
     shutdown_grace_s: int = 10
+    enhancer: str = "auto"
+    enhancer_model: str = ""
+    enhancer_max_tokens: int = presets.DEFAULT_ENHANCER_MAX_TOKENS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +112,14 @@ class Settings:
             mcp=reader.flag("ZIMAGE_MCP", cls.mcp),
             shutdown_grace_s=reader.integer(
                 "ZIMAGE_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, 1, 300
+            ),
+            enhancer=reader.choice("ZIMAGE_ENHANCER", ENHANCER_CHOICES, cls.enhancer),
+            enhancer_model=reader.text("ZIMAGE_ENHANCER_MODEL", "", allow_empty=True),
+            enhancer_max_tokens=reader.integer(
+                "ZIMAGE_ENHANCER_MAX_TOKENS",
+                cls.enhancer_max_tokens,
+                presets.MIN_ENHANCER_MAX_TOKENS,
+                presets.MAX_SEQUENCE_LENGTH,
             ),
         )
 
