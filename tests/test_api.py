@@ -213,7 +213,7 @@ def test_api_documents_every_parameter_with_its_type(client) -> None:
 
 def test_only_the_documented_endpoints_are_public(client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/text_to_image", "/edit"}
+    assert set(endpoints) == {"/generate", "/text_to_image", "/edit", "/enhance_prompt"}
 
 
 def test_http_api_cannot_skip_the_queue(running_app) -> None:

@@ -63,7 +63,7 @@ def test_tools_are_described_with_typed_parameters_and_an_optional_mask(app) -> 
         return (await client.list_tools()).tools
 
     tools = {tool.name: tool for tool in session(app.url)(work)}
-    assert set(tools) == {"text_to_image", "edit_image"}
+    assert set(tools) == {"text_to_image", "edit_image", "enhance_prompt"}
     for tool in tools.values():
         assert tool.description
         for name, schema in tool.inputSchema["properties"].items():

@@ -254,3 +254,11 @@ def test_privacy_md_covers_scripts_agents_and_cancelled_requests() -> None:
     assert "`cancelled`" in text and "nothing of it is kept" in text
     assert "number of images" in text
     assert "On a ZeroGPU Space this reuse is off" in text
+
+
+def test_privacy_md_covers_prompt_enhancement_and_previews() -> None:
+    text = (ROOT / "PRIVACY.md").read_text()
+    defaults = Settings.from_env({})
+    assert defaults.enhancer == "auto" and "`ZIMAGE_ENHANCER=off`" in text
+    assert "**your prompt is sent to no other service**" in text
+    assert "Live preview frames" in text

@@ -141,6 +141,34 @@ TOOLS = [
 ]
 
 
+ENHANCE_TOOL = types.Tool(
+    name="enhance_prompt",
+    description=(
+        "Rewrite a short image prompt into a rich one (subject, composition, light, style), "
+        "keeping its language and any text in quotes. Runs on this Space with the model's own "
+        "text encoder: the prompt is sent nowhere else."
+    ),
+    inputSchema={
+        "type": "object",
+        "properties": {
+            "prompt": {
+                "type": "string",
+                "maxLength": presets.MAX_PROMPT_CHARS,
+                "description": "The prompt to enhance, in English or Chinese.",
+            },
+            "seed": {
+                "type": "integer",
+                "minimum": -1,
+                "maximum": presets.MAX_SEED,
+                "default": -1,
+                "description": "-1 for the most likely rewrite; another number samples a variant.",
+            },
+        },
+        "required": ["prompt"],
+    },
+)
+
+
 class McpRoute:
     """ASGI middleware: requests to MCP_PATH go to the MCP server, all others to the app."""
 
@@ -181,7 +209,8 @@ class McpEndpoint:
             yield
 
     async def _list_tools(self) -> list[types.Tool]:
-        return TOOLS
+        enhancer = self.service.engine.enhancer is not None
+        return [*TOOLS, ENHANCE_TOOL] if enhancer else TOOLS
 
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> list[Any]:
         context = self.server.request_context
@@ -220,7 +249,13 @@ class McpEndpoint:
             if name == "edit_image":
                 outcome = self._edit(arguments, visitor, report, control)
                 return [*_content(outcome), _text(f"method {outcome.method}")]
-            raise ToolFailed(f"Unknown tool {name!r}: use text_to_image or edit_image.")
+            if name == "enhance_prompt":
+                enhanced = self.service.enhance_prompt(
+                    arguments.get("prompt"), arguments.get("seed", -1), visitor, control=control
+                )
+                return [_text(enhanced)]
+            tools = ", ".join(tool.name for tool in TOOLS + [ENHANCE_TOOL])
+            raise ToolFailed(f"Unknown tool {name!r}: use one of {tools}.")
         except VISITOR_ERRORS as error:
             raise ToolFailed(str(error)) from None
         except ToolFailed:

@@ -22,9 +22,11 @@ from zimage.cache import CacheEntry, OutputCache
 from zimage.engine import (
     EditRequest,
     Engine,
+    EnhanceRequest,
     GenerateRequest,
     PreviewCallback,
     ProgressCallback,
+    TextCallback,
     Timings,
     UnavailableEngine,
 )
@@ -230,6 +232,36 @@ class ZImageService:
                 result.timings,
                 {"instruction": text, **note.params},
             )
+
+    def enhance_prompt(
+        self,
+        prompt: object,
+        seed: object,
+        visitor: Visitor,
+        on_text: TextCallback | None = None,
+        control: JobControl | None = None,
+    ) -> str:
+        """Rewrite a prompt into a richer one with the prompt enhancer, on this Space.
+
+        `seed` -1 (or None) gives the most likely wording; another seed samples a variant. The
+        result is a prompt like any other: it passes the same checks and content filter, and it
+        is never logged unless prompts are.
+        """
+        with self._logged("enhance", visitor) as note:
+            self._admit(visitor)
+            original = self._checked_text(prompt, "prompt")
+            chosen = (
+                None
+                if seed is None or seed == -1
+                else check_integer(seed, "Seed", 0, presets.MAX_SEED)
+            )
+            note.params = {"sampled": chosen is not None}
+            note.prompt = original
+            enhanced = self.engine.enhance_prompt(
+                EnhanceRequest(original, chosen, visitor.owner), on_text, control
+            )
+            self.moderation.check_prompt(enhanced)
+            return enhanced
 
     def shut_down(self, grace_s: float) -> bool:
         """Refuse new requests, stop the running one at its next step, and wait up to `grace_s`

@@ -1,5 +1,5 @@
 """The endpoints for scripts: `/generate` as the official Z-Image-Turbo Space has it, and our own
-`/text_to_image` and `/edit`.
+`/text_to_image`, `/edit` and `/enhance_prompt`.
 
 They run on hidden plain components (`parameters.py`), so that our own checks and messages, not
 the page widgets' ranges and rounding, decide what is accepted. The docstrings' `Args:` are the
@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from zimage import presets
-from zimage.engine import PreviewCallback
+from zimage.engine import PreviewCallback, TextCallback
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
 from zimage.ui.errors import readable_errors
@@ -27,7 +27,7 @@ from zimage.ui.outputs import (
     seed_caption,
 )
 from zimage.ui.parameters import described, integer
-from zimage.ui.running import RunningRequests, stream_previews
+from zimage.ui.running import RunningRequests, stream_while_running
 from zimage.ui.visitors import visitor_of
 
 GPU_QUEUE = "gpu"
@@ -141,7 +141,7 @@ class ScriptEndpoints:
                     on_preview if live_preview else None,
                 )
 
-            outcomes = yield from stream_previews(
+            outcomes = yield from stream_while_running(
                 control, work, lambda frames: (preview_items(frames), gr.skip())
             )
         yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
@@ -188,6 +188,29 @@ class ScriptEndpoints:
         result = save_output(outcome, self.service)
         attach_inputs(self.service, outcome, [image, mask])
         return result, outcome.seed, outcome.method
+
+    def enhance_prompt(
+        self, prompt: str, seed: int = -1, request: gr.Request = None
+    ) -> Iterator[str]:
+        """Rewrite a short prompt into a rich one, with details of subject, composition, light
+        and style, keeping its language and any text in quotes. It runs on this Space with the
+        model's own text encoder: the prompt is sent nowhere else.
+
+        Args:
+            prompt: The prompt to enhance, in English or Chinese (up to 2000 characters).
+            seed: -1 for the most likely rewrite (the same every time); any other number from 0 samples a variant.
+
+        Returns:
+            The enhanced prompt.
+        """
+        visitor = self._visitor(request)
+        with self.running.control() as control:
+
+            def work(on_text: TextCallback) -> str:
+                return self.service.enhance_prompt(prompt, seed, visitor, on_text, control)
+
+            enhanced = yield from stream_while_running(control, work, lambda text: text)
+        yield enhanced
 
     def _visitor(self, request: gr.Request | None) -> Visitor:
         return visitor_of(request, self.settings)
@@ -241,7 +264,11 @@ class ScriptEndpoints:
             method = described(
                 gr.Textbox(label="method"), "img2img, inpaint or omni: how the edit was made."
             )
-            triggers = [gr.Button(visible=False) for _ in range(3)]
+            enhance_seed = integer(
+                "seed", -1, "-1 for the most likely rewrite; another number samples a variant."
+            )
+            enhanced = described(gr.Textbox(label="enhanced_prompt"), "The enhanced prompt.")
+            triggers = [gr.Button(visible=False) for _ in range(4)]
 
         gpu = {
             "concurrency_id": GPU_QUEUE,
@@ -269,3 +296,11 @@ class ScriptEndpoints:
             api_name="edit",
             **gpu,
         )
+        if self.service.engine.enhancer is not None:
+            triggers[3].click(
+                readable_errors(self.enhance_prompt),
+                inputs=[prompt, enhance_seed],
+                outputs=enhanced,
+                api_name="enhance_prompt",
+                **gpu,
+            )

@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from zimage import presets
-from zimage.ui.controls import seed_controls, steps_slider
+from zimage.ui.controls import EnhanceControls, enhance_controls, seed_controls, steps_slider
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 EXAMPLE_EDITS = [
@@ -30,6 +30,7 @@ class EditTab:
     before_after: gr.ImageSlider
     seed_used: gr.Number
     method_used: gr.Textbox
+    enhance: EnhanceControls
 
     @property
     def inputs(self) -> list[gr.components.Component]:
@@ -43,7 +44,7 @@ class EditTab:
         ]
 
 
-def edit_tab(edit_methods: str) -> EditTab:
+def edit_tab(edit_methods: str, enhancer_available: bool) -> EditTab:
     gr.Markdown(
         "Z-Image-Edit weights are not published, so edits run on the Turbo weights: "
         f"**{edit_methods}**. Paint over the part to change, or leave the image "
@@ -67,6 +68,7 @@ def edit_tab(edit_methods: str) -> EditTab:
                 max_length=presets.MAX_PROMPT_CHARS,
                 placeholder="Say what to change, e.g. 'make it a snowy evening'",
             )
+            enhance = enhance_controls(enhancer_available)
             strength = gr.Slider(
                 presets.MIN_STRENGTH,
                 presets.MAX_STRENGTH,
@@ -108,4 +110,5 @@ def edit_tab(edit_methods: str) -> EditTab:
         before_after,
         seed_used,
         method_used,
+        enhance,
     )

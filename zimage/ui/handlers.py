@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import secrets
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar
 
 import gradio as gr
 from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
-from zimage.engine import PreviewCallback
+from zimage import presets
+from zimage.engine import PreviewCallback, TextCallback
+from zimage.jobs import JobControl
 from zimage.privacy import POLICY_VERSION, banner_markdown, banner_needs_showing, new_pseudonym
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
@@ -21,8 +24,10 @@ from zimage.ui.outputs import (
     save_output,
     seed_caption,
 )
-from zimage.ui.running import RunningRequests, stream_previews
+from zimage.ui.running import RunningRequests, stream_while_running
 from zimage.ui.visitors import browser_defaults, visitor_of
+
+Outputs = TypeVar("Outputs")
 
 
 def lifetime_in_words(seconds: int) -> str:
@@ -65,17 +70,25 @@ class PageHandlers:
         steps: float,
         shift: float,
         num_images: float,
+        enhance_first: bool,
         browser: dict,
         opt_out: bool,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
-    ) -> Iterator[tuple[Any, Any]]:
-        """Text to image: the picture forming at each step, then the images with their seeds
-        and the first seed."""
+    ) -> Iterator[tuple[Any, ...]]:
+        """Text to image, yielding (images, seed used, prompt box, original prompt): the prompt
+        being enhanced when asked, the picture forming at each step, then the images with their
+        seeds."""
         visitor = self._visitor(request, browser, opt_out)
+        keep = gr.skip()
         with self.running.control() as control:
+            if enhance_first:
+                yield keep, keep, keep, prompt  # what Undo brings back
+                prompt = yield from self._enhancing(
+                    prompt, None, visitor, control, lambda text: (keep, keep, text, keep)
+                )
 
-            def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
+            def work(on_preview: PreviewCallback, prompt: str = prompt) -> list[ImageOutcome]:
                 return self.service.generate(
                     prompt,
                     resolution,
@@ -90,10 +103,10 @@ class PageHandlers:
                     on_preview,
                 )
 
-            outcomes = yield from stream_previews(
-                control, work, lambda frames: (preview_items(frames), gr.skip())
+            outcomes = yield from stream_while_running(
+                control, work, lambda frames: (preview_items(frames), keep, keep, keep)
             )
-        yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
+        yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed, keep, keep
 
     def edit(
         self,
@@ -103,20 +116,28 @@ class PageHandlers:
         seed: float,
         randomize_seed: bool,
         steps: float,
+        enhance_first: bool,
         browser: dict,
         opt_out: bool,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
-    ) -> Iterator[tuple[Any, Any, Any]]:
-        """The Edit tab: the editor's background is the image, its brush layers the mask. The
+    ) -> Iterator[tuple[Any, ...]]:
+        """The Edit tab: the editor's background is the image, its brush layers the mask.
+        Yields (before/after, seed used, method, instruction box, original instruction); the
         after side shows the edit forming, then the result."""
         editor = editor or {}
         background = editor.get("background")
         layers = editor.get("layers") or []
         visitor = self._visitor(request, browser, opt_out)
+        keep = gr.skip()
         with self.running.control() as control:
+            if enhance_first:
+                yield keep, keep, keep, keep, instruction
+                instruction = yield from self._enhancing(
+                    instruction, None, visitor, control, lambda text: (keep, keep, keep, text, keep)
+                )
 
-            def work(on_preview: PreviewCallback) -> ImageOutcome:
+            def work(on_preview: PreviewCallback, instruction: str = instruction) -> ImageOutcome:
                 return self.service.edit(
                     background,
                     instruction,
@@ -132,12 +153,41 @@ class PageHandlers:
                     on_preview=on_preview,
                 )
 
-            outcome = yield from stream_previews(
-                control, work, lambda frames: ((background, frames[0]), gr.skip(), gr.skip())
+            outcome = yield from stream_while_running(
+                control, work, lambda frames: ((background, frames[0]), keep, keep, keep, keep)
             )
         result = save_output(outcome, self.service)
         attach_inputs(self.service, outcome, [background, editor.get("composite"), *layers])
-        yield (background, result), outcome.seed, outcome.method
+        yield (background, result), outcome.seed, outcome.method, keep, keep
+
+    def enhance(
+        self, text: str, browser: dict, opt_out: bool, request: gr.Request
+    ) -> Iterator[tuple[Any, Any]]:
+        """The Enhance button: the rewrite streams into the box (a new variant each press);
+        yields (box, original for Undo)."""
+        visitor = self._visitor(request, browser, opt_out)
+        with self.running.control() as control:
+            yield gr.skip(), text
+            variant = secrets.randbelow(presets.MAX_SEED + 1)
+            enhanced = yield from self._enhancing(
+                text, variant, visitor, control, lambda so_far: (so_far, gr.skip())
+            )
+        yield enhanced, gr.skip()
+
+    def _enhancing(
+        self,
+        text: str,
+        seed: int | None,
+        visitor: Visitor,
+        control: JobControl,
+        as_outputs: Callable[[str], Outputs],
+    ) -> Generator[Outputs, None, str]:
+        """The prompt enhancer's rewrite of `text`, streamed as outputs; returns the result."""
+
+        def work(on_text: TextCallback) -> str:
+            return self.service.enhance_prompt(text, seed, visitor, on_text, control)
+
+        return (yield from stream_while_running(control, work, as_outputs))
 
     # -- privacy ------------------------------------------------------------------------------
 

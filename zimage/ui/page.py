@@ -26,6 +26,11 @@ LIGHT = {"concurrency_limit": None, "api_visibility": "private"}
 MIRROR = "(value) => value"
 
 
+def undo_enhance(original: str, current: str) -> str:
+    """The text from before the last enhancement (the current one if none was enhanced)."""
+    return original or current
+
+
 def build_demo(
     service: ZImageService,
     settings: Settings,
@@ -47,10 +52,11 @@ def build_demo(
         gr.Markdown("# Z-Image Turbo\nText-to-image and image editing with Z-Image Turbo.")
         gr.Markdown(engine_banner(service), elem_id="engine-status")
         with gr.Tabs() as tabs:
+            enhancer_available = service.engine.enhancer is not None
             with gr.Tab("Text to image", id="generate"):
-                text_tab = text_to_image_tab()
+                text_tab = text_to_image_tab(enhancer_available)
             with gr.Tab("Edit", id="edit"):
-                edit = edit_tab(service.engine.edit_methods)
+                edit = edit_tab(service.engine.edit_methods, enhancer_available)
             with gr.Tab("Privacy and your data", id="privacy"):
                 data = privacy_tab()
         history = history_panel(lifetime_in_words(ttl))
@@ -111,23 +117,45 @@ def build_demo(
         generating = gr.on(
             [text_tab.run.click, text_tab.prompt.submit],
             readable_errors(handlers.generate),
-            inputs=[*text_tab.inputs, browser, banner.opt_out],
-            outputs=[text_tab.images, text_tab.seed_used],
+            inputs=[*text_tab.inputs, text_tab.enhance.before_run, browser, banner.opt_out],
+            outputs=[
+                text_tab.images,
+                text_tab.seed_used,
+                text_tab.prompt,
+                text_tab.enhance.original,
+            ],
             api_name="generate_in_browser",
             **gpu,
         )
         generating.then(handlers.history, inputs=browser, outputs=history_outputs, **LIGHT)
-        text_tab.stop.click(None, cancels=[generating], **LIGHT)
         editing = gr.on(
             [edit.run.click, edit.instruction.submit],
             readable_errors(handlers.edit),
-            inputs=[*edit.inputs, browser, banner.opt_out],
-            outputs=[edit.before_after, edit.seed_used, edit.method_used],
+            inputs=[*edit.inputs, edit.enhance.before_run, browser, banner.opt_out],
+            outputs=[
+                edit.before_after,
+                edit.seed_used,
+                edit.method_used,
+                edit.instruction,
+                edit.enhance.original,
+            ],
             api_name="edit_in_browser",
             **gpu,
         )
         editing.then(handlers.history, inputs=browser, outputs=history_outputs, **LIGHT)
-        edit.stop.click(None, cancels=[editing], **LIGHT)
+        for box, controls, run, stop in (
+            (text_tab.prompt, text_tab.enhance, generating, text_tab.stop),
+            (edit.instruction, edit.enhance, editing, edit.stop),
+        ):
+            enhancing = controls.enhance.click(
+                readable_errors(handlers.enhance),
+                inputs=[box, browser, banner.opt_out],
+                outputs=[box, controls.original],
+                api_name=False,
+                **gpu,
+            )
+            controls.undo.click(undo_enhance, inputs=[controls.original, box], outputs=box, **LIGHT)
+            stop.click(None, cancels=[run, enhancing], **LIGHT)
 
         def reuse(
             keys: list[str], browser_value: dict, request: gr.Request, selection: gr.SelectData

@@ -21,10 +21,8 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import numpy as np
 from gradio.context import LocalContext
 
-from zimage.engine import PreviewCallback
 from zimage.jobs import JobControl, StopReason
 from zimage.streaming import stream_from_thread
 
@@ -74,17 +72,19 @@ class RunningRequests:
             return len(self._running)
 
 
+Report = TypeVar("Report")
 Result = TypeVar("Result")
 Outputs = TypeVar("Outputs")
 
 
-def stream_previews(
+def stream_while_running(
     control: JobControl,
-    work: Callable[[PreviewCallback], Result],
-    as_outputs: Callable[[list[np.ndarray]], Outputs],
+    work: Callable[[Callable[[Report], None]], Result],
+    as_outputs: Callable[[Report], Outputs],
 ) -> Generator[Outputs, None, Result]:
-    """Run `work(on_preview)` aside and yield its preview frames as a handler's outputs, then
-    return its result. A stream closed early (Stop, cancel) stops the work at its next step."""
+    """Run `work(report)` aside and yield what it reports (preview frames, the text so far) as
+    a handler's outputs, then return its result. A stream closed early (Stop, cancel) stops the
+    work at its next step."""
     try:
         frames = stream_from_thread(work)
         while True:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from zimage import presets
-from zimage.ui.controls import seed_controls, steps_slider
+from zimage.ui.controls import EnhanceControls, enhance_controls, seed_controls, steps_slider
 
 EXAMPLE_PROMPTS = [
     "A lighthouse on a basalt cliff at dusk, warm window light, long exposure sea",
@@ -29,6 +29,7 @@ class TextToImageTab:
     stop: gr.Button
     images: gr.Gallery
     seed_used: gr.Number
+    enhance: EnhanceControls
 
     @property
     def inputs(self) -> list[gr.components.Component]:
@@ -43,7 +44,7 @@ class TextToImageTab:
         ]
 
 
-def text_to_image_tab() -> TextToImageTab:
+def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
     with gr.Row():
         with gr.Column(scale=1):
             prompt = gr.Textbox(
@@ -52,6 +53,7 @@ def text_to_image_tab() -> TextToImageTab:
                 max_length=presets.MAX_PROMPT_CHARS,
                 placeholder="Describe the image you want",
             )
+            enhance = enhance_controls(enhancer_available)
             with gr.Row():
                 category = gr.Radio(
                     list(presets.RESOLUTION_PRESETS),
@@ -114,4 +116,5 @@ def text_to_image_tab() -> TextToImageTab:
         stop,
         images,
         seed_used,
+        enhance,
     )
