@@ -21,8 +21,9 @@ from zimage.settings import Settings, SettingsError
 if TYPE_CHECKING:
     import gradio as gr
 
-    from zimage.engine import Engine, UnavailableEngine
+    from zimage.engine import Engine
     from zimage.housekeeping import Housekeeping
+    from zimage.loading import UnavailableEngine
     from zimage.mcp_server import McpEndpoint
     from zimage.service import ZImageService
     from zimage.ui import RunningRequests
@@ -107,9 +108,9 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     from zimage.admission import RateLimiter
     from zimage.analytics import UsageLog
     from zimage.cache import OutputCache
-    from zimage.engine import create_engine
     from zimage.housekeeping import Housekeeping
     from zimage.images import ImageLimits
+    from zimage.loading import create_engine
     from zimage.mcp_server import McpEndpoint
     from zimage.moderation import Moderation
     from zimage.privacy import browser_state_key

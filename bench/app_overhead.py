@@ -133,8 +133,9 @@ def main() -> None:
         import numpy as np
         from PIL import Image
 
-        from zimage.engine import GenerateRequest, create_preview_engine
         from zimage.images import encode_png
+        from zimage.loading import create_preview_engine
+        from zimage.requests import GenerateRequest
 
         http = httpx.Client(base_url=url, timeout=60)
 

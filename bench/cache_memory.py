@@ -22,9 +22,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zimage.cache import OutputCache  # noqa: E402
-from zimage.engine import create_preview_engine  # noqa: E402
 from zimage.housekeeping import SWEEP_INTERVAL_S  # noqa: E402
 from zimage.images import ImageLimits  # noqa: E402
+from zimage.loading import create_preview_engine
 from zimage.memory import release_free_memory  # noqa: E402
 from zimage.service import Visitor, ZImageService  # noqa: E402
 

@@ -96,15 +96,11 @@ from bench.latency_tools import (  # noqa: E402
 )
 from zimage import presets  # noqa: E402
 from zimage.embeddings import PromptEmbeddingCache  # noqa: E402
-from zimage.engine import (  # noqa: E402
-    EditRequest,
-    Engine,
-    GenerateRequest,
-    Timings,
-    apply_speedups,
-)
+from zimage.engine import Engine  # noqa: E402
+from zimage.loading import apply_speedups  # noqa: E402
 from zimage.preview import build_tokenizer  # noqa: E402
 from zimage.quantization import fp8_linear_count, fp8_refusal  # noqa: E402
+from zimage.requests import EditRequest, GenerateRequest, Timings  # noqa: E402
 
 CONFIGS = ROOT / "bench" / "configs"
 PROMPT = "A lighthouse on a basalt cliff at dusk, waves breaking on the rocks below"

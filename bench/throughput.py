@@ -10,9 +10,10 @@ validation, PNG encoding, the output cache, the usage log) is the app's real wor
 gradio_client clients then send requests back to back. Throughput is reported as a ratio to
 the ideal 1 / gpu-seconds.
 
-Two configurations, alternated per round: `slots 1` (the whole handler holds the queue's one
-slot, as before) and `slots 2` (the app's setting: CPU work overlaps the next request's GPU
-work; the engine's lock still runs one GPU job at a time).
+The configurations, alternated per round (--compare): `slots 1` (the whole handler holds the
+queue's one slot, as before) and `slots N` (N handlers at once: CPU work overlaps the next
+request's GPU work; the engine's lock still runs one GPU job at a time; the app uses
+`app.GPU_SLOTS`).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ def serve(gpu_seconds: float, gpu_slots: int) -> None:
     from PIL import Image
 
     import app
-    from zimage.engine import Engine, GpuJob, JobDone, StepDone, Timings
+    from zimage.engine import Engine
+    from zimage.jobs import GpuJob, JobDone, StepDone
     from zimage.preview import build_preview_pipeline
+    from zimage.requests import Timings
     from zimage.settings import Settings
 
     rng = np.random.default_rng(0)
@@ -58,7 +61,10 @@ def serve(gpu_seconds: float, gpu_slots: int) -> None:
                 time.sleep(gpu_seconds / steps)
                 report(StepDone(step, steps))
             timings = Timings(0.0, gpu_seconds, 0.0, gpu_seconds)
-            return JobDone([photo_like] * job.request.num_images, "text-to-image", timings, steps)
+            # A pixel of its own, so that each output is its own file as with real images.
+            image = photo_like.copy()
+            image.putpixel((0, 0), (job.job_id % 256, job.job_id // 256 % 256, 0))
+            return JobDone([image] * job.request.num_images, "text-to-image", timings, steps)
 
     app.GPU_SLOTS = gpu_slots
     settings = Settings.from_env()
@@ -131,6 +137,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--requests", type=int, default=6, help="per client")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--compare", default="1,2", help="GPU-queue slots to compare (the app uses app.GPU_SLOTS)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--gpu-slots", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,9 +151,10 @@ def main() -> int:
         f"ideal {ideal:.2f} requests/s ({args.gpu_seconds} s of GPU each); "
         f"{args.clients} clients x {args.requests} requests; {os.cpu_count()} CPUs"
     )
-    results: dict[int, list[float]] = {1: [], 2: []}
+    configurations = [int(slots) for slots in args.compare.split(",")]
+    results: dict[int, list[float]] = {slots: [] for slots in configurations}
     for round_number in range(1, args.rounds + 1):
-        for slots in (1, 2):
+        for slots in configurations:
             rate, answered = measure(args, slots)
             results[slots].append(rate)
             print(

@@ -5,8 +5,9 @@ import torch
 
 from tests.conftest import make_service
 from zimage.embeddings import PromptEmbeddingCache
-from zimage.engine import GenerateRequest, create_preview_engine
 from zimage.images import encode_png
+from zimage.loading import create_preview_engine
+from zimage.requests import GenerateRequest
 from zimage.service import Visitor
 
 

@@ -4,18 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from zimage import engine as engine_module
-from zimage.engine import (
-    Engine,
-    GenerateRequest,
-    UnavailableEngine,
-    create_engine,
-    load_pipeline,
-)
+from zimage.engine import Engine
 from zimage.errors import EngineUnavailable, TimedOut
 from zimage.images import encode_png
+from zimage.loading import UnavailableEngine, create_engine, load_pipeline
 from zimage.preview import build_preview_pipeline
+from zimage.requests import GenerateRequest
 from zimage.settings import Settings
+from zimage.zero_gpu import zero_gpu_decorator
 
 
 def request(seed: int = 1, width: int = 256, height: int = 256, **overrides) -> GenerateRequest:
@@ -138,7 +134,7 @@ def test_failed_load_on_a_space_is_reported_not_raised(tmp_path) -> None:
 
 def test_zero_gpu_decorator_is_absent_off_zero_gpu(monkeypatch) -> None:
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    assert engine_module.zero_gpu_decorator() is None
+    assert zero_gpu_decorator() is None
 
 
 def test_a_stage_that_cannot_finish_in_time_is_not_started() -> None:

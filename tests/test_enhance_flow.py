@@ -16,12 +16,14 @@ from mcp.client.streamable_http import streamablehttp_client
 
 from tests.conftest import make_service
 from zimage.analytics import UsageLog
-from zimage.engine import Engine, EnhanceRequest, create_engine
+from zimage.engine import Engine
 from zimage.enhancer import create_enhancer
 from zimage.errors import Cancelled, EngineUnavailable, TimedOut
 from zimage.jobs import JobControl, StopReason
+from zimage.loading import create_engine
 from zimage.moderation import ContentFlagged, Moderation
 from zimage.preview import build_preview_pipeline
+from zimage.requests import EnhanceRequest
 from zimage.service import Visitor
 from zimage.settings import Settings
 

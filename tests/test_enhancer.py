@@ -20,14 +20,17 @@ import torch
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from zimage import presets
-from zimage.engine import Engine, GenerateRequest, TimedOut, create_preview_engine
+from zimage.engine import Engine
 from zimage.enhancer import (
     PromptEnhancer,
     clean_enhanced_prompt,
     create_enhancer,
     next_token,
 )
+from zimage.errors import TimedOut
+from zimage.loading import create_preview_engine
 from zimage.preview import build_text_encoder, build_tokenizer
+from zimage.requests import GenerateRequest
 from zimage.settings import Settings, SettingsError
 
 PROMPT = 'A lighthouse on a basalt cliff, a sign reading "OPEN"'

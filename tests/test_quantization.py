@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from bench import gpu_latency
-from zimage.engine import Engine, GenerateRequest, create_engine
+from zimage.engine import Engine
 from zimage.images import encode_png
+from zimage.loading import create_engine
 from zimage.preview import build_preview_pipeline
 from zimage.quantization import fp8_linear_count, is_fp8_candidate, quantize_transformer
+from zimage.requests import GenerateRequest
 from zimage.settings import Settings
 
 BLOCKS = ("layers", "noise_refiner", "context_refiner")

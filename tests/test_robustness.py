@@ -11,8 +11,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.conftest import make_service, serve
-from zimage.engine import GenerateRequest, create_preview_engine
 from zimage.errors import OutOfGpuMemory, TimedOut
+from zimage.loading import create_preview_engine
+from zimage.requests import GenerateRequest
 from zimage.service import Visitor
 from zimage.validation import InputError
 

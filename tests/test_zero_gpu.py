@@ -22,20 +22,15 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from tests.conftest import free_port
-from zimage import engine as engine_module
-from zimage.engine import (
-    EditRequest,
-    Engine,
-    GenerateRequest,
-    GpuJob,
-    create_engine,
-    gpu_seconds_needed,
-)
+from zimage.engine import Engine
 from zimage.errors import Cancelled, TimedOut
 from zimage.images import encode_png
-from zimage.jobs import JobControl, StopReason
+from zimage.jobs import GpuJob, JobControl, StopReason
+from zimage.loading import create_engine
 from zimage.preview import build_preview_pipeline
+from zimage.requests import EditRequest, GenerateRequest
 from zimage.settings import Settings
+from zimage.zero_gpu import gpu_seconds_needed, zero_gpu_decorator
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "tests" / "standins"
@@ -154,7 +149,7 @@ def test_prompt_reuse_is_off_on_zero_gpu(zero_gpu):
 
 def test_no_zero_gpu_without_the_variable(monkeypatch):
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    assert engine_module.zero_gpu_decorator() is None
+    assert zero_gpu_decorator() is None
 
 
 def test_the_launched_app_on_zero_gpu_serves_every_endpoint(tmp_path):

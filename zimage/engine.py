@@ -1,4 +1,4 @@
-"""Loads the Z-Image pipelines (real or preview) and runs them behind one interface.
+"""Runs the Z-Image pipelines behind one interface: text-to-image, edits, prompt enhancement.
 
 A request is served in two halves. The serving process holds the one GPU slot (a lock, so the
 tabs, the API and MCP never run two GPU jobs at once), keeps per-visitor prompt embeddings and
@@ -6,7 +6,7 @@ learns how fast steps run. The GPU half (`Engine.run_job`) gets a `GpuJob` of pl
 gives back plain data; on a ZeroGPU Space it runs inside `spaces.GPU`, i.e. in a forked worker
 that receives its arguments and returns its results by pickling, so nothing crosses but data:
 progress comes back as yielded `StepDone` events and a stop request travels through a
-`StopBoard` in shared memory.
+`StopBoard` in shared memory (zimage/jobs.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
-import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import (
     DiffusionPipeline,
@@ -37,7 +34,7 @@ from PIL import Image, ImageFilter
 
 from zimage import presets
 from zimage.embeddings import PromptEmbeddingCache
-from zimage.enhancer import PromptEnhancer, create_enhancer
+from zimage.enhancer import PromptEnhancer
 from zimage.errors import (
     INTERNAL_FAILURE,
     Cancelled,
@@ -47,226 +44,40 @@ from zimage.errors import (
     ShuttingDown,
     TimedOut,
 )
-from zimage.jobs import JobControl, StopBoard, StopReason
+from zimage.jobs import (
+    GpuJob,
+    JobControl,
+    JobDone,
+    JobEvent,
+    JobFailed,
+    PreviewCallback,
+    ProgressCallback,
+    StepDone,
+    StopBoard,
+    StopReason,
+    TextCallback,
+    TextSoFar,
+)
 from zimage.latent_preview import LatentPreview, RunPreview
-from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
-from zimage.quantization import quantize_transformer
-from zimage.settings import Settings
+from zimage.requests import (
+    EditRequest,
+    EditResult,
+    EnhanceRequest,
+    GenerateRequest,
+    GenerateResult,
+    ImageRequest,
+    Request,
+    Timings,
+)
 from zimage.streaming import stream_from_thread
+from zimage.zero_gpu import gpu_seconds_needed, seconds_for_tokens, zero_gpu_decorator
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
-# Receives each step's preview frames: one small uint8 RGB array per image being made.
-PreviewCallback = Callable[[list[np.ndarray]], None]
-# Receives the enhanced prompt so far, after each token.
-TextCallback = Callable[[str], None]
-
-# Tried in order when ZIMAGE_ATTENTION=auto; the first one that loads wins.
-HOPPER_ATTENTION_ORDER = ("_flash_3", "_flash_3_hub", "flash", "native")
-CUDA_ATTENTION_ORDER = ("flash", "native")
-ALL_PRESETS = [resolution for sizes in presets.RESOLUTION_PRESETS.values() for resolution in sizes]
 # Softens the seam where an inpainted region meets the untouched image.
 MASK_FEATHER_PX = 4
 # While waiting for the GPU slot, a stopped request leaves within this many seconds.
 SLOT_POLL_S = 0.2
-# ZeroGPU time budget: worker start-up, text encoder and VAE, then each step of one megapixel
-# (about 0.15 s on half an H200 in bfloat16, asked for with a 3x margin).
-ZERO_GPU_BASE_S = 10.0
-ZERO_GPU_STEP_MEGAPIXEL_S = 0.5
-# The prompt enhancer writes a token in about 25 ms there (Qwen3-4B, bfloat16), asked for 3x.
-ZERO_GPU_TOKEN_S = 0.08
-
-
-@dataclass(frozen=True)
-class GenerateRequest:
-    """`owner` (a browser or session) may reuse its own prompt embeddings; "" never does.
-
-    `num_images` images are made in one batch with seeds `seed`, `seed + 1`, ...
-    """
-
-    prompt: str
-    width: int
-    height: int
-    seed: int
-    steps: int = presets.DEFAULT_STEPS
-    shift: float = presets.DEFAULT_SHIFT
-    owner: str = ""
-    num_images: int = 1
-
-    @property
-    def seeds(self) -> list[int]:
-        return [self.seed + index for index in range(self.num_images)]
-
-    @property
-    def steps_to_run(self) -> int:
-        return self.steps
-
-
-@dataclass(frozen=True)
-class EditRequest:
-    """An edit of a normalised RGB image; `mask` (mode L, white = change) selects inpainting."""
-
-    image: Image.Image
-    instruction: str
-    seed: int
-    mask: Image.Image | None = None
-    strength: float = presets.DEFAULT_STRENGTH
-    steps: int = presets.DEFAULT_STEPS
-    owner: str = ""
-    num_images: int = 1
-
-    @property
-    def width(self) -> int:
-        return self.image.width
-
-    @property
-    def height(self) -> int:
-        return self.image.height
-
-    @property
-    def prompt(self) -> str:
-        return self.instruction
-
-    @property
-    def seeds(self) -> list[int]:
-        return [self.seed]
-
-    @property
-    def inference_steps(self) -> int:
-        # Strength scales the steps actually run; always leave at least one.
-        return max(self.steps, math.ceil(1 / self.strength))
-
-    @property
-    def steps_to_run(self) -> int:
-        return max(1, int(self.inference_steps * self.strength))
-
-
-@dataclass(frozen=True)
-class EnhanceRequest:
-    """Rewrite a prompt with the prompt enhancer; greedy when `seed` is None."""
-
-    prompt: str
-    seed: int | None = None
-    owner: str = ""
-
-
-ImageRequest = GenerateRequest | EditRequest
-Request = GenerateRequest | EditRequest | EnhanceRequest
-
-
-@dataclass(frozen=True)
-class Timings:
-    text_encoder_s: float
-    denoise_s: float
-    vae_s: float
-    total_s: float
-
-
-@dataclass(frozen=True)
-class GenerateResult:
-    images: list[Image.Image]
-    seeds: list[int]
-    timings: Timings
-
-    @property
-    def image(self) -> Image.Image:
-        return self.images[0]
-
-    @property
-    def seed(self) -> int:
-        return self.seeds[0]
-
-
-@dataclass(frozen=True)
-class EditResult:
-    image: Image.Image
-    seed: int
-    method: str
-    timings: Timings
-
-
-# -- what crosses the GPU boundary: plain, picklable data ----------------------------------------
-
-
-@dataclass(frozen=True)
-class GpuJob:
-    """One request's GPU work. `deadline` is a `time.monotonic()` value (one clock per machine,
-    so it holds in a forked worker); `prompt_embeds` are the owner's reused embeddings."""
-
-    job_id: int
-    request: Request
-    deadline: float
-    time_limit_s: float
-    prompt_embeds: list[torch.Tensor] | None = None
-    keep_prompt_embeds: bool = False
-    want_previews: bool = False
-    preview_map: LatentPreview | None = None
-
-
-@dataclass(frozen=True)
-class StepDone:
-    """A finished denoising step, with its preview frames when they were asked for."""
-
-    step: int
-    total: int
-    previews: tuple[np.ndarray, ...] = ()
-
-
-@dataclass(frozen=True)
-class TextSoFar:
-    """The prompt enhancer's rewrite so far, after one more token."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class JobDone:
-    """What a GPU job made: images, or the enhanced prompt's `text`."""
-
-    images: list[Image.Image]
-    method: str
-    timings: Timings
-    steps_run: int
-    prompt_embeds: list[torch.Tensor] | None = None
-    # A preview map fitted in this job (the first that asked for previews), for the next ones.
-    preview_map: LatentPreview | None = None
-    text: str = ""
-
-
-@dataclass(frozen=True)
-class JobFailed:
-    """An EngineError raised in the GPU work, carried back as data: a ZeroGPU worker would
-    otherwise replace its message with the exception's class name."""
-
-    error: EngineError
-
-
-JobEvent = StepDone | TextSoFar | JobDone | JobFailed
-
-
-def zero_gpu_decorator() -> Callable[..., Any] | None:
-    """`spaces.GPU` when running on a ZeroGPU Space, else None (the package is optional)."""
-    if not os.environ.get("SPACES_ZERO_GPU"):
-        return None
-    try:
-        import spaces
-    except ImportError:
-        logger.warning("SPACES_ZERO_GPU is set but the spaces package is not installed")
-        return None
-    return spaces.GPU
-
-
-def gpu_seconds_needed(
-    width: int, height: int, steps: int, images: int = 1, cap_s: float = 120.0
-) -> int:
-    """The ZeroGPU time to ask for: start-up plus time per step and megapixel, at most `cap_s`.
-
-    Visitors' daily ZeroGPU quotas are minutes, and a shorter ask gets a better queue place.
-    """
-    megapixels = width * height / 1_000_000
-    wanted = ZERO_GPU_BASE_S + steps * megapixels * images * ZERO_GPU_STEP_MEGAPIXEL_S
-    return math.ceil(min(cap_s, wanted))
 
 
 class DenoiseSpeed:
@@ -295,43 +106,6 @@ class DenoiseSpeed:
 
 def _megapixels(request: ImageRequest) -> float:
     return request.width * request.height / 1_000_000
-
-
-def load_pipeline(model: str, device: str, dtype: torch.dtype) -> ZImagePipeline:
-    """Load a Z-Image pipeline from a Hub id or a local directory onto `device`."""
-    pipeline = ZImagePipeline.from_pretrained(model, dtype=dtype)
-    pipeline.to(device)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-def resolve_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if zero_gpu_decorator() is not None or torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
-def select_attention_backend(pipeline: ZImagePipeline, requested: str, device: str) -> str:
-    """Set the fastest attention backend that loads on this device; return its name."""
-    if requested != "auto":
-        candidates: tuple[str, ...] = (requested,)
-    elif device.startswith("cuda") and torch.cuda.get_device_capability()[0] >= 9:
-        candidates = HOPPER_ATTENTION_ORDER
-    elif device.startswith("cuda"):
-        candidates = CUDA_ATTENTION_ORDER
-    else:
-        candidates = ("native",)
-    for backend in candidates:
-        try:
-            pipeline.transformer.set_attention_backend(backend)
-        except Exception as error:  # a missing kernel package raises ImportError, RuntimeError, ...
-            logger.info("attention backend %s unavailable: %s", backend, error)
-            continue
-        return backend
-    pipeline.transformer.set_attention_backend("native")
-    return "native"
 
 
 def _synchronize(device: torch.device) -> None:
@@ -435,7 +209,7 @@ class Engine:
         request = job.request
         if isinstance(request, EnhanceRequest):
             tokens = self.enhancer.max_new_tokens if self.enhancer is not None else 0
-            return math.ceil(min(self.zero_gpu_max_s, ZERO_GPU_BASE_S + tokens * ZERO_GPU_TOKEN_S))
+            return seconds_for_tokens(tokens, self.zero_gpu_max_s)
         return gpu_seconds_needed(
             request.width,
             request.height,
@@ -616,7 +390,9 @@ class Engine:
         started = time.perf_counter()
         text, tokens = request.prompt, 0
         with self._freeing_memory_on_oom(request):
-            for text in self.enhancer.stream(request.prompt, request.seed, lambda: self._check(job)):
+            for text in self.enhancer.stream(
+                request.prompt, request.seed, lambda: self._check(job)
+            ):
                 tokens += 1
                 report(TextSoFar(text))
         _synchronize(self.device)
@@ -849,155 +625,3 @@ def keep_outside_mask(original: Image.Image, edited: Image.Image, mask: Image.Im
     """Paste the edit into the original through a softened mask, so unmasked pixels stay exact."""
     softened = mask.filter(ImageFilter.GaussianBlur(radius=MASK_FEATHER_PX))
     return Image.composite(edited.convert("RGB"), original.convert("RGB"), softened)
-
-
-class UnavailableEngine:
-    """Stands in when the real model cannot run (e.g. a Space without GPU): every call says why."""
-
-    kind = "unavailable"
-    is_preview = False
-    on_zero_gpu = False
-    attention_backend = "none"
-    edit_methods = "none"
-    enhancer = None
-
-    def __init__(self, reason: str) -> None:
-        self.description = reason
-
-    def text_to_image(
-        self,
-        request: GenerateRequest,
-        progress: ProgressCallback | None = None,
-        control: JobControl | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> GenerateResult:
-        raise EngineUnavailable(self.description)
-
-    def edit(
-        self,
-        request: EditRequest,
-        progress: ProgressCallback | None = None,
-        control: JobControl | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> EditResult:
-        raise EngineUnavailable(self.description)
-
-    def enhance_prompt(
-        self,
-        request: EnhanceRequest,
-        on_text: TextCallback | None = None,
-        control: JobControl | None = None,
-    ) -> str:
-        raise EngineUnavailable(self.description)
-
-    def stop_everything(self, reason: StopReason = StopReason.SHUTTING_DOWN) -> None:
-        return None
-
-    def prompt_tokens(self, text: str) -> int:
-        return 0
-
-    def forget_prompts_of(self, owner: str) -> None:
-        return None
-
-
-def create_preview_engine(with_omni: bool = False) -> Engine:
-    """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline."""
-    pipeline = build_preview_pipeline()
-    return Engine(
-        pipeline,
-        kind="preview",
-        description="Preview engine: a tiny Z-Image with random weights, so images are noise; "
-        "the interface and the whole code path are real.",
-        omni=build_preview_omni_pipeline(pipeline) if with_omni else None,
-    )
-
-
-def load_omni_pipeline(model: str, device: str) -> ZImageOmniPipeline:
-    """Load an image-conditioned edit checkpoint (Hub id or local directory) onto `device`."""
-    # The Omni pipeline encodes reference images in bfloat16, so its VAE must be bfloat16 even
-    # where the rest runs in float32 (CPU).
-    dtype: Any = (
-        torch.bfloat16
-        if device.startswith("cuda")
-        else {"vae": torch.bfloat16, "default": torch.float32}
-    )
-    pipeline = ZImageOmniPipeline.from_pretrained(model, dtype=dtype)
-    pipeline.to(device)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-def create_engine(settings: Settings) -> Engine | UnavailableEngine:
-    """Pick and load the engine the settings ask for.
-
-    `auto` loads the real model where CUDA is present and the preview elsewhere, except on a
-    Space, where a missing GPU or a failed load becomes an UnavailableEngine so the UI can say so.
-    """
-    device = resolve_device(settings.device)
-    if settings.engine == "preview" or (
-        settings.engine == "auto" and device == "cpu" and not settings.on_space
-    ):
-        engine = create_preview_engine()
-        engine.time_limit_s = settings.time_limit_s
-        engine.zero_gpu_max_s = settings.zero_gpu_max_s
-        if settings.edit_model:
-            engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
-    elif settings.engine == "auto" and device == "cpu":
-        return UnavailableEngine("This Space has no GPU, so Z-Image cannot run here.")
-    else:
-        try:
-            engine = create_diffusers_engine(settings, device)
-        except Exception as error:
-            if settings.engine == "diffusers" and not settings.on_space:
-                raise
-            logger.exception("loading %s failed", settings.model)
-            return UnavailableEngine(f"The model {settings.model} could not be loaded: {error}")
-    engine.enhancer = create_enhancer(
-        settings, engine.pipeline.text_encoder, engine.pipeline.tokenizer, engine.prompt_tokens
-    )
-    if settings.reuse_prompts and engine.on_zero_gpu:
-        # Each ZeroGPU call may run in a fresh worker: embeddings kept there would be lost, and
-        # sending them back and forth costs more than encoding the prompt again.
-        logger.info("prompt-embedding reuse is off on ZeroGPU")
-    elif settings.reuse_prompts:
-        engine.prompt_embeddings = PromptEmbeddingCache(ttl_s=settings.output_ttl_s)
-    return engine
-
-
-def create_diffusers_engine(settings: Settings, device: str) -> Engine:
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    pipeline = load_pipeline(settings.model, device, dtype)
-    omni = load_omni_pipeline(settings.edit_model, device) if settings.edit_model else None
-    engine = Engine(
-        pipeline,
-        kind="diffusers",
-        description=f"Z-Image ({settings.model}) on {device}",
-        omni=omni,
-        time_limit_s=settings.time_limit_s,
-        zero_gpu_max_s=settings.zero_gpu_max_s,
-    )
-    compile_blocks = settings.compile and not engine.on_zero_gpu
-    if settings.compile and not compile_blocks:
-        logger.warning("ZIMAGE_COMPILE is ignored on ZeroGPU, which does not support torch.compile")
-    apply_speedups(engine, settings.attention, compile_blocks, settings.quant)
-    if settings.warmup and engine.on_zero_gpu:
-        logger.warning("ZIMAGE_WARMUP is ignored on ZeroGPU: the GPU exists only inside requests")
-    elif settings.warmup:
-        engine.warm_up(ALL_PRESETS)
-    return engine
-
-
-def apply_speedups(
-    engine: Engine, attention: str, compile_blocks: bool, quant: str = "off"
-) -> None:
-    """The fastest attention backend that loads here, optional float8, optional compiled blocks.
-
-    Only the repeated transformer blocks are compiled (regional compilation: seconds, not
-    minutes), with dynamic shapes so that a new resolution or prompt length does not recompile.
-    """
-    engine.attention_backend = select_attention_backend(
-        engine.pipeline, attention, str(engine.device)
-    )
-    quantize_transformer(engine.pipeline.transformer, quant)
-    if compile_blocks:
-        engine.pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)

@@ -1,9 +1,13 @@
-"""Stopping a request that is already running: cancel, an abandoned page, shutdown.
+"""A GPU job: what crosses to the GPU work and back, and how a running one is stopped.
 
-`JobControl` is the request's handle in the serving process: the web layer stops it (a script's
-cancel, a closed tab, the Stop button, SIGTERM) or gives it a probe to ask. `StopBoard` carries
-the decision to the GPU work, which may run in a forked ZeroGPU worker: it lives in shared memory
-made before the fork, so both processes see the same cells.
+On a ZeroGPU Space the GPU work runs in a worker forked from the serving process, which gets its
+arguments and gives its results by pickling: `GpuJob` goes in, events (`StepDone`, `TextSoFar`)
+and the outcome (`JobDone`, `JobFailed`) come back, all plain data.
+
+Stopping (a script's cancel, a closed tab, the Stop button, SIGTERM): `JobControl` is the
+request's handle in the serving process, which the web layer stops or gives a probe to ask.
+`StopBoard` carries the decision to the GPU work: it lives in shared memory made before the
+fork, so both processes see the same cells.
 """
 
 from __future__ import annotations
@@ -12,6 +16,21 @@ import enum
 import multiprocessing
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from zimage.errors import EngineError
+from zimage.latent_preview import LatentPreview
+from zimage.requests import Request, Timings
+
+ProgressCallback = Callable[[int, int], None]
+# Receives each step's preview frames: one small uint8 RGB array per image being made.
+PreviewCallback = Callable[[list[np.ndarray]], None]
+# Receives the enhanced prompt so far, after each token.
+TextCallback = Callable[[str], None]
 
 # Job ids start at 1; this one means "every job, now and later" (shutdown).
 EVERY_JOB = -1
@@ -82,3 +101,59 @@ class StopBoard:
     def reason_for_every_job(self) -> StopReason | None:
         """Why no job may run any more (shutdown), or None."""
         return self.reason_for(EVERY_JOB)
+
+
+@dataclass(frozen=True)
+class GpuJob:
+    """One request's GPU work. `deadline` is a `time.monotonic()` value (one clock per machine,
+    so it holds in a forked worker); `prompt_embeds` are the owner's reused embeddings."""
+
+    job_id: int
+    request: Request
+    deadline: float
+    time_limit_s: float
+    prompt_embeds: list[torch.Tensor] | None = None
+    keep_prompt_embeds: bool = False
+    want_previews: bool = False
+    preview_map: LatentPreview | None = None
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """A finished denoising step, with its preview frames when they were asked for."""
+
+    step: int
+    total: int
+    previews: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextSoFar:
+    """The prompt enhancer's rewrite so far, after one more token."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """What a GPU job made: images, or the enhanced prompt's `text`."""
+
+    images: list[Image.Image]
+    method: str
+    timings: Timings
+    steps_run: int
+    prompt_embeds: list[torch.Tensor] | None = None
+    # A preview map fitted in this job (the first that asked for previews), for the next ones.
+    preview_map: LatentPreview | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """An EngineError raised in the GPU work, carried back as data: a ZeroGPU worker would
+    otherwise replace its message with the exception's class name."""
+
+    error: EngineError
+
+
+JobEvent = StepDone | TextSoFar | JobDone | JobFailed

@@ -19,17 +19,7 @@ from zimage import presets
 from zimage.admission import RateLimited, RateLimiter
 from zimage.analytics import UsageEvent, UsageLog
 from zimage.cache import CacheEntry, OutputCache
-from zimage.engine import (
-    EditRequest,
-    Engine,
-    EnhanceRequest,
-    GenerateRequest,
-    PreviewCallback,
-    ProgressCallback,
-    TextCallback,
-    Timings,
-    UnavailableEngine,
-)
+from zimage.engine import Engine
 from zimage.errors import (
     Cancelled,
     EngineError,
@@ -47,9 +37,11 @@ from zimage.images import (
     load_mask,
     painted_mask,
 )
-from zimage.jobs import JobControl
+from zimage.jobs import JobControl, PreviewCallback, ProgressCallback, TextCallback
+from zimage.loading import UnavailableEngine
 from zimage.moderation import ContentFlagged, Moderation
 from zimage.privacy import analytics_allowed
+from zimage.requests import EditRequest, EnhanceRequest, GenerateRequest, Timings
 from zimage.validation import (
     InputError,
     check_integer,

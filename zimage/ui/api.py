@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from zimage import presets
-from zimage.engine import PreviewCallback, TextCallback
+from zimage.jobs import PreviewCallback, TextCallback
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
 from zimage.ui.errors import readable_errors

@@ -11,8 +11,7 @@ from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
 from zimage import presets
-from zimage.engine import PreviewCallback, TextCallback
-from zimage.jobs import JobControl
+from zimage.jobs import JobControl, PreviewCallback, TextCallback
 from zimage.privacy import POLICY_VERSION, banner_markdown, banner_needs_showing, new_pseudonym
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
