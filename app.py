@@ -131,6 +131,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         ttl_s=settings.output_ttl_s,
         max_bytes=settings.cache_max_mb * 1024 * 1024,
         max_entries_per_owner=settings.cache_max_per_visitor,
+        files_dir=temp_dir,
     )
     limits = ImageLimits(
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,

@@ -42,7 +42,12 @@ def make_service(engine: Engine, limits: Any = None, usage_log: Any = None) -> A
     from zimage.images import ImageLimits
     from zimage.service import ZImageService
 
-    cache = OutputCache(ttl_s=600, max_bytes=64 * 1024 * 1024, max_entries_per_owner=32)
+    cache = OutputCache(
+        ttl_s=600,
+        max_bytes=64 * 1024 * 1024,
+        max_entries_per_owner=32,
+        files_dir=os.environ["GRADIO_TEMP_DIR"],
+    )
     return ZImageService(engine, limits or ImageLimits(), cache, usage_log)
 
 
