@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zimage.privacy import BrowserKeys, KeyFileError, browser_state_key
 from zimage.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -100,8 +101,11 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     """Settings -> engine -> services -> the Blocks app with its queue and housekeeping.
 
     `engine` replaces the one the settings would load (benchmarks time the app around a stand-in).
+    Raises KeyFileError when the browser-state key can be neither read nor made.
     """
     temp_dir = use_private_temp_dir(settings)
+    data_dir = Path(settings.data_dir)
+    secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
 
     from zimage import ui
     from zimage.admission import RateLimiter
@@ -112,12 +116,10 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     from zimage.images import ImageLimits
     from zimage.mcp_server import McpEndpoint
     from zimage.moderation import Moderation
-    from zimage.privacy import browser_state_key
     from zimage.service import ZImageService
 
     engine = engine or create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
-    data_dir = Path(settings.data_dir)
     usage_log = (
         UsageLog(
             data_dir / "usage.sqlite3",
@@ -147,9 +149,8 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         moderation=moderation,
         rate_limiter=RateLimiter(settings.rate_per_min),
     )
-    secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
     running = ui.RunningRequests()
-    demo = ui.build_demo(service, settings, secret, running, GPU_SLOTS)
+    demo = ui.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
     # api_open=False: the HTTP API cannot skip the queue. The handlers holding GPU slots past the
     # first count against ZIMAGE_QUEUE_MAX, so as many requests wait as before.
     demo.queue(
@@ -210,7 +211,12 @@ def main() -> int:
         return 2
     logger.info("settings: %s", settings.describe())
     prepare_zero_gpu()
-    serve_until_stopped(build(settings), settings)
+    try:
+        space = build(settings)
+    except KeyFileError as error:
+        print(f"Cannot start: {error} (or set ZIMAGE_BROWSER_SECRET).", file=sys.stderr)
+        return 2
+    serve_until_stopped(space, settings)
     return 0
 
 

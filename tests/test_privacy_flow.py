@@ -130,7 +130,8 @@ def test_another_browser_never_sees_my_images(logged_service) -> None:
 def test_a_broken_usage_store_does_not_fail_requests(tmp_path) -> None:
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
-    app = serve({"ZIMAGE_DATA_DIR": str(not_a_folder)})
+    # With the secret given, the unusable data folder is not needed for the browser-state key.
+    app = serve({"ZIMAGE_DATA_DIR": str(not_a_folder), "ZIMAGE_BROWSER_SECRET": "s" * 32})
     running = next(app)
     try:
         assert running.space.service.usage_log.available is False

@@ -18,6 +18,8 @@ ENHANCER_CHOICES = ("auto", "off")
 SPACE_RATE_PER_MIN = 10
 _ON = ("on", "true", "1", "yes")
 _OFF = ("off", "false", "0", "no")
+# An operator secret shorter than this could be found from the key the page publishes.
+MIN_BROWSER_SECRET_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -93,7 +95,7 @@ class Settings:
                 "ZIMAGE_LOG_RETENTION_DAYS", cls.log_retention_days, 1, 3650
             ),
             data_dir=reader.text("ZIMAGE_DATA_DIR", _default_data_dir()),
-            browser_secret=reader.text("ZIMAGE_BROWSER_SECRET", "", allow_empty=True),
+            browser_secret=reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS),
             output_ttl_s=reader.integer("ZIMAGE_OUTPUT_TTL_S", cls.output_ttl_s, 1, 86400),
             cache_max_mb=reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536),
             cache_max_per_visitor=reader.integer(
@@ -153,6 +155,16 @@ class _Reader:
             return default
         if raw == "" and not allow_empty:
             raise SettingsError(f"{name} is set but empty: give a value or unset it.")
+        return raw
+
+    def secret(self, name: str, min_chars: int) -> str:
+        raw = self._raw(name) or ""
+        if raw and len(raw) < min_chars:
+            # The value itself is never echoed.
+            raise SettingsError(
+                f"{name} is too short ({len(raw)} characters): use at least {min_chars} "
+                "random characters, or leave it empty to have one generated."
+            )
         return raw
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
