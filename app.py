@@ -68,17 +68,26 @@ class Space:
         logger.info("stopped %s", "cleanly" if answered else "with a request still running")
         return answered
 
-    def app_kwargs(self) -> dict[str, object]:
-        """What Gradio's FastAPI app gets: our ASGI middleware and, for MCP, a lifespan."""
+    def app_kwargs(self, settings: Settings) -> dict[str, object]:
+        """What Gradio's FastAPI app gets: our ASGI middleware and, for MCP, a lifespan.
+
+        The middleware list runs outermost first (Gradio's CORS and compression wrap it).
+        PublicErrors stays last: it then rewrites only what Gradio answers, never the messages
+        of the middleware before it.
+        """
         from starlette.middleware import Middleware
 
         from zimage.mcp_server import McpRoute
+        from zimage.public_errors import PublicErrors, server_paths
         from zimage.ui import CancelRelay
 
+        hidden = server_paths(settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS)
         middleware = [Middleware(CancelRelay, running=self.running)]
+        if self.mcp is not None:
+            middleware.append(Middleware(McpRoute, endpoint=self.mcp))
+        middleware.append(Middleware(PublicErrors, hidden_paths=hidden))
         if self.mcp is None:
             return {"middleware": middleware}
-        middleware.append(Middleware(McpRoute, endpoint=self.mcp))
         return {"middleware": middleware, "lifespan": self.mcp.lifespan}
 
 
@@ -183,9 +192,11 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "mcp_server": False,
         "pwa": False,
         "footer_links": ["api"],
-        "show_error": True,
+        # Only our gr.Error texts reach clients; Gradio's own exception texts (paths, reprs)
+        # stay in the server log. PublicErrors (below) makes the blanks readable.
+        "show_error": False,
         "head": ui.STORAGE_FALLBACK_HEAD,
-        "app_kwargs": space.app_kwargs(),
+        "app_kwargs": space.app_kwargs(settings),
     }
     options.update(overrides)
     space.demo.launch(**options)
