@@ -79,10 +79,14 @@ class Space:
 
         from zimage.mcp_server import McpRoute
         from zimage.public_errors import PublicErrors, server_paths
+        from zimage.security_headers import SecurityHeaders
         from zimage.ui import CancelRelay
 
         hidden = server_paths(settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS)
-        middleware = [Middleware(CancelRelay, running=self.running)]
+        middleware = [
+            Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
+            Middleware(CancelRelay, running=self.running),
+        ]
         if self.mcp is not None:
             middleware.append(Middleware(McpRoute, endpoint=self.mcp))
         middleware.append(Middleware(PublicErrors, hidden_paths=hidden))
