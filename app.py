@@ -116,6 +116,8 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     `engine` replaces the one the settings would load (benchmarks time the app around a stand-in).
     Raises KeyFileError when the browser-state key can be neither read nor made.
     """
+    # Folders and files the Space creates (usage log, key, outputs, uploads) are its own only.
+    os.umask(0o077)
     temp_dir = use_private_temp_dir(settings)
     data_dir = Path(settings.data_dir)
     secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+from gradio_client import Client, handle_file
 
 from tests.conftest import free_port
+from tests.gradio_http import run
 from tests.test_app_process import serving, wait_until
 from zimage.privacy import BrowserKeys
 
@@ -65,6 +68,53 @@ class AppProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+
+def modes_under(root: Path) -> dict[str, str]:
+    """Every folder and file below ``root`` (itself included) with its permission bits."""
+    found = {}
+    for path in [root, *root.rglob("*")]:
+        mode = os.lstat(path).st_mode
+        found[str(path.relative_to(root.parent))] = f"{'d' if stat.S_ISDIR(mode) else 'f'}" + oct(
+            stat.S_IMODE(mode)
+        )
+    return found
+
+
+def test_folders_and_files_the_space_creates_are_owner_only(tmp_path: Path) -> None:
+    data_dir = tmp_path / "operator" / "data" / "zimage"
+    temp_dir = tmp_path / "operator" / "tmp" / "gradio"
+    env = app_environment(data_dir, temp_dir, free_port())
+    with AppProcess(env) as app:
+        client = Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
+        client.predict(
+            image=handle_file(str(SAMPLE)),  # an upload
+            instruction="snow",
+            mask=None,
+            strength=0.6,
+            seed=1,
+            randomize_seed=False,
+            steps=2,
+            api_name="/edit",
+        )
+        client.close()
+        browser = run(app.url, "on_page_load", [None])[0]
+        run(
+            app.url,
+            "generate_in_browser",
+            ["a kite", "256x256", 1, False, 2, 3.0, 1, False, browser, False],
+        )
+        run(app.url, "show_my_data", [browser])  # writes the JSON download
+        modes = modes_under(tmp_path / "operator")
+    assert {path for path in modes if path.endswith(("usage.sqlite3", "browser-state.key"))}
+    assert len([path for path, mode in modes.items() if mode.startswith("f")]) >= 5, modes
+    assert any(path.endswith("my-usage-data.json") for path in modes), modes
+    wrong = {
+        path: mode
+        for path, mode in modes.items()
+        if mode != ("d0o700" if mode.startswith("d") else "f0o600")
+    }
+    assert wrong == {}
 
 
 def test_an_empty_key_file_is_replaced_and_then_kept(tmp_path: Path) -> None:
