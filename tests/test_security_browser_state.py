@@ -137,6 +137,7 @@ def test_forged_pseudonyms_get_nobodys_data_and_delete_nothing() -> None:
         assert victim_id
         generate_in_browser(url, victim)
         assert rows_of(db, victim_id) == 1
+        assert genuine.split(".")[1].encode() not in db.read_bytes(), "only the id is stored"
         assert len(my_data(url, victim)["usage_rows"]) == 1
         assert len(my_history(url, victim)) == 1
 
