@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zimage.privacy import BrowserKeys, KeyFileError, browser_state_key
 from zimage.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -68,17 +69,30 @@ class Space:
         logger.info("stopped %s", "cleanly" if answered else "with a request still running")
         return answered
 
-    def app_kwargs(self) -> dict[str, object]:
-        """What Gradio's FastAPI app gets: our ASGI middleware and, for MCP, a lifespan."""
+    def app_kwargs(self, settings: Settings) -> dict[str, object]:
+        """What Gradio's FastAPI app gets: our ASGI middleware and, for MCP, a lifespan.
+
+        The middleware list runs outermost first (Gradio's CORS and compression wrap it).
+        PublicErrors stays last: it then rewrites only what Gradio answers, never the messages
+        of the middleware before it.
+        """
         from starlette.middleware import Middleware
 
         from zimage.mcp_server import McpRoute
+        from zimage.public_errors import PublicErrors, server_paths
+        from zimage.security_headers import SecurityHeaders
         from zimage.ui import CancelRelay
 
-        middleware = [Middleware(CancelRelay, running=self.running)]
+        hidden = server_paths(settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS)
+        middleware = [
+            Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
+            Middleware(CancelRelay, running=self.running),
+        ]
+        if self.mcp is not None:
+            middleware.append(Middleware(McpRoute, endpoint=self.mcp))
+        middleware.append(Middleware(PublicErrors, hidden_paths=hidden))
         if self.mcp is None:
             return {"middleware": middleware}
-        middleware.append(Middleware(McpRoute, endpoint=self.mcp))
         return {"middleware": middleware, "lifespan": self.mcp.lifespan}
 
 
@@ -101,8 +115,13 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     """Settings -> engine -> services -> the Blocks app with its queue and housekeeping.
 
     `engine` replaces the one the settings would load (benchmarks time the app around a stand-in).
+    Raises KeyFileError when the browser-state key can be neither read nor made.
     """
+    # Folders and files the Space creates (usage log, key, outputs, uploads) are its own only.
+    os.umask(0o077)
     temp_dir = use_private_temp_dir(settings)
+    data_dir = Path(settings.data_dir)
+    secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
 
     from zimage import ui
     from zimage.admission import RateLimiter
@@ -113,12 +132,10 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     from zimage.loading import create_engine
     from zimage.mcp_server import McpEndpoint
     from zimage.moderation import Moderation
-    from zimage.privacy import browser_state_key
     from zimage.service import ZImageService
 
     engine = engine or create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
-    data_dir = Path(settings.data_dir)
     usage_log = (
         UsageLog(
             data_dir / "usage.sqlite3",
@@ -132,6 +149,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         ttl_s=settings.output_ttl_s,
         max_bytes=settings.cache_max_mb * 1024 * 1024,
         max_entries_per_owner=settings.cache_max_per_visitor,
+        files_dir=temp_dir,
     )
     limits = ImageLimits(
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
@@ -147,9 +165,8 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         moderation=moderation,
         rate_limiter=RateLimiter(settings.rate_per_min),
     )
-    secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
     running = ui.RunningRequests()
-    demo = ui.build_demo(service, settings, secret, running, GPU_SLOTS)
+    demo = ui.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
     # api_open=False: the HTTP API cannot skip the queue. The handlers holding GPU slots past the
     # first count against ZIMAGE_QUEUE_MAX, so as many requests wait as before.
     demo.queue(
@@ -182,9 +199,11 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "mcp_server": False,
         "pwa": False,
         "footer_links": ["api"],
-        "show_error": True,
+        # Only our gr.Error texts reach clients; Gradio's own exception texts (paths, reprs)
+        # stay in the server log. PublicErrors (below) makes the blanks readable.
+        "show_error": False,
         "head": ui.STORAGE_FALLBACK_HEAD,
-        "app_kwargs": space.app_kwargs(),
+        "app_kwargs": space.app_kwargs(settings),
     }
     options.update(overrides)
     space.demo.launch(**options)
@@ -210,7 +229,12 @@ def main() -> int:
         return 2
     logger.info("settings: %s", settings.describe())
     prepare_zero_gpu()
-    serve_until_stopped(build(settings), settings)
+    try:
+        space = build(settings)
+    except KeyFileError as error:
+        print(f"Cannot start: {error} (or set ZIMAGE_BROWSER_SECRET).", file=sys.stderr)
+        return 2
+    serve_until_stopped(space, settings)
     return 0
 
 

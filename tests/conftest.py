@@ -21,7 +21,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
-from zimage.engine import Engine  # noqa: E402
+from zimage.engine import Engine
 from zimage.loading import create_preview_engine  # noqa: E402
 from zimage.settings import Settings  # noqa: E402
 
@@ -43,7 +43,12 @@ def make_service(engine: Engine, limits: Any = None, usage_log: Any = None) -> A
     from zimage.images import ImageLimits
     from zimage.service import ZImageService
 
-    cache = OutputCache(ttl_s=600, max_bytes=64 * 1024 * 1024, max_entries_per_owner=32)
+    cache = OutputCache(
+        ttl_s=600,
+        max_bytes=64 * 1024 * 1024,
+        max_entries_per_owner=32,
+        files_dir=os.environ["GRADIO_TEMP_DIR"],
+    )
     return ZImageService(engine, limits or ImageLimits(), cache, usage_log)
 
 

@@ -18,6 +18,8 @@ from zimage.cache import (
 )
 
 TTL = 60.0
+# The private temp folder of caches whose tests attach no files.
+NO_FILES = Path("/nonexistent/zimage-private-temp")
 SETTINGS = {"endpoint": "generate", "prompt": "a cat", "resolution": "512x512", "steps": 8}
 
 
@@ -37,8 +39,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_cache(clock: FakeClock, max_bytes: int = 10_000, per_owner: int = 10) -> OutputCache:
-    return OutputCache(ttl_s=TTL, max_bytes=max_bytes, max_entries_per_owner=per_owner, clock=clock)
+def make_cache(
+    clock: FakeClock,
+    max_bytes: int = 10_000,
+    per_owner: int = 10,
+    files_dir: Path = NO_FILES,
+) -> OutputCache:
+    return OutputCache(
+        ttl_s=TTL,
+        max_bytes=max_bytes,
+        max_entries_per_owner=per_owner,
+        files_dir=files_dir,
+        clock=clock,
+    )
 
 
 def put(cache: OutputCache, owner: str = "alice", size: int = 100, seed: int = 1):
@@ -56,9 +69,9 @@ def touch(folder: Path, name: str, mtime: float | None = None) -> Path:
 
 def test_rejects_nonsense_limits() -> None:
     with pytest.raises(ValueError):
-        OutputCache(ttl_s=0, max_bytes=1, max_entries_per_owner=1)
+        OutputCache(ttl_s=0, max_bytes=1, max_entries_per_owner=1, files_dir=NO_FILES)
     with pytest.raises(ValueError):
-        OutputCache(ttl_s=1, max_bytes=1, max_entries_per_owner=0)
+        OutputCache(ttl_s=1, max_bytes=1, max_entries_per_owner=0, files_dir=NO_FILES)
 
 
 def test_entry_fields_and_copy_of_settings(clock: FakeClock) -> None:
@@ -159,7 +172,7 @@ def test_per_owner_cap_evicts_that_owners_oldest(clock: FakeClock) -> None:
 
 
 def test_files_deleted_on_expiry(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     entry = put(cache)
     files = [touch(tmp_path, "out.png"), touch(tmp_path, "up/in.webp")]
     cache.attach_files(entry.key, [str(files[0]), files[1]])
@@ -173,7 +186,7 @@ def test_files_deleted_on_expiry(clock: FakeClock, tmp_path: Path) -> None:
 
 
 def test_files_deleted_on_eviction(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock, max_bytes=200, per_owner=2)
+    cache = make_cache(clock, max_bytes=200, per_owner=2, files_dir=tmp_path)
     by_bytes = put(cache, "bob")
     cache.attach_files(by_bytes.key, [touch(tmp_path, "bob.png")])
     by_cap = put(cache, "alice")
@@ -186,7 +199,7 @@ def test_files_deleted_on_eviction(clock: FakeClock, tmp_path: Path) -> None:
 
 
 def test_files_deleted_when_expired_entry_is_read(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     entry = put(cache)
     cache.attach_files(entry.key, [touch(tmp_path, "out.png")])
     clock.advance(TTL)
@@ -195,7 +208,7 @@ def test_files_deleted_when_expired_entry_is_read(clock: FakeClock, tmp_path: Pa
 
 
 def test_attach_after_expiry_or_unknown_key_deletes_now(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     entry = put(cache)
     clock.advance(TTL)
     late = touch(tmp_path, "late.png")
@@ -208,7 +221,7 @@ def test_attach_after_expiry_or_unknown_key_deletes_now(clock: FakeClock, tmp_pa
 
 
 def test_file_shared_with_live_entry_survives(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     shared = touch(tmp_path, "same-hash/image.png")
     old = put(cache)
     cache.attach_files(old.key, [shared])
@@ -225,7 +238,7 @@ def test_file_shared_with_live_entry_survives(clock: FakeClock, tmp_path: Path) 
 
 
 def test_already_missing_files_are_ignored(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     entry = put(cache)
     gone = touch(tmp_path, "gone.png")
     cache.attach_files(entry.key, [gone])
@@ -234,7 +247,7 @@ def test_already_missing_files_are_ignored(clock: FakeClock, tmp_path: Path) -> 
 
 
 def test_purge_owner_only_touches_that_owner(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     alice = [put(cache, "alice") for _ in range(3)]
     bob = put(cache, "bob")
     for i, entry in enumerate([*alice, bob]):
@@ -248,7 +261,7 @@ def test_purge_owner_only_touches_that_owner(clock: FakeClock, tmp_path: Path) -
 
 
 def test_purge_all(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     for i, owner in enumerate(["alice", "bob", "carol"]):
         cache.attach_files(put(cache, owner).key, [touch(tmp_path, f"{i}.png")])
     assert cache.purge_all() == 3
@@ -258,7 +271,7 @@ def test_purge_all(clock: FakeClock, tmp_path: Path) -> None:
 
 
 def test_concurrent_use_stays_consistent(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock, max_bytes=5_000, per_owner=5)
+    cache = make_cache(clock, max_bytes=5_000, per_owner=5, files_dir=tmp_path)
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
@@ -311,7 +324,7 @@ def wait_for(condition, timeout: float = 2.0) -> bool:
 
 
 def test_sweeper_expires_entries_and_stops_promptly(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock)
+    cache = make_cache(clock, files_dir=tmp_path)
     entry = put(cache)
     out = touch(tmp_path, "out.png")
     cache.attach_files(entry.key, [out])

@@ -11,7 +11,7 @@ from gradio_client import Client
 
 from tests.conftest import make_service, serve
 from zimage.analytics import UsageLog
-from zimage.privacy import POLICY_VERSION
+from zimage.privacy import POLICY_VERSION, BrowserKeys
 from zimage.service import Visitor
 from zimage.settings import Settings
 
@@ -130,7 +130,8 @@ def test_another_browser_never_sees_my_images(logged_service) -> None:
 def test_a_broken_usage_store_does_not_fail_requests(tmp_path) -> None:
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
-    app = serve({"ZIMAGE_DATA_DIR": str(not_a_folder)})
+    # With the secret given, the unusable data folder is not needed for the browser-state key.
+    app = serve({"ZIMAGE_DATA_DIR": str(not_a_folder), "ZIMAGE_BROWSER_SECRET": "s" * 32})
     running = next(app)
     try:
         assert running.space.service.usage_log.available is False
@@ -262,3 +263,17 @@ def test_privacy_md_covers_prompt_enhancement_and_previews() -> None:
     assert defaults.enhancer == "auto" and "`ZIMAGE_ENHANCER=off`" in text
     assert "**your prompt is sent to no other service**" in text
     assert "Live preview frames" in text
+
+
+def test_privacy_md_says_what_browser_storage_encryption_protects() -> None:
+    text = " ".join((ROOT / "PRIVACY.md").read_text().split())
+    assert "hides nothing from anyone with access to your browser" in text
+    assert "(a bearer token)" in text and "refuses any other" in text
+    assert "only its random part is stored" in text
+    # What the code does (tests/test_security_browser_state.py proves it through the app).
+    keys = BrowserKeys("operator secret of thirty-two chars")
+    pseudonym = keys.new_pseudonym()
+    random_part, signature = pseudonym.split(".")
+    assert keys.verified_id(pseudonym) == random_part
+    assert keys.verified_id(random_part) == "" and keys.verified_id(f"x.{signature}") == ""
+    assert "operator secret" not in keys.browser_state_secret

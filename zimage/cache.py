@@ -48,6 +48,10 @@ class OutputCache:
     An entry larger than ``max_bytes`` on its own is accepted and evicts all others.
     ``len()`` and ``total_bytes`` count what is held, including expired entries that
     have not been swept yet.
+
+    Files attached to an entry are deleted with it only when they lie inside ``files_dir``
+    (the app's private temp folder), reached without a symlink out of it: a request can
+    name any path Gradio serves (the bundled examples), and that must never cost the file.
     """
 
     def __init__(
@@ -55,10 +59,13 @@ class OutputCache:
         ttl_s: float,
         max_bytes: int,
         max_entries_per_owner: int,
+        *,
+        files_dir: str | Path,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl_s <= 0 or max_bytes <= 0 or max_entries_per_owner < 1:
             raise ValueError("need ttl_s > 0, max_bytes > 0 and max_entries_per_owner >= 1")
+        self.files_dir = Path(os.path.realpath(files_dir))
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
         self.max_entries_per_owner = max_entries_per_owner
@@ -90,7 +97,7 @@ class OutputCache:
             while self._total > self.max_bytes and len(self._entries) > 1:
                 removed.append(self._pop(next(iter(self._entries))))
             doomed = self._orphans(f for e in removed for f in e.files)
-        _delete_files(doomed)
+        self._delete_owned(doomed)
         return entry
 
     def attach_files(self, key: str, paths: Iterable[str | Path]) -> None:
@@ -104,7 +111,7 @@ class OutputCache:
                 return
             old = self._pop(key).files if entry is not None else []
             doomed = self._orphans([*new, *old])
-        _delete_files(doomed)
+        self._delete_owned(doomed)
 
     def get(self, key: str, owner: str) -> CacheEntry | None:
         """The owner's live entry for ``key`` (marking it used), else None."""
@@ -118,7 +125,7 @@ class OutputCache:
                 self._entries.move_to_end(key)
                 return entry
             doomed = self._orphans(self._pop(key).files)
-        _delete_files(doomed)
+        self._delete_owned(doomed)
         return None
 
     def entries_for(self, owner: str) -> list[CacheEntry]:
@@ -223,8 +230,15 @@ class OutputCache:
         with self._lock:
             removed = [self._pop(k) for k, e in list(self._entries.items()) if pred(e)]
             doomed = self._orphans(f for e in removed for f in e.files)
-        _delete_files(doomed)
+        self._delete_owned(doomed)
         return len(removed)
+
+    def _delete_owned(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            if is_inside(path, self.files_dir):
+                _unlink(path)
+            else:
+                logger.warning("not deleting %s: outside the private temp folder", path)
 
 
 # -- temp folder hygiene ---------------------------------------------------------
@@ -312,6 +326,13 @@ def delete_tree_contents(folder: Path) -> int:
     return deleted
 
 
+def is_inside(path: str | Path, folder: Path) -> bool:
+    """Whether ``path`` names an entry below ``folder`` (a resolved path), following any
+    symlinks in its folders (a link to elsewhere is outside) but not in its last part."""
+    resolved = _norm(path)
+    return resolved.name not in ("", ".", "..") and resolved.parent.is_relative_to(folder)
+
+
 def _norm(path: str | Path) -> Path:
     # Resolve the folder only: a symlinked file must never lead us to delete its target.
     path = Path(os.path.abspath(path))
@@ -334,8 +355,3 @@ def _unlink(path: str | Path) -> bool:
         logger.warning("could not delete %s: %s", path, exc)
         return False
     return True
-
-
-def _delete_files(paths: Iterable[Path]) -> None:
-    for path in paths:
-        _unlink(path)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import hmac
 import logging
 import os
+import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -74,30 +80,109 @@ def banner_markdown(
     )
 
 
-def browser_state_key(path: Path) -> str:
-    """The key that encrypts visitors' choices in their browsers, kept across restarts.
+class KeyFileError(RuntimeError):
+    """The browser-state key file can be neither read nor made: the Space must not start."""
 
-    Created once with owner-only permissions, so a restart does not reset every visitor's
-    opt-out and banner state. If it cannot be stored, a key for this run only is used.
+
+# What `secrets.token_urlsafe(32)` makes: 43 characters of URL-safe base64.
+_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{43,128}")
+
+
+def browser_state_key(path: Path) -> str:
+    """The operator secret kept in ``path``, made once (atomically, owner-only) and reused.
+
+    Kept across restarts so that visitors' choices (opt-out included) and pseudonyms survive
+    them. An empty or malformed file (a start on a full disk) is replaced with a new key, with
+    a warning; a file that cannot be read, or a key that cannot be stored, raises KeyFileError.
     """
     try:
-        return path.read_text().strip()
+        stored = path.read_bytes().decode("ascii", "replace").strip()
     except FileNotFoundError:
-        pass
+        stored = None
     except OSError as error:
-        logger.warning("browser-state key unreadable (%s): choices last until restart", error)
-        return secrets.token_urlsafe(32)
-    secret = secrets.token_urlsafe(32)
+        raise KeyFileError(f"cannot read the browser-state key {path}: {_reason(error)}") from None
+    if stored is not None and _KEY_PATTERN.fullmatch(stored):
+        return stored
+    if stored is not None:
+        logger.warning("browser-state key %s is empty or malformed: replacing it", path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secret)
+        return _store_new_key(path, replace=stored is not None)
     except OSError as error:
-        logger.warning("browser-state key not stored (%s): choices last until restart", error)
-    return secret
+        raise KeyFileError(f"cannot store the browser-state key {path}: {_reason(error)}") from None
 
 
-def new_pseudonym() -> str:
-    """A random per-browser id: links usage rows to one browser, identifies no one."""
-    return secrets.token_urlsafe(16)
+def _store_new_key(path: Path, *, replace: bool) -> str:
+    """Write a new key to a temp file, fsync it, then move it into place (0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    descriptor, temp_name = tempfile.mkstemp(prefix=".browser-state-", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:  # mkstemp: mode 0600
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(temp_name, path)
+        else:
+            try:
+                # Never overwrites: a replica starting at the same moment keeps its key.
+                os.link(temp_name, path)
+            except FileExistsError:
+                return browser_state_key(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+    _fsync_folder(path.parent)
+    return key
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or type(error).__name__
+
+
+class BrowserKeys:
+    """What the browser gets from the operator's secret, and the pseudonyms the server signs.
+
+    Gradio's BrowserState encrypts in the browser, so its key is public: it gets a value
+    derived from the secret (HMAC with a purpose label), never the secret. Pseudonyms are
+    ``<id>.<signature>`` signed with a second derived key, so a restart or another replica
+    with the same secret accepts them and nobody can choose or guess one.
+    """
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ValueError("the browser secret is empty")
+        self.browser_state_secret = _derive(secret, "browser-state encryption").hex()
+        self._signing_key = _derive(secret, "pseudonym signature")
+
+    def new_pseudonym(self) -> str:
+        """A fresh random per-browser pseudonym, signed."""
+        pseudonym_id = secrets.token_urlsafe(16)
+        return f"{pseudonym_id}.{self._signature(pseudonym_id)}"
+
+    def verified_id(self, pseudonym: object) -> str:
+        """The id of a pseudonym this server signed; "" for anything else (absent, forged)."""
+        if not isinstance(pseudonym, str) or pseudonym.count(".") != 1:
+            return ""
+        pseudonym_id, signature = pseudonym.split(".")
+        if not pseudonym_id or not hmac.compare_digest(
+            signature.encode(), self._signature(pseudonym_id).encode()
+        ):
+            return ""
+        return pseudonym_id
+
+    def _signature(self, pseudonym_id: str) -> str:
+        digest = hmac.new(self._signing_key, pseudonym_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+def _derive(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), f"zimage-space {purpose} v1".encode(), hashlib.sha256).digest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,6 +19,13 @@ ENHANCER_CHOICES = ("auto", "off")
 SPACE_RATE_PER_MIN = 10
 _ON = ("on", "true", "1", "yes")
 _OFF = ("off", "false", "0", "no")
+# An operator secret shorter than this could be found from the key the page publishes.
+MIN_BROWSER_SECRET_CHARS = 32
+# One CSP frame-ancestors source: a keyword, a scheme, or [scheme://]host[:port] (host may
+# start with "*.").
+_FRAME_SOURCE = re.compile(
+    r"'self'|'none'|https?:|(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:(\d{1,5}|\*))?"
+)
 
 
 class SettingsError(ValueError):
@@ -49,6 +57,7 @@ class Settings:
     log_retention_days: int = 90
     data_dir: str = ""
     browser_secret: str = ""
+    frame_ancestors: str = ""
     output_ttl_s: int = 600
     cache_max_mb: int = 512
     cache_max_per_visitor: int = 32
@@ -93,7 +102,8 @@ class Settings:
                 "ZIMAGE_LOG_RETENTION_DAYS", cls.log_retention_days, 1, 3650
             ),
             data_dir=reader.text("ZIMAGE_DATA_DIR", _default_data_dir()),
-            browser_secret=reader.text("ZIMAGE_BROWSER_SECRET", "", allow_empty=True),
+            browser_secret=reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS),
+            frame_ancestors=reader.frame_ancestors("ZIMAGE_FRAME_ANCESTORS"),
             output_ttl_s=reader.integer("ZIMAGE_OUTPUT_TTL_S", cls.output_ttl_s, 1, 86400),
             cache_max_mb=reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536),
             cache_max_per_visitor=reader.integer(
@@ -154,6 +164,31 @@ class _Reader:
         if raw == "" and not allow_empty:
             raise SettingsError(f"{name} is set but empty: give a value or unset it.")
         return raw
+
+    def secret(self, name: str, min_chars: int) -> str:
+        raw = self._raw(name) or ""
+        if raw and len(raw) < min_chars:
+            # The value itself is never echoed.
+            raise SettingsError(
+                f"{name} is too short ({len(raw)} characters): use at least {min_chars} "
+                "random characters, or leave it empty to have one generated."
+            )
+        return raw
+
+    def frame_ancestors(self, name: str) -> str:
+        def parse(raw: str) -> str:
+            sources = raw.split()
+            if not all(_FRAME_SOURCE.fullmatch(source) for source in sources):
+                raise ValueError
+            if "'none'" in sources and len(sources) > 1:
+                raise ValueError
+            return " ".join(sources)
+
+        allowed = (
+            "use a space-separated list of 'self', 'none' or origins such as "
+            "https://example.org or https://*.example.org"
+        )
+        return self._parse(name, "", parse, allowed)
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         def parse(raw: str) -> str:

@@ -12,7 +12,7 @@ from gradio.utils import get_upload_folder
 
 from zimage import presets
 from zimage.jobs import JobControl, PreviewCallback, TextCallback
-from zimage.privacy import POLICY_VERSION, banner_markdown, banner_needs_showing, new_pseudonym
+from zimage.privacy import POLICY_VERSION, BrowserKeys, banner_markdown, banner_needs_showing
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
 from zimage.ui.outputs import (
@@ -47,16 +47,21 @@ def engine_banner(service: ZImageService) -> str:
 
 class PageHandlers:
     def __init__(
-        self, service: ZImageService, settings: Settings, running: RunningRequests
+        self,
+        service: ZImageService,
+        settings: Settings,
+        running: RunningRequests,
+        keys: BrowserKeys,
     ) -> None:
         self.service = service
         self.settings = settings
         self.running = running
+        self.keys = keys
 
     def _visitor(
         self, request: gr.Request | None, browser: dict | None, opt_out: bool | None = None
     ) -> Visitor:
-        return visitor_of(request, self.settings, browser, opt_out)
+        return visitor_of(request, self.settings, browser, opt_out, self.keys)
 
     # -- the two tabs -------------------------------------------------------------------------
 
@@ -200,10 +205,11 @@ class PageHandlers:
         )
 
     def on_page_load(self, browser: dict | None) -> tuple[dict, Any, str, bool, bool]:
-        """Give a new browser its pseudonym; show the banner until this policy version is read."""
+        """Give a new browser (or one with a forged pseudonym) a signed pseudonym; show the
+        banner until this policy version is read."""
         browser = {**browser_defaults(), **(browser or {})}
-        if not browser["pseudonym"]:
-            browser["pseudonym"] = new_pseudonym()
+        if not self.keys.verified_id(browser["pseudonym"]):
+            browser["pseudonym"] = self.keys.new_pseudonym()
         seen = browser["policy_seen"]
         show = banner_needs_showing(seen)
         text = self.banner_text(policy_updated=show and seen is not None)
@@ -239,7 +245,7 @@ class PageHandlers:
         """Delete rows and images of this browser now, then give it a fresh pseudonym."""
         visitor = self._visitor(request, browser)
         rows, outputs = self.service.delete_everything_of(visitor)
-        browser = {**browser_defaults(), **(browser or {}), "pseudonym": new_pseudonym()}
+        browser = {**browser_defaults(), **(browser or {}), "pseudonym": self.keys.new_pseudonym()}
         message = f"Deleted {rows} usage rows and {outputs} images linked to this browser."
         return {"usage_rows": [], "images_in_memory": []}, message, browser
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from zimage.privacy import BrowserKeys
 from zimage.service import ZImageService
 from zimage.settings import Settings
 from zimage.ui.api import GPU_QUEUE, ScriptEndpoints
@@ -34,19 +35,20 @@ def undo_enhance(original: str, current: str) -> str:
 def build_demo(
     service: ZImageService,
     settings: Settings,
-    browser_secret: str,
+    keys: BrowserKeys,
     running: RunningRequests,
     gpu_slots: int = 1,
 ) -> gr.Blocks:
-    handlers = PageHandlers(service, settings, running)
+    handlers = PageHandlers(service, settings, running, keys)
     ttl = settings.output_ttl_s
     # Served from the repository, so the temp-folder sweeper never deletes them.
     gr.set_static_paths([SAMPLES])
     with gr.Blocks(
         title="Z-Image Turbo", analytics_enabled=False, delete_cache=(max(ttl // 2, 1), ttl)
     ) as demo:
+        # BrowserState publishes its secret (/config, the page): give it a derived one.
         browser = gr.BrowserState(
-            browser_defaults(), storage_key="zimage-space", secret=browser_secret
+            browser_defaults(), storage_key="zimage-space", secret=keys.browser_state_secret
         )
         banner = privacy_banner(handlers.banner_text(policy_updated=False))
         gr.Markdown("# Z-Image Turbo\nText-to-image and image editing with Z-Image Turbo.")

@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from zimage.callers import visitor_from_http
+from zimage.privacy import BrowserKeys
 from zimage.service import Visitor
 from zimage.settings import Settings
 
@@ -20,18 +21,20 @@ def visitor_of(
     settings: Settings,
     browser: dict | None = None,
     opt_out: bool | None = None,
+    keys: BrowserKeys | None = None,
 ) -> Visitor:
     """The visitor behind a Gradio request.
 
     `opt_out` is the page's checkbox as sent with the request: the visitor's latest choice, even
-    when the browser's stored copy has not been updated yet. Scripts (no browser state) are
-    their Gradio session.
+    when the browser's stored copy has not been updated yet. Only a pseudonym signed with
+    `keys` counts; any other (forged, altered, guessed) is no pseudonym at all. Scripts (no
+    browser state) are their Gradio session.
     """
     headers = dict(request.headers) if request is not None else {}
     peer = request.client.host if request is not None and request.client else ""
     session = getattr(request, "session_hash", None) or ""
     stored = browser or {}
-    pseudonym = stored.get("pseudonym") or ""
+    pseudonym = keys.verified_id(stored.get("pseudonym")) if keys is not None else ""
     return visitor_from_http(
         peer,
         headers,
