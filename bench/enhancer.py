@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zimage import presets  # noqa: E402
-from zimage.engine import Engine
+from zimage.engine import Engine  # noqa: E402
 from zimage.enhancer import PromptEnhancer  # noqa: E402
 from zimage.loading import apply_speedups, create_preview_engine  # noqa: E402
 from zimage.requests import GenerateRequest  # noqa: E402

@@ -96,7 +96,7 @@ from bench.latency_tools import (  # noqa: E402
 )
 from zimage import presets  # noqa: E402
 from zimage.embeddings import PromptEmbeddingCache  # noqa: E402
-from zimage.engine import Engine
+from zimage.engine import Engine  # noqa: E402
 from zimage.loading import apply_speedups  # noqa: E402
 from zimage.preview import build_tokenizer  # noqa: E402
 from zimage.quantization import fp8_linear_count, fp8_refusal  # noqa: E402

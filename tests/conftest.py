@@ -21,7 +21,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
-from zimage.engine import Engine
+from zimage.engine import Engine  # noqa: E402
 from zimage.loading import create_preview_engine  # noqa: E402
 from zimage.settings import Settings  # noqa: E402
 
