@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from zimage.housekeeping import Housekeeping
     from zimage.service import ZImageService
+    from zimage.uploads import HeldUploads, UploadBudget
 
 # Before gradio and huggingface_hub are imported: both read these once.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -37,6 +38,8 @@ class Space:
     demo: gr.Blocks
     service: ZImageService
     housekeeping: Housekeeping
+    upload_budget: UploadBudget
+    held_uploads: HeldUploads
 
     def close(self) -> None:
         """Stop serving, stop the timers and delete every output and temp file."""
@@ -68,6 +71,7 @@ def build(settings: Settings) -> Space:
     from zimage.moderation import Moderation
     from zimage.privacy import browser_state_key
     from zimage.service import ZImageService
+    from zimage.uploads import HeldUploads, UploadBudget
 
     engine = create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
@@ -81,10 +85,15 @@ def build(settings: Settings) -> Space:
         if settings.analytics
         else None
     )
+    held_uploads = HeldUploads(
+        temp_dir, settings.upload_total_mb * 1024 * 1024, settings.upload_unused_s
+    )
+    upload_budget = UploadBudget(settings.upload_visitor_mb * 1024 * 1024, settings.upload_window_s)
     cache = OutputCache(
         ttl_s=settings.output_ttl_s,
         max_bytes=settings.cache_max_mb * 1024 * 1024,
         max_entries_per_owner=settings.cache_max_per_visitor,
+        reserved_bytes=held_uploads.held_bytes,  # uploads share the temp folder's memory
     )
     limits = ImageLimits(
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
@@ -102,19 +111,37 @@ def build(settings: Settings) -> Space:
     )
     secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
     demo = ui.build_demo(service, settings, secret)
+    held_uploads.expire_editor_blobs(demo.blocks.values())
     # api_open=False: the HTTP API cannot skip the queue and its one-at-a-time GPU slot.
     demo.queue(api_open=False, default_concurrency_limit=1, max_size=settings.queue_max)
     housekeeping = Housekeeping(
-        cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None)
+        cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None), held_uploads
     )
     housekeeping.start()
-    return Space(demo, service, housekeeping)
+    return Space(demo, service, housekeeping, upload_budget, held_uploads)
 
 
 def launch(space: Space, settings: Settings, **overrides: object) -> None:
     """Serve with every Gradio default that would break the privacy policy switched off."""
-    from zimage import ui
+    from starlette.middleware import Middleware
 
+    from zimage import ui
+    from zimage.upload_guard import UploadGuard
+
+    # uvicorn rewrites the peer address from X-Forwarded-For when the peer is loopback (its
+    # ProxyHeadersMiddleware, FORWARDED_ALLOW_IPS): a local client could pick its address.
+    # Trusting no one there leaves the real peer; zimage/client_address.py alone reads the
+    # header, for ZIMAGE_TRUSTED_PROXY_HOPS hops.
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
+    http_middleware = [
+        Middleware(
+            UploadGuard,
+            budget=space.upload_budget,
+            held=space.held_uploads,
+            trusted_proxy_hops=settings.trusted_proxy_hops,
+            max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+        ),
+    ]
     options: dict[str, object] = {
         "server_name": settings.server_name,
         "server_port": settings.server_port,
@@ -130,6 +157,7 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "footer_links": ["api"],
         "show_error": True,
         "head": ui.STORAGE_FALLBACK_HEAD,
+        "app_kwargs": {"middleware": http_middleware},
     }
     options.update(overrides)
     space.demo.launch(**options)

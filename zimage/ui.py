@@ -22,6 +22,7 @@ from gradio.utils import get_upload_folder
 
 from zimage import presets
 from zimage.admission import RateLimited
+from zimage.client_address import client_address
 from zimage.engine import EngineError
 from zimage.images import ImageInputError
 from zimage.moderation import ContentFlagged
@@ -33,6 +34,7 @@ from zimage.privacy import (
 )
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
+from zimage.uploads import OUT_OF_SPACE_MESSAGE, is_out_of_space
 from zimage.validation import InputError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +101,9 @@ def readable_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
             raise gr.Error(str(error), print_exception=False) from None
         except gr.Error:
             raise
-        except Exception:
+        except Exception as error:
+            if is_out_of_space(error):  # e.g. the output could not be written
+                raise gr.Error(OUT_OF_SPACE_MESSAGE, print_exception=False) from None
             logger.exception("request failed")
             raise gr.Error(
                 "Something went wrong while making the image. Please try again."
@@ -158,10 +162,9 @@ class Handlers:
     def visitor(self, request: gr.Request | None, browser: dict | None = None) -> Visitor:
         """The browser's pseudonym and choices, or for a script its session."""
         headers = dict(request.headers) if request is not None else {}
-        client_ip = request.client.host if request is not None and request.client else ""
-        forwarded = headers.get("x-forwarded-for", "")
-        if self.settings.on_space and forwarded:
-            client_ip = forwarded.split(",")[0].strip()
+        peer = request.client.host if request is not None and request.client else ""
+        hops = self.settings.trusted_proxy_hops
+        client_ip = client_address(peer, request.headers if request is not None else {}, hops)
         session = getattr(request, "session_hash", None) or ""
         pseudonym = (browser or {}).get("pseudonym") or ""
         return Visitor(
