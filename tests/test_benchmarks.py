@@ -81,3 +81,14 @@ def test_app_overhead_quick_measures_against_the_launched_app() -> None:
     assert lines[-1].startswith("overhead median ")
     assert "same pixels (a vs b)       yes" in lines
     assert "app exit status            0 after SIGTERM" in lines
+
+
+def test_upload_flood_quick_measures_what_the_launched_app_keeps() -> None:
+    completed = run_script(
+        "bench/upload_flood.py", "--uploads", "5", "--mb", "1", "--unused-s", "2", "--wait-s", "6"
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[0] == "flood      5 uploads x 1 MB from one client, one at a time"
+    assert lines[-1].startswith("this       answers 5 x 200; flood ")
+    assert lines[-1].endswith("held right after 5.0 MB; held 6 s later 0.0 MB")

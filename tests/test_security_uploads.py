@@ -22,7 +22,7 @@ from tests.conftest import RunningApp, serve
 from tests.forwarding_proxy import client_from
 
 MB = 1024 * 1024
-UNUSED_S = 2
+UNUSED_S = 4
 FILE_SIZE = int(1.5 * MB)
 # /edit's inputs in order: image, instruction, mask, strength, seed, randomize_seed, steps.
 EDIT_REST = ["snow", None, 0.6, 1, False, 1]
@@ -183,7 +183,7 @@ def test_uploads_a_request_named_are_kept_and_the_rest_deleted(nothing_held: Run
     with client_from("127.0.0.30") as http:
         # Named by a request that failed (a bad strength): kept for the output lifetime, as
         # for a request still waiting in the queue. Each upload is named at once: the unused
-        # time here is 2 s.
+        # time here is 4 s.
         refused = Path(upload(http, app, png(256, 1)).json()[0])
         assert "Strength" in call_edit(http, app, str(refused), strength=7)
         used = Path(upload(http, app, png(256, 2)).json()[0])

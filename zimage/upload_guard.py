@@ -77,8 +77,8 @@ class UploadGuard:
         # Room for one image of the largest allowed size as a base64 `data:` URL.
         self.max_event_body_bytes = max_upload_bytes * 4 // 3 + EVENT_BODY_SLACK
         self._visitor_key = AddressKey()
-        self._uploads_running = 0
-        self._upload_bytes_arriving = 0
+        self.multipart_running = 0
+        self.multipart_bytes_arriving = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -100,7 +100,7 @@ class UploadGuard:
         await request.run(scope, receive, send)
 
     def room_for_upload(self, nbytes: int) -> bool:
-        return self.held.room_for(self._upload_bytes_arriving + nbytes)
+        return self.held.room_for(self.multipart_bytes_arriving + nbytes)
 
     def out_of_room(self) -> Refused:
         return Refused(507, OUT_OF_SPACE_MESSAGE, int(self.held.unused_s))
@@ -121,6 +121,7 @@ class _Request:
             self.declared = None
         self.received = 0
         self.started = False
+        self.finished = False
 
     def check_declared_length(self) -> None:
         """Refuse at once what the declared length already rules out."""
@@ -135,7 +136,7 @@ class _Request:
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         guard = self.guard
         if self.multipart:
-            guard._uploads_running += 1
+            guard.multipart_running += 1
         response_body = bytearray()
         status = 0
 
@@ -158,18 +159,30 @@ class _Request:
                 body = await self._read_event_body(receive)
                 await guard.app(scope, _replay(body, receive), counted_send)
         except Refused as refusal:
+            self._finish(succeeded=False)
             await self._answer(send, refusal)
         except OSError as error:
             if not is_out_of_space(error):
                 raise
             logger.warning("temp folder full while receiving a request: %s", error)
+            self._finish(succeeded=False)
             await self._answer(send, guard.out_of_room())
         finally:
-            if self.multipart:
-                guard._uploads_running -= 1
-                guard._upload_bytes_arriving -= self.received
-                if status != 200 and guard._uploads_running == 0:
-                    guard.held.delete_partial_files()  # what this failed upload left
+            self._finish(succeeded=status == 200)
+
+    def _finish(self, succeeded: bool) -> None:
+        """Once: stop counting this body as arriving; clear what a failed upload left.
+
+        Before the refusal is answered, so the client never sees its partial file.
+        """
+        if not self.multipart or self.finished:
+            return
+        self.finished = True
+        guard = self.guard
+        guard.multipart_running -= 1
+        guard.multipart_bytes_arriving -= self.received
+        if not succeeded and guard.multipart_running == 0:
+            guard.held.delete_partial_files()
 
     def _counted(self, receive: Receive) -> Receive:
         async def counted() -> Message:
@@ -186,11 +199,11 @@ class _Request:
             return
         self.received += nbytes
         if self.multipart:
-            self.guard._upload_bytes_arriving += nbytes
+            self.guard.multipart_bytes_arriving += nbytes
         self._check_size(self.received)
         if not self.guard.budget.charge(self.visitor, nbytes):
             raise self._over_budget(0)
-        if self.multipart and not self.guard.held.room_for(self.guard._upload_bytes_arriving):
+        if self.multipart and not self.guard.room_for_upload(0):
             raise self.guard.out_of_room()
 
     def _check_size(self, nbytes: int) -> None:
