@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from starlette.datastructures import Headers
 
 from tests.conftest import RunningApp, serve
 from tests.forwarding_proxy import client_from, forwarding_proxy
@@ -55,7 +56,8 @@ LIMITED = "Limit reached"
 def test_address_from_peer_and_trusted_hops(
     peer: str, forwarded_for: list[str], hops: int, expected: str
 ) -> None:
-    headers = httpx.Headers([("x-forwarded-for", line) for line in forwarded_for])
+    # Starlette's Headers, as the middleware and gr.Request hold them: lines kept apart.
+    headers = Headers(raw=[(b"x-forwarded-for", line.encode()) for line in forwarded_for])
     assert client_address(peer, headers, hops) == expected
 
 

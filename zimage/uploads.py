@@ -23,12 +23,11 @@ logger = logging.getLogger(__name__)
 
 # A file takes at least one page of a tmpfs, however small: a flood of tiny files costs that.
 MIN_FILE_CHARGE = 4096
-# Byte counts closer together than this share one slot of the sliding window.
+# Byte counts closer together than this share one slot of the sliding window; other visitors'
+# old slots are dropped at most this often (every chunk of every upload calls in).
 _SLOT_S = 1.0
 
 OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
 OUT_OF_SPACE_MESSAGE = (
     "The Space is out of temporary space right now. It frees space on its own as older files "
     "expire: please try again in a few minutes."
@@ -52,17 +51,18 @@ class UploadBudget:
         self._lock = threading.Lock()
         self._sent: dict[str, deque[list[float]]] = {}  # visitor -> [time, bytes] slots
         self._totals: dict[str, int] = {}
+        self._pruned_at = -math.inf
 
     def remaining(self, visitor: str) -> int:
         with self._lock:
-            self._forget_old(self._clock())
+            self._forget_old(self._clock(), visitor)
             return self.max_bytes - self._totals.get(visitor, 0)
 
     def charge(self, visitor: str, nbytes: int) -> bool:
         """Count bytes that arrived; False once the visitor is over the budget."""
         now = self._clock()
         with self._lock:
-            self._forget_old(now)
+            self._forget_old(now, visitor)
             slots = self._sent.setdefault(visitor, deque())
             if slots and now - slots[-1][0] < _SLOT_S:
                 slots[-1][1] += nbytes
@@ -76,7 +76,7 @@ class UploadBudget:
         """Seconds until ``nbytes`` more would fit (at least 1)."""
         now = self._clock()
         with self._lock:
-            self._forget_old(now)
+            self._forget_old(now, visitor)
             excess = self._totals.get(visitor, 0) + nbytes - self.max_bytes
             wait = 0.0
             for sent_at, amount in self._sent.get(visitor, ()):
@@ -88,15 +88,21 @@ class UploadBudget:
             wait = self.window_s
         return max(1, math.ceil(wait))
 
-    def _forget_old(self, now: float) -> None:
+    def _forget_old(self, now: float, visitor: str) -> None:
+        """Drop slots older than the window: this visitor's, and everyone's once a slot."""
+        if now - self._pruned_at >= _SLOT_S:
+            self._pruned_at = now
+            visitors = list(self._sent)
+        else:
+            visitors = [visitor] if visitor in self._sent else []
         cutoff = now - self.window_s
-        for visitor in list(self._sent):
-            slots = self._sent[visitor]
+        for name in visitors:
+            slots = self._sent[name]
             while slots and slots[0][0] <= cutoff:
-                self._totals[visitor] -= int(slots.popleft()[1])
+                self._totals[name] -= int(slots.popleft()[1])
             if not slots:
-                del self._sent[visitor]
-                del self._totals[visitor]
+                del self._sent[name]
+                del self._totals[name]
 
 
 @dataclass
