@@ -56,6 +56,11 @@ class FullableApp:
     def partial_files(self) -> list[str]:
         return [p.name for p in self.folder_as_the_app_sees_it.iterdir() if p.is_file()]
 
+    def bytes_used(self) -> int:
+        """What the app's tmpfs has in use, open-but-deleted files included."""
+        stats = os.statvfs(self.folder_as_the_app_sees_it)
+        return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
     def files(self) -> list[Path]:
         return [p for p in self.folder_as_the_app_sees_it.rglob("*") if p.is_file()]
 
@@ -134,6 +139,8 @@ def test_upload_into_a_full_folder_says_so_and_recovers(empty_app: FullableApp) 
     assert OUT_OF_SPACE in refused.json()["detail"]
     assert int(refused.headers["retry-after"]) == UNUSED_S
     assert app.partial_files() == [], "the half-written file must not stay"
+    # Its space is free at once, although Gradio's abandoned parser still holds it open.
+    assert app.bytes_used() < 2.5 * 1024 * 1024 + 256 * 1024
     # Nobody uses the first upload: once it is deleted there is room again.
     wait_until(lambda: upload(app, int(2.5 * 1024 * 1024)).status_code == 200, 30, "no recovery")
 

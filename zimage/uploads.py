@@ -8,10 +8,12 @@ within a short time. Plain Python; `zimage/upload_guard.py` applies both to HTTP
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -260,7 +262,9 @@ class HeldUploads:
 
     def _delete_partial_files(self, older_than: float) -> int:
         # Gradio streams each upload into a temporary file at the top of the folder and moves
-        # it into a sub-folder when complete; a refused or failed upload leaves it behind.
+        # it into a sub-folder when complete; a refused or failed upload leaves it behind, still
+        # open in Gradio's abandoned parser until garbage collection: emptied first, so that its
+        # space is free at once (an unlinked open file keeps its blocks).
         deleted = 0
         try:
             names = os.listdir(self.folder)
@@ -272,7 +276,8 @@ class HeldUploads:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if os.path.isfile(path) and not os.path.islink(path) and st.st_mtime <= older_than:
+            if stat.S_ISREG(st.st_mode) and st.st_mtime <= older_than:
+                _empty(path)
                 deleted += _delete_with_empty_parent(path, remove_parent=False)
         return deleted
 
@@ -282,6 +287,16 @@ class HeldUploads:
             return None
         key = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
         return key if key.startswith(self._prefix) else None
+
+
+def _empty(path: str) -> None:
+    """Truncate a regular file to nothing (never through a link)."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        try:
+            os.ftruncate(descriptor, 0)
+        finally:
+            os.close(descriptor)
 
 
 def _delete_with_empty_parent(path: str, remove_parent: bool = True) -> int:
