@@ -104,6 +104,9 @@ def test_partial_files_of_aborted_uploads_are_deleted(tmp_path: Path) -> None:
     assert os.path.exists(partial)  # may still be arriving
     assert held.delete_partial_files() == 1
     assert not os.path.exists(partial) and os.path.exists(complete)
+    with open(write(tmp_path, "tmpopen", 3000), "ab") as still_open:  # Gradio's parser
+        assert held.delete_partial_files() == 1
+        assert os.fstat(still_open.fileno()).st_size == 0  # its space is free already
     stale = write(tmp_path, "tmpzz99", 10)
     os.utime(stale, (clock.now - 200, clock.now - 200))
     held.sweep()
