@@ -93,7 +93,9 @@ def build(settings: Settings) -> Space:
         ttl_s=settings.output_ttl_s,
         max_bytes=settings.cache_max_mb * 1024 * 1024,
         max_entries_per_owner=settings.cache_max_per_visitor,
-        reserved_bytes=held_uploads.held_bytes,  # uploads share the temp folder's memory
+        # Uploads share the temp folder's memory; an output that keeps one takes over its count.
+        reserved_bytes=held_uploads.held_bytes,
+        files_owned=held_uploads.hand_over,
     )
     limits = ImageLimits(
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,

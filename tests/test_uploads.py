@@ -182,3 +182,20 @@ def test_cache_cap_counts_attached_files_and_reserved_uploads(tmp_path: Path) ->
 )
 def test_out_of_space_is_recognised(error: BaseException, expected: bool) -> None:
     assert is_out_of_space(error) is expected
+
+
+def test_an_output_that_keeps_an_upload_takes_over_its_count(tmp_path: Path) -> None:
+    held = HeldUploads(tmp_path, 10**6, unused_s=120)
+    cache = OutputCache(
+        ttl_s=600,
+        max_bytes=10**6,
+        max_entries_per_owner=10,
+        reserved_bytes=held.held_bytes,
+        files_owned=held.hand_over,
+    )
+    upload = write(tmp_path, "a/upload.png", 6000)
+    held.add([upload])
+    entry = cache.put("alice", b"p" * 1000, 1, {})
+    assert cache.total_bytes + held.held_bytes() == 1000 + 6000
+    cache.attach_files(entry.key, [upload])
+    assert held.held_bytes() == 0 and cache.total_bytes == 7000  # counted once, at once

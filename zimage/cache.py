@@ -49,7 +49,7 @@ class OutputCache:
     An entry expires ``ttl_s`` after creation; reading it does not extend its life.
     Over the byte cap, the least recently used entries (any owner) are evicted first.
     ``reserved_bytes`` tells what else shares the cap (uploads not yet used), so entries make
-    room for it. An entry larger than ``max_bytes`` on its own is accepted and evicts all
+    room for it; ``files_owned`` hears of files an entry now owns (and counts). An entry larger than ``max_bytes`` on its own is accepted and evicts all
     others. ``len()`` and ``total_bytes`` count what is held (PNGs and attached files),
     including expired entries that have not been swept yet.
     """
@@ -61,6 +61,7 @@ class OutputCache:
         max_entries_per_owner: int,
         clock: Callable[[], float] = time.monotonic,
         reserved_bytes: Callable[[], int] = lambda: 0,
+        files_owned: Callable[[list[Path]], object] = lambda paths: None,
     ) -> None:
         if ttl_s <= 0 or max_bytes <= 0 or max_entries_per_owner < 1:
             raise ValueError("need ttl_s > 0, max_bytes > 0 and max_entries_per_owner >= 1")
@@ -69,6 +70,7 @@ class OutputCache:
         self.max_entries_per_owner = max_entries_per_owner
         self._clock = clock
         self._reserved_bytes = reserved_bytes
+        self._files_owned = files_owned
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
         self._by_owner: dict[str, list[str]] = {}  # keys, oldest first
@@ -105,6 +107,7 @@ class OutputCache:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
+            added: list[Path] = []
             if entry is not None and not self._expired(entry, now):
                 added = [p for p in dict.fromkeys(new) if p not in entry.files]
                 entry.files.extend(added)
@@ -115,6 +118,8 @@ class OutputCache:
             else:
                 old = self._pop(key).files if entry is not None else []
                 doomed = self._orphans([*new, *old])
+        if added:
+            self._files_owned(added)
         _delete_files(doomed)
 
     def get(self, key: str, owner: str) -> CacheEntry | None:

@@ -234,6 +234,15 @@ class HeldUploads:
                     used += 1
         return used
 
+    def hand_over(self, paths: Iterable[str | Path]) -> None:
+        """Stop counting files an output now owns (the output cache counts them from now)."""
+        keys = [self._key(str(path)) for path in paths]
+        with self._lock:
+            for key in keys:
+                held = self._files.pop(key, None) if key is not None else None
+                if held is not None:
+                    self._held -= held.size
+
     def sweep(self, owned: Collection[str | Path] = ()) -> int:
         """Delete uploads nobody used in time; forget those an output owns or that are gone.
 
