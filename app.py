@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from zimage.mcp_server import McpEndpoint
     from zimage.service import ZImageService
     from zimage.ui import RunningRequests
+    from zimage.uploads import HeldUploads, UploadBudget
 
 # Before gradio and huggingface_hub are imported: both read these once.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -51,6 +52,8 @@ class Space:
     housekeeping: Housekeeping
     running: RunningRequests
     mcp: McpEndpoint | None
+    upload_budget: UploadBudget
+    held_uploads: HeldUploads
 
     def close(self) -> None:
         """Stop serving, stop the timers and delete every output and temp file."""
@@ -82,10 +85,18 @@ class Space:
         from zimage.public_errors import PublicErrors, server_paths
         from zimage.security_headers import SecurityHeaders
         from zimage.ui import CancelRelay
+        from zimage.upload_guard import UploadGuard
 
         hidden = server_paths(settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS)
         middleware = [
             Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
+            Middleware(
+                UploadGuard,
+                budget=self.upload_budget,
+                held=self.held_uploads,
+                trusted_proxy_hops=settings.trusted_proxy_hops,
+                max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+            ),
             Middleware(CancelRelay, running=self.running),
         ]
         if self.mcp is not None:
@@ -133,6 +144,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     from zimage.mcp_server import McpEndpoint
     from zimage.moderation import Moderation
     from zimage.service import ZImageService
+    from zimage.uploads import HeldUploads, UploadBudget
 
     engine = engine or create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
@@ -145,11 +157,18 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         if settings.analytics
         else None
     )
+    held_uploads = HeldUploads(
+        temp_dir, settings.upload_total_mb * 1024 * 1024, settings.upload_unused_s
+    )
+    upload_budget = UploadBudget(settings.upload_visitor_mb * 1024 * 1024, settings.upload_window_s)
     cache = OutputCache(
         ttl_s=settings.output_ttl_s,
         max_bytes=settings.cache_max_mb * 1024 * 1024,
         max_entries_per_owner=settings.cache_max_per_visitor,
         files_dir=temp_dir,
+        # Uploads share the temp folder's memory; an output that keeps one takes over its count.
+        reserved_bytes=held_uploads.held_bytes,
+        files_owned=held_uploads.hand_over,
     )
     limits = ImageLimits(
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
@@ -167,6 +186,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     )
     running = ui.RunningRequests()
     demo = ui.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
+    held_uploads.expire_editor_blobs(demo.blocks.values())
     # api_open=False: the HTTP API cannot skip the queue. The handlers holding GPU slots past the
     # first count against ZIMAGE_QUEUE_MAX, so as many requests wait as before.
     demo.queue(
@@ -175,17 +195,22 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         max_size=max(1, settings.queue_max - (GPU_SLOTS - 1)),
     )
     housekeeping = Housekeeping(
-        cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None)
+        cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None), held_uploads
     )
     housekeeping.start()
     mcp = McpEndpoint(service, settings) if settings.mcp else None
-    return Space(demo, service, housekeeping, running, mcp)
+    return Space(demo, service, housekeeping, running, mcp, upload_budget, held_uploads)
 
 
 def launch(space: Space, settings: Settings, **overrides: object) -> None:
     """Serve with every Gradio default that would break the privacy policy switched off."""
     from zimage import ui
 
+    # uvicorn rewrites the peer address from X-Forwarded-For when the peer is loopback (its
+    # ProxyHeadersMiddleware, FORWARDED_ALLOW_IPS): a local client could pick its address.
+    # Trusting no one there leaves the real peer; zimage/client_address.py alone reads the
+    # header, for ZIMAGE_TRUSTED_PROXY_HOPS hops.
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
     options: dict[str, object] = {
         "server_name": settings.server_name,
         "server_port": settings.server_port,

@@ -203,3 +203,14 @@ def test_live_preview_full_without_a_gpu_says_one_is_needed() -> None:
     completed = run_script("bench/live_preview.py", "--full", timeout=120)
     assert completed.returncode != 0
     assert "--full needs a CUDA GPU" in completed.stderr
+
+
+def test_upload_flood_quick_measures_what_the_launched_app_keeps() -> None:
+    completed = run_script(
+        "bench/upload_flood.py", "--uploads", "5", "--mb", "1", "--unused-s", "2", "--wait-s", "6"
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[0] == "flood      5 uploads x 1 MB from one client, one at a time"
+    assert lines[-1].startswith("this       answers 5 x 200; flood ")
+    assert lines[-1].endswith("held right after 5.0 MB; held 6 s later 0.0 MB")

@@ -186,7 +186,9 @@ def test_files_deleted_on_expiry(clock: FakeClock, tmp_path: Path) -> None:
 
 
 def test_files_deleted_on_eviction(clock: FakeClock, tmp_path: Path) -> None:
-    cache = make_cache(clock, max_bytes=200, per_owner=2, files_dir=tmp_path)
+    cache = make_cache(
+        clock, max_bytes=210, per_owner=2, files_dir=tmp_path
+    )  # two entries and their 4-byte files
     by_bytes = put(cache, "bob")
     cache.attach_files(by_bytes.key, [touch(tmp_path, "bob.png")])
     by_cap = put(cache, "alice")
@@ -256,7 +258,7 @@ def test_purge_owner_only_touches_that_owner(clock: FakeClock, tmp_path: Path) -
     assert cache.entries_for("alice") == []
     assert cache.entries_for("bob") == [bob]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bob3.png"]
-    assert cache.total_bytes == 100
+    assert cache.total_bytes == 100 + len(b"data")  # bob's PNG and his attached file
     assert cache.purge_owner("nobody") == 0
 
 

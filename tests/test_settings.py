@@ -71,6 +71,12 @@ def test_values_are_read_and_normalised() -> None:
         ("ZIMAGE_RATE_PER_MIN", "-1", "0 to 10000"),
         ("ZIMAGE_TIME_LIMIT_S", "1", "5 to 3600"),
         ("ZIMAGE_BLOCKLIST", "/no/such/file.txt", "existing file"),
+        ("ZIMAGE_TRUSTED_PROXY_HOPS", "6", "0 to 5"),
+        ("ZIMAGE_TRUSTED_PROXY_HOPS", "-1", "0 to 5"),
+        ("ZIMAGE_UPLOAD_VISITOR_MB", "19", "20 to 100000 (at least ZIMAGE_MAX_UPLOAD_MB)"),
+        ("ZIMAGE_UPLOAD_WINDOW_S", "5", "10 to 86400"),
+        ("ZIMAGE_UPLOAD_TOTAL_MB", "513", "1 to 512 (at most ZIMAGE_CACHE_MAX_MB)"),
+        ("ZIMAGE_UPLOAD_UNUSED_S", "0", "1 to 86400"),
     ],
 )
 def test_each_invalid_value_names_variable_value_and_choices(
@@ -121,3 +127,14 @@ def test_privacy_and_retention_defaults() -> None:
     assert settings.output_ttl_s == 600 and settings.cache_max_mb == 512
     assert settings.data_dir.endswith("zimage-space")
     assert "browser_secret" not in settings.describe()
+
+
+def test_proxy_hops_and_upload_defaults() -> None:
+    assert Settings.from_env({}).trusted_proxy_hops == 0
+    assert Settings.from_env({"SPACE_ID": "someone/zimage"}).trusted_proxy_hops == 1
+    settings = Settings.from_env({})
+    assert settings.upload_visitor_mb == 100 and settings.upload_window_s == 300
+    assert settings.upload_total_mb == 256 and settings.upload_unused_s == 120
+    roomy = Settings.from_env({"ZIMAGE_MAX_UPLOAD_MB": "150", "ZIMAGE_CACHE_MAX_MB": "100"})
+    assert roomy.upload_visitor_mb == 150  # one upload of the largest size always fits
+    assert roomy.upload_total_mb == 50  # half the memory the cache has for outputs

@@ -6,14 +6,13 @@ process's memory), so the limiter never holds a raw IP address.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
-import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+from zimage.client_address import AddressKey
 
 WINDOW_S = 60.0
 
@@ -26,7 +25,7 @@ class RateLimiter:
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_minute = per_minute
         self._clock = clock
-        self._key = secrets.token_bytes(32)
+        self._visitor_key = AddressKey()
         self._lock = threading.Lock()
         self._recent: dict[str, deque[float]] = {}
 
@@ -38,7 +37,7 @@ class RateLimiter:
         """Count one request, or raise RateLimited if the visitor's minute is full."""
         if not self.enabled:
             return
-        visitor = hmac.new(self._key, client_address.encode(), hashlib.sha256).hexdigest()
+        visitor = self._visitor_key(client_address)
         now = self._clock()
         with self._lock:
             self._forget_before(now - WINDOW_S)

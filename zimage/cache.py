@@ -2,6 +2,8 @@
 
 Retention (policy section 7): an output lives in this cache and in the files the web
 framework wrote for it; both go when the entry expires, is evicted, or is purged.
+The byte cap counts the files too (the served copy, the uploads it was made from): they live
+in the temp folder, which is memory where it is /dev/shm.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ class CacheEntry:
     created_at: float
     files: list[Path] = field(default_factory=list)
     last_used: float = 0.0
+    file_bytes: int = 0
 
     @property
     def size_bytes(self) -> int:
-        return len(self.png)
+        return len(self.png) + self.file_bytes
 
 
 class OutputCache:
@@ -45,9 +48,11 @@ class OutputCache:
 
     An entry expires ``ttl_s`` after creation; reading it does not extend its life.
     Over the byte cap, the least recently used entries (any owner) are evicted first.
-    An entry larger than ``max_bytes`` on its own is accepted and evicts all others.
-    ``len()`` and ``total_bytes`` count what is held, including expired entries that
-    have not been swept yet.
+    ``reserved_bytes`` tells what else shares the cap (uploads not yet used), so entries make
+    room for it; ``files_owned`` hears of files an entry now owns (and counts). An entry larger
+    than ``max_bytes`` on its own is accepted and evicts all others. ``len()`` and
+    ``total_bytes`` count what is held (PNGs and attached files), including expired entries
+    that have not been swept yet.
 
     Files attached to an entry are deleted with it only when they lie inside ``files_dir``
     (the app's private temp folder), reached without a symlink out of it: a request can
@@ -62,6 +67,8 @@ class OutputCache:
         *,
         files_dir: str | Path,
         clock: Callable[[], float] = time.monotonic,
+        reserved_bytes: Callable[[], int] = lambda: 0,
+        files_owned: Callable[[list[Path]], object] = lambda paths: None,
     ) -> None:
         if ttl_s <= 0 or max_bytes <= 0 or max_entries_per_owner < 1:
             raise ValueError("need ttl_s > 0, max_bytes > 0 and max_entries_per_owner >= 1")
@@ -70,6 +77,8 @@ class OutputCache:
         self.max_bytes = max_bytes
         self.max_entries_per_owner = max_entries_per_owner
         self._clock = clock
+        self._reserved_bytes = reserved_bytes
+        self._files_owned = files_owned
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
         self._by_owner: dict[str, list[str]] = {}  # keys, oldest first
@@ -94,23 +103,31 @@ class OutputCache:
             owned = self._by_owner[owner]
             while len(owned) > self.max_entries_per_owner:
                 removed.append(self._pop(owned[0]))
-            while self._total > self.max_bytes and len(self._entries) > 1:
-                removed.append(self._pop(next(iter(self._entries))))
+            removed.extend(self._evict_over_cap(keep=key))
             doomed = self._orphans(f for e in removed for f in e.files)
         self._delete_owned(doomed)
         return entry
 
     def attach_files(self, key: str, paths: Iterable[str | Path]) -> None:
-        """Record files to delete with the entry; delete them now if the entry is gone."""
+        """Record files to delete with the entry (their bytes count against the cap);
+        delete them now if the entry is gone."""
         new = [_norm(p) for p in paths]
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
+            added: list[Path] = []
             if entry is not None and not self._expired(entry, now):
-                entry.files.extend(p for p in new if p not in entry.files)
-                return
-            old = self._pop(key).files if entry is not None else []
-            doomed = self._orphans([*new, *old])
+                added = [p for p in dict.fromkeys(new) if p not in entry.files]
+                entry.files.extend(added)
+                grown = sum(_file_size(p) for p in added)
+                entry.file_bytes += grown
+                self._total += grown
+                doomed = self._orphans(f for e in self._evict_over_cap(keep=key) for f in e.files)
+            else:
+                old = self._pop(key).files if entry is not None else []
+                doomed = self._orphans([*new, *old])
+        if added:
+            self._files_owned(added)
         self._delete_owned(doomed)
 
     def get(self, key: str, owner: str) -> CacheEntry | None:
@@ -208,6 +225,14 @@ class OutputCache:
                     logger.exception("sweep task %r failed", task)
 
     # -- helpers (callers of _pop and _orphans hold the lock) ------------------
+
+    def _evict_over_cap(self, keep: str) -> list[CacheEntry]:
+        """Pop least recently used entries other than ``keep`` while over the byte cap."""
+        removed = []
+        while self._total + self._reserved_bytes() > self.max_bytes and len(self._entries) > 1:
+            oldest = next(k for k in self._entries if k != keep)
+            removed.append(self._pop(oldest))
+        return removed
 
     def _expired(self, entry: CacheEntry, now: float) -> bool:
         return now - entry.created_at >= self.ttl_s
@@ -337,6 +362,13 @@ def _norm(path: str | Path) -> Path:
     # Resolve the folder only: a symlinked file must never lead us to delete its target.
     path = Path(os.path.abspath(path))
     return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
 
 
 def _mtime(path: str) -> float:

@@ -13,6 +13,7 @@ from zimage.analytics import UsageLog
 from zimage.cache import OutputCache, delete_files_older_than, delete_tree_contents
 from zimage.embeddings import PromptEmbeddingCache
 from zimage.memory import release_free_memory
+from zimage.uploads import HeldUploads
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +28,23 @@ class Housekeeping:
         usage_log: UsageLog | None,
         temp_dir: Path,
         prompt_embeddings: PromptEmbeddingCache | None = None,
+        uploads: HeldUploads | None = None,
     ) -> None:
         self.cache = cache
         self.usage_log = usage_log
         self.temp_dir = temp_dir
+        self.uploads = uploads
+        if uploads is not None:
+            cache.add_sweep_task(self.sweep_unused_uploads)
         cache.add_sweep_task(self.sweep_temp_dir)
         if prompt_embeddings is not None:
             cache.add_sweep_task(prompt_embeddings.sweep_expired)
         cache.add_sweep_task(release_free_memory)
+
+    def sweep_unused_uploads(self) -> int:
+        """Delete uploads no request used in time; outputs own (and count) the ones they use."""
+        assert self.uploads is not None
+        return self.uploads.sweep(owned=self.cache.live_files())
 
     def sweep_temp_dir(self) -> int:
         """Delete temp files (outputs, uploads, downloads) older than the output lifetime."""

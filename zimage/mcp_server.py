@@ -229,9 +229,9 @@ class McpEndpoint:
             self._calls.release()
 
     def _visitor(self, request: Any) -> Visitor:
-        headers = dict(request.headers) if request is not None else {}
+        headers = request.headers if request is not None else {}
         peer = request.client.host if request is not None and request.client else ""
-        session = headers.get(SESSION_HEADER, "")
+        session = dict(headers).get(SESSION_HEADER, "")
         return visitor_from_http(peer, headers, self.settings, owner=f"mcp:{session}")
 
     def _run(

@@ -17,6 +17,10 @@ QUANT_CHOICES = ("off", "fp8")
 ENHANCER_CHOICES = ("auto", "off")
 # Requests per minute per visitor on a Space unless ZIMAGE_RATE_PER_MIN says otherwise.
 SPACE_RATE_PER_MIN = 10
+# A Space sits behind one proxy of its host, which appends the client's address to
+# X-Forwarded-For; elsewhere the TCP peer is the client unless ZIMAGE_TRUSTED_PROXY_HOPS says so.
+SPACE_TRUSTED_PROXY_HOPS = 1
+MAX_TRUSTED_PROXY_HOPS = 5
 _ON = ("on", "true", "1", "yes")
 _OFF = ("off", "false", "0", "no")
 # An operator secret shorter than this could be found from the key the page publishes.
@@ -64,6 +68,11 @@ class Settings:
     temp_dir: str = ""
     queue_max: int = 64
     rate_per_min: int = 0
+    trusted_proxy_hops: int = 0
+    upload_visitor_mb: int = 100
+    upload_window_s: int = 300
+    upload_total_mb: int = 256
+    upload_unused_s: int = 120
     time_limit_s: int = 300
     blocklist: str = ""
     safety_model: str = ""
@@ -80,6 +89,9 @@ class Settings:
         """Read and validate every setting; raise SettingsError on the first bad value."""
         env = os.environ if environ is None else environ
         reader = _Reader(env)
+        on_space = bool(env.get("SPACE_ID"))
+        max_upload_mb = reader.integer("ZIMAGE_MAX_UPLOAD_MB", cls.max_upload_mb, 1, 200)
+        cache_max_mb = reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536)
         return cls(
             engine=reader.choice("ZIMAGE_ENGINE", ENGINE_CHOICES, cls.engine),
             model=reader.text("ZIMAGE_MODEL", cls.model),
@@ -91,8 +103,8 @@ class Settings:
             warmup=reader.flag("ZIMAGE_WARMUP", cls.warmup),
             server_name=reader.text("GRADIO_SERVER_NAME", cls.server_name),
             server_port=reader.integer("GRADIO_SERVER_PORT", cls.server_port, 1, 65535),
-            on_space=bool(env.get("SPACE_ID")),
-            max_upload_mb=reader.integer("ZIMAGE_MAX_UPLOAD_MB", cls.max_upload_mb, 1, 200),
+            on_space=on_space,
+            max_upload_mb=max_upload_mb,
             edit_max_megapixels=reader.number(
                 "ZIMAGE_EDIT_MAX_MP", cls.edit_max_megapixels, 0.0625, 4.0
             ),
@@ -105,15 +117,39 @@ class Settings:
             browser_secret=reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS),
             frame_ancestors=reader.frame_ancestors("ZIMAGE_FRAME_ANCESTORS"),
             output_ttl_s=reader.integer("ZIMAGE_OUTPUT_TTL_S", cls.output_ttl_s, 1, 86400),
-            cache_max_mb=reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536),
+            cache_max_mb=cache_max_mb,
             cache_max_per_visitor=reader.integer(
                 "ZIMAGE_CACHE_MAX_PER_VISITOR", cls.cache_max_per_visitor, 1, 1000
             ),
             temp_dir=reader.text("GRADIO_TEMP_DIR", "", allow_empty=True),
             queue_max=reader.integer("ZIMAGE_QUEUE_MAX", cls.queue_max, 1, 10000),
             rate_per_min=reader.integer(
-                "ZIMAGE_RATE_PER_MIN", SPACE_RATE_PER_MIN if env.get("SPACE_ID") else 0, 0, 10000
+                "ZIMAGE_RATE_PER_MIN", SPACE_RATE_PER_MIN if on_space else 0, 0, 10000
             ),
+            trusted_proxy_hops=reader.integer(
+                "ZIMAGE_TRUSTED_PROXY_HOPS",
+                SPACE_TRUSTED_PROXY_HOPS if on_space else 0,
+                0,
+                MAX_TRUSTED_PROXY_HOPS,
+            ),
+            upload_visitor_mb=reader.integer(
+                "ZIMAGE_UPLOAD_VISITOR_MB",
+                max(cls.upload_visitor_mb, max_upload_mb),
+                max_upload_mb,
+                100000,
+                "at least ZIMAGE_MAX_UPLOAD_MB",
+            ),
+            upload_window_s=reader.integer(
+                "ZIMAGE_UPLOAD_WINDOW_S", cls.upload_window_s, 10, 86400
+            ),
+            upload_total_mb=reader.integer(
+                "ZIMAGE_UPLOAD_TOTAL_MB",
+                cache_max_mb // 2,
+                1,
+                cache_max_mb,
+                "at most ZIMAGE_CACHE_MAX_MB",
+            ),
+            upload_unused_s=reader.integer("ZIMAGE_UPLOAD_UNUSED_S", cls.upload_unused_s, 1, 86400),
             time_limit_s=reader.integer("ZIMAGE_TIME_LIMIT_S", cls.time_limit_s, 5, 3600),
             blocklist=reader.existing_file("ZIMAGE_BLOCKLIST"),
             safety_model=reader.text("ZIMAGE_SAFETY_MODEL", "", allow_empty=True),
@@ -208,14 +244,15 @@ class _Reader:
 
         return self._parse(name, default, parse, "use on or off")
 
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
+    def integer(self, name: str, default: int, low: int, high: int, why: str = "") -> int:
         def parse(raw: str) -> int:
             value = int(raw)
             if not low <= value <= high:
                 raise ValueError
             return value
 
-        return self._parse(name, default, parse, f"use a whole number from {low} to {high}")
+        allowed = f"use a whole number from {low} to {high}" + (f" ({why})" if why else "")
+        return self._parse(name, default, parse, allowed)
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         def parse(raw: str) -> float:

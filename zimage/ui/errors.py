@@ -13,6 +13,7 @@ import gradio as gr
 
 from zimage.errors import INTERNAL_FAILURE, Cancelled
 from zimage.service import VISITOR_ERRORS
+from zimage.uploads import OUT_OF_SPACE_MESSAGE, is_out_of_space
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def _as_visitor_messages() -> Iterator[None]:
         raise
     except VISITOR_ERRORS as error:
         raise gr.Error(str(error), print_exception=False) from None
-    except Exception:
+    except Exception as error:
+        if is_out_of_space(error):  # e.g. the output could not be written
+            raise gr.Error(OUT_OF_SPACE_MESSAGE, print_exception=False) from None
         logger.exception("request failed")
         raise gr.Error(INTERNAL_FAILURE) from None

@@ -30,7 +30,7 @@ def visitor_of(
     `keys` counts; any other (forged, altered, guessed) is no pseudonym at all. Scripts (no
     browser state) are their Gradio session.
     """
-    headers = dict(request.headers) if request is not None else {}
+    headers = request.headers if request is not None else {}
     peer = request.client.host if request is not None and request.client else ""
     session = getattr(request, "session_hash", None) or ""
     stored = browser or {}
