@@ -18,8 +18,10 @@ from zimage.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     import gradio as gr
+    from starlette.middleware import Middleware
 
     from zimage.housekeeping import Housekeeping
+    from zimage.server_state import GradioState
     from zimage.service import ZImageService
 
 # Before gradio and huggingface_hub are imported: both read these once.
@@ -37,6 +39,7 @@ class Space:
     demo: gr.Blocks
     service: ZImageService
     housekeeping: Housekeeping
+    gradio_state: GradioState
 
     def close(self) -> None:
         """Stop serving, stop the timers and delete every output and temp file."""
@@ -67,6 +70,7 @@ def build(settings: Settings) -> Space:
     from zimage.images import ImageLimits
     from zimage.moderation import Moderation
     from zimage.privacy import browser_state_key
+    from zimage.server_state import GradioState
     from zimage.service import ZImageService
 
     engine = create_engine(settings)
@@ -108,7 +112,16 @@ def build(settings: Settings) -> Space:
         cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None)
     )
     housekeeping.start()
-    return Space(demo, service, housekeeping)
+    return Space(demo, service, housekeeping, GradioState(demo))
+
+
+def http_middleware(space: Space) -> list[Middleware]:
+    """Pure ASGI middleware around Gradio's routes, outermost first: add new ones here."""
+    from starlette.middleware import Middleware
+
+    from zimage.protocol_guard import ProtocolGuard
+
+    return [Middleware(ProtocolGuard, endpoints=space.gradio_state)]
 
 
 def launch(space: Space, settings: Settings, **overrides: object) -> None:
@@ -130,6 +143,12 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "footer_links": ["api"],
         "show_error": True,
         "head": ui.STORAGE_FALLBACK_HEAD,
+        # Gradio keeps every session (each script call is one) until this many exist.
+        "state_session_capacity": settings.session_capacity,
+        "app_kwargs": {
+            "middleware": http_middleware(space),
+            "lifespan": space.gradio_state.lifespan,
+        },
     }
     options.update(overrides)
     space.demo.launch(**options)

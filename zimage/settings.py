@@ -52,6 +52,7 @@ class Settings:
     cache_max_per_visitor: int = 32
     temp_dir: str = ""
     queue_max: int = 64
+    session_capacity: int = 1000
     rate_per_min: int = 0
     time_limit_s: int = 300
     blocklist: str = ""
@@ -92,6 +93,9 @@ class Settings:
             ),
             temp_dir=reader.writable_folder("GRADIO_TEMP_DIR"),
             queue_max=reader.integer("ZIMAGE_QUEUE_MAX", cls.queue_max, 1, 10000),
+            session_capacity=reader.integer(
+                "ZIMAGE_SESSION_CAPACITY", cls.session_capacity, 10, 100000
+            ),
             rate_per_min=reader.integer(
                 "ZIMAGE_RATE_PER_MIN", SPACE_RATE_PER_MIN if env.get("SPACE_ID") else 0, 0, 10000
             ),
