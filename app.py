@@ -48,11 +48,20 @@ class Space:
 
 
 def use_private_temp_dir(settings: Settings) -> Path:
-    """Gradio's temp folder: the operator's GRADIO_TEMP_DIR, else a private RAM-backed one."""
-    from zimage.cache import default_temp_dir
+    """This process's own folder for Gradio's files, removed at exit.
 
-    folder = Path(settings.temp_dir) if settings.temp_dir else default_temp_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    Inside the operator's GRADIO_TEMP_DIR, else inside a private RAM-backed one; never shared
+    with another instance (see zimage/process_temp.py).
+    """
+    from zimage.cache import default_temp_dir
+    from zimage.process_temp import process_temp_dir
+
+    try:
+        base = Path(settings.temp_dir) if settings.temp_dir else default_temp_dir()
+        folder = process_temp_dir(base)
+    except (OSError, RuntimeError) as error:
+        where = settings.temp_dir or "(unset: a private folder)"
+        raise SettingsError(f"GRADIO_TEMP_DIR={where!r} cannot be used: {error}.") from None
     os.environ["GRADIO_TEMP_DIR"] = str(folder)  # read by gradio when Blocks are built
     return folder
 
@@ -164,11 +173,11 @@ def main() -> int:
     )
     try:
         settings = Settings.from_env()
+        logger.info("settings: %s", settings.describe())
+        space = build(settings)
     except SettingsError as error:
         print(f"Invalid setting: {error}", file=sys.stderr)
         return 2
-    logger.info("settings: %s", settings.describe())
-    space = build(settings)
     # SIGTERM (a Space stopping, `docker stop`) ends the server like Ctrl-C does.
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
     try:
