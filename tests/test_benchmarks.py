@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,14 @@ def test_app_overhead_quick_measures_against_the_launched_app() -> None:
     assert lines[-1].startswith("overhead median ")
     assert "same pixels (a vs b)       yes" in lines
     assert "app exit status            0 after SIGTERM" in lines
+
+
+def test_abuse_sessions_section_runs_against_the_launched_app() -> None:
+    completed = run_script(
+        "bench/abuse.py", "--sections", "sessions", "--sessions", "10,30", timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads(completed.stdout[completed.stdout.index('{\n  "summary"') :])["summary"]
+    sessions = summary["sessions"]
+    assert [row["sessions"] for row in sessions["rows"]] == [0, 10, 30]
+    assert sessions["exit_status"] == 0 and sessions["last_over_first"] > 0
