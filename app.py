@@ -6,12 +6,14 @@ start-up at once with one line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from zimage.housekeeping import Housekeeping
     from zimage.loading import UnavailableEngine
     from zimage.mcp_server import McpEndpoint
+    from zimage.server_state import GradioState
     from zimage.service import ZImageService
     from zimage.ui import RunningRequests
     from zimage.uploads import HeldUploads, UploadBudget
@@ -54,6 +57,7 @@ class Space:
     mcp: McpEndpoint | None
     upload_budget: UploadBudget
     held_uploads: HeldUploads
+    gradio_state: GradioState
 
     def close(self) -> None:
         """Stop serving, stop the timers and delete every output and temp file."""
@@ -73,7 +77,8 @@ class Space:
         return answered
 
     def app_kwargs(self, settings: Settings) -> dict[str, object]:
-        """What Gradio's FastAPI app gets: our ASGI middleware and, for MCP, a lifespan.
+        """What Gradio's FastAPI app gets: our ASGI middleware and a lifespan for what runs on
+        its event loop (forgetting stale Gradio sessions, the MCP session manager).
 
         The middleware list runs outermost first (Gradio's CORS and compression wrap it).
         PublicErrors stays last: it then rewrites only what Gradio answers, never the messages
@@ -82,6 +87,7 @@ class Space:
         from starlette.middleware import Middleware
 
         from zimage.mcp_server import McpRoute
+        from zimage.protocol_guard import ProtocolGuard
         from zimage.public_errors import PublicErrors, server_paths
         from zimage.security_headers import SecurityHeaders
         from zimage.ui import CancelRelay
@@ -101,10 +107,17 @@ class Space:
         ]
         if self.mcp is not None:
             middleware.append(Middleware(McpRoute, endpoint=self.mcp))
+        middleware.append(Middleware(ProtocolGuard, endpoints=self.gradio_state))
         middleware.append(Middleware(PublicErrors, hidden_paths=hidden))
-        if self.mcp is None:
-            return {"middleware": middleware}
-        return {"middleware": middleware, "lifespan": self.mcp.lifespan}
+        return {"middleware": middleware, "lifespan": self.lifespan}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.gradio_state.lifespan(app))
+            if self.mcp is not None:
+                await stack.enter_async_context(self.mcp.lifespan(app))
+            yield
 
 
 def gradio_jobs_running(demo: gr.Blocks) -> bool:
@@ -113,11 +126,20 @@ def gradio_jobs_running(demo: gr.Blocks) -> bool:
 
 
 def use_private_temp_dir(settings: Settings) -> Path:
-    """Gradio's temp folder: the operator's GRADIO_TEMP_DIR, else a private RAM-backed one."""
-    from zimage.cache import default_temp_dir
+    """This process's own folder for Gradio's files, removed at exit.
 
-    folder = Path(settings.temp_dir) if settings.temp_dir else default_temp_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    Inside the operator's GRADIO_TEMP_DIR, else inside a private RAM-backed one; never shared
+    with another instance (see zimage/process_temp.py).
+    """
+    from zimage.cache import default_temp_dir
+    from zimage.process_temp import process_temp_dir
+
+    try:
+        base = Path(settings.temp_dir) if settings.temp_dir else default_temp_dir()
+        folder = process_temp_dir(base)
+    except (OSError, RuntimeError) as error:
+        where = settings.temp_dir or "(unset: a private folder)"
+        raise SettingsError(f"GRADIO_TEMP_DIR={where!r} cannot be used: {error}.") from None
     os.environ["GRADIO_TEMP_DIR"] = str(folder)  # read by gradio when Blocks are built
     return folder
 
@@ -143,6 +165,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     from zimage.loading import create_engine
     from zimage.mcp_server import McpEndpoint
     from zimage.moderation import Moderation
+    from zimage.server_state import GradioState
     from zimage.service import ZImageService
     from zimage.uploads import HeldUploads, UploadBudget
 
@@ -199,7 +222,9 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     )
     housekeeping.start()
     mcp = McpEndpoint(service, settings) if settings.mcp else None
-    return Space(demo, service, housekeeping, running, mcp, upload_budget, held_uploads)
+    return Space(
+        demo, service, housekeeping, running, mcp, upload_budget, held_uploads, GradioState(demo)
+    )
 
 
 def launch(space: Space, settings: Settings, **overrides: object) -> None:
@@ -228,6 +253,8 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         # stay in the server log. PublicErrors (below) makes the blanks readable.
         "show_error": False,
         "head": ui.STORAGE_FALLBACK_HEAD,
+        # Gradio keeps every session (each script call is one) until this many exist.
+        "state_session_capacity": settings.session_capacity,
         "app_kwargs": space.app_kwargs(settings),
     }
     options.update(overrides)
@@ -256,6 +283,9 @@ def main() -> int:
     prepare_zero_gpu()
     try:
         space = build(settings)
+    except SettingsError as error:
+        print(f"Invalid setting: {error}", file=sys.stderr)
+        return 2
     except KeyFileError as error:
         print(f"Cannot start: {error} (or set ZIMAGE_BROWSER_SECRET).", file=sys.stderr)
         return 2

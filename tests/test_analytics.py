@@ -263,23 +263,91 @@ def test_read_only_directory(tmp_path: Path) -> None:
         tmp_path.chmod(0o700)
 
 
-def test_locked_database_gives_up_quickly(
+def test_a_locked_database_never_holds_the_caller_and_drops_are_counted(
     db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     usage = UsageLog(db_path, clock=clock)
     other = sqlite3.connect(db_path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
-        start = time.monotonic()
         with caplog.at_level(logging.WARNING):
-            assert usage.record(make_event()) is False
-        assert time.monotonic() - start < 1.0
+            start = time.monotonic()
+            for _ in range(20):
+                assert usage.record(make_event())  # queued; the writer meets the lock
+            assert time.monotonic() - start < 0.2
+            deadline = time.monotonic() + 10
+            while usage.dropped < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert usage.dropped == 20 and usage.pending == 0
+        assert "20 dropped since start" in caplog.text or "dropped since start" in caplog.text
         assert RAW_IP not in caplog.text and CHROME_UA not in caplog.text
     finally:
         other.execute("ROLLBACK")
         other.close()
     assert usage.record(make_event())  # recovers once the lock is gone
+    assert len(usage.rows_for("pseudo-alice-7f3a")) == 1
     usage.close()
+    assert count_rows(db_path) == 1
+
+
+def test_a_full_queue_drops_new_rows_and_counts_them(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock, max_pending=5)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        accepted = [usage.record(make_event()) for _ in range(40)]
+        # Accepted: at most the writer's batch in hand (<= 5) and a full queue (5).
+        assert accepted.count(True) <= 2 * 5
+        assert usage.pending <= 5
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    usage.close()
+    assert usage.dropped + count_rows(db_path) == 40
+
+
+def test_delete_removes_queued_rows_so_none_is_written_later(
+    db_path: Path, clock: FakeClock
+) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        usage.record(make_event(pseudonym="pseudo-bob"))
+        time.sleep(0.1)  # the writer has Bob's row in hand and waits on the lock
+        for _ in range(3):
+            usage.record(make_event())
+        assert usage.delete_for("pseudo-alice-7f3a") == 3  # still queued: removed there
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    usage.record(make_event(pseudonym="pseudo-bob"))
+    usage.close()
+    assert b"pseudo-alice-7f3a" not in store_bytes(db_path)
+    assert count_rows(db_path) == 1
+
+
+def test_reads_see_rows_still_queued_and_close_writes_them(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        usage.record(make_event(pseudonym="pseudo-bob"))
+        time.sleep(0.1)  # the writer holds Bob's row; Alice's waits in the queue
+        usage.record(make_event())
+        other.execute("ROLLBACK")
+        (row,) = usage.rows_for("pseudo-alice-7f3a")
+        assert row["outcome"] == "ok"
+    finally:
+        other.close()
+    for _ in range(50):
+        usage.record(make_event(pseudonym="pseudo-carol"))
+    start = time.monotonic()
+    usage.close()
+    assert time.monotonic() - start < 2.0
+    # Bob's row is written if the lock went within the store's busy timeout, else dropped.
+    assert count_rows(db_path) == 52 - usage.dropped
+    assert not usage.available and usage.record(make_event()) is False
 
 
 def test_retention_job_purges_and_stops_promptly(db_path: Path, clock: FakeClock) -> None:

@@ -214,3 +214,14 @@ def test_upload_flood_quick_measures_what_the_launched_app_keeps() -> None:
     assert lines[0] == "flood      5 uploads x 1 MB from one client, one at a time"
     assert lines[-1].startswith("this       answers 5 x 200; flood ")
     assert lines[-1].endswith("held right after 5.0 MB; held 6 s later 0.0 MB")
+
+
+def test_abuse_sessions_section_runs_against_the_launched_app() -> None:
+    completed = run_script(
+        "bench/abuse.py", "--sections", "sessions", "--sessions", "10,30", timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads(completed.stdout[completed.stdout.index('{\n  "summary"') :])["summary"]
+    sessions = summary["sessions"]
+    assert [row["sessions"] for row in sessions["rows"]] == [0, 10, 30]
+    assert sessions["exit_status"] == 0 and sessions["last_over_first"] > 0

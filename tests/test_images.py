@@ -404,3 +404,80 @@ def test_encode_png_has_no_metadata_and_is_deterministic():
     assert encode_png(src) == data
     assert encode_png(src.copy()) == data
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(src))
+
+
+# --- decode memory -----------------------------------------------------------------
+
+
+def test_huge_rgba_png_is_refused_before_decoding_with_the_memory_it_would_take(
+    forbid_decoding,
+):
+    # 8192x8192 RGBA: a few hundred KB on disk, 256 MiB as pixels, 256 MiB more to box-reduce.
+    data = encode(Image.new("RGBA", (8192, 8192), (90, 140, 200, 128)), "PNG", compress_level=9)
+    assert len(data) < 1 * MB
+    forbid_decoding()
+    with pytest.raises(
+        ImageInputError,
+        match=r"^The image is 8192x8192 px \(67\.1 megapixels\); reading it would take 512 MB "
+        r"of memory; edits use at most 1 MP, so the limit is 192 MB\. "
+        r"Please scale it down \(to about 5016x5016 px\) and try again\.$",
+    ):
+        load_input_image(data)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "params", "largest_side"),
+    [
+        ("F", "TIFF", {"compression": "tiff_deflate"}, 4096),  # 4 + libtiff's 8 bytes a pixel
+        ("I;16", "PNG", {}, 5792),  # 2 + 4 to reduce as 32-bit
+        ("RGB", "WEBP", {"lossless": True}, 3547),  # 4 + libwebp's 12
+        ("P", "GIF", {}, 6345),  # 1 + 4 to reduce as RGB
+    ],
+)
+def test_the_decode_limit_counts_bytes_per_pixel_of_the_mode(
+    forbid_decoding, mode, fmt, params, largest_side
+):
+    # The largest accepted square goes on to decoding, the next size up is refused before it.
+    largest = encode(Image.new(mode, (largest_side, largest_side)), fmt, **params)
+    too_big = encode(Image.new(mode, (largest_side + 16, largest_side + 16)), fmt, **params)
+    assert Image.open(io.BytesIO(largest)).mode == mode
+    forbid_decoding()
+    with pytest.raises(AssertionError, match="pixels were decoded"):
+        load_input_image(largest)
+    with pytest.raises(ImageInputError, match="reading it would take"):
+        load_input_image(too_big)
+
+
+def test_the_decode_limit_follows_the_edit_size(forbid_decoding):
+    data = encode(Image.new("RGBA", (3000, 3000), (1, 2, 3, 4)), "PNG")
+    small_edits = ImageLimits(max_megapixels=0.25)  # 48 MiB: 6 MP of RGBA
+    forbid_decoding()
+    with pytest.raises(ImageInputError, match=r"at most 0\.25 MP, so the limit is 48 MB"):
+        load_input_image(data, small_edits)
+
+
+def test_large_images_are_box_reduced_before_conversion():
+    # 16-bit grey and palette images must be widened before Image.reduce can average them.
+    grey16 = Image.fromarray(np.full((2400, 3200), 51400, dtype=np.uint16))
+    out = load_input_image(encode(grey16, "PNG"))
+    assert out.size == (1152, 864)
+    assert centre(out) == (200, 200, 200)
+    palette = Image.new("P", (3200, 2400), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 30])
+    assert centre(load_input_image(encode(palette, "GIF"))) == (10, 200, 30)
+    transparent = p_with_transparency().resize((3200, 1600), Image.Resampling.NEAREST)
+    out = load_input_image(encode(transparent, "PNG"))
+    assert out.getpixel((10, 300)) == (255, 255, 255) and close(
+        out.getpixel((out.width - 10, 300)), (10, 200, 30), 1
+    )
+
+
+def test_orientation_survives_the_reduction():
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to display
+    im = Image.new("RGB", (4000, 2000), (0, 0, 255))
+    im.paste((255, 0, 0), (0, 0, 2000, 2000))  # red on the left of the stored pixels
+    out = load_input_image(encode(im, "PNG", exif=exif))
+    assert out.size == (704, 1408)
+    assert out.getpixel((350, 1300)) == (255, 0, 0)  # left became bottom
+    assert out.getpixel((350, 100)) == (0, 0, 255)

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,9 @@ def test_values_are_read_and_normalised() -> None:
         ("ZIMAGE_UPLOAD_WINDOW_S", "5", "10 to 86400"),
         ("ZIMAGE_UPLOAD_TOTAL_MB", "513", "1 to 512 (at most ZIMAGE_CACHE_MAX_MB)"),
         ("ZIMAGE_UPLOAD_UNUSED_S", "0", "1 to 86400"),
+        ("GRADIO_TEMP_DIR", "/proc/zimage-temp", "create and write in"),
+        ("GRADIO_TEMP_DIR", "/dev/null", "create and write in"),
+        ("GRADIO_TEMP_DIR", "/etc/hostname/sub", "create and write in"),
     ],
 )
 def test_each_invalid_value_names_variable_value_and_choices(
@@ -112,6 +116,27 @@ def test_app_refuses_to_start_with_an_invalid_setting() -> None:
     assert lines == [
         "Invalid setting: ZIMAGE_ENGINE='bogus' is not valid: use one of auto, diffusers, preview."
     ]
+
+
+def test_app_with_an_unusable_temp_folder_stops_with_one_line(tmp_path: Path) -> None:
+    folders = ["/proc/zimage-temp", "/dev/null/sub"]
+    if os.geteuid() != 0:  # root may write in a read-only folder
+        (tmp_path / "read-only").mkdir(mode=0o500)
+        folders.append(str(tmp_path / "read-only" / "sub"))
+    for folder in folders:
+        completed = subprocess.run(
+            [sys.executable, "app.py"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "GRADIO_TEMP_DIR": folder, "HOME": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert completed.returncode == 2, completed.stderr
+        assert completed.stderr.strip().splitlines() == [
+            f"Invalid setting: GRADIO_TEMP_DIR={folder!r} is not valid: "
+            "give a folder this user can create and write in."
+        ]
 
 
 def test_rate_limit_is_on_by_default_only_on_a_space() -> None:

@@ -82,3 +82,45 @@ def test_seed_is_kept_or_drawn() -> None:
         choose_seed(-1, randomize=False)
     with pytest.raises(InputError, match="Seed"):
         choose_seed(presets.MAX_SEED + 1, randomize=False)
+
+
+@pytest.mark.parametrize(
+    "invisible",
+    [
+        "\u200b\u200c\u200d",  # zero-width space, non-joiner, joiner
+        "\ufeff \u2060",  # byte order mark, word joiner
+        "\u202e\u2066\u2069",  # bidi override and isolates
+        "\u00ad\u180e",  # soft hyphen, Mongolian vowel separator
+        "\x00\x07\x7f\x85",  # control characters
+        "\u3164\u115f\uffa0",  # Hangul fillers
+        "\u2800\u034f\ufe0f",  # blank Braille, grapheme joiner, variation selector
+        "\U000e0041\U000e007f",  # tag characters
+        "\u2028\u2029\u3000\u00a0",  # line and paragraph separators, wide and no-break spaces
+    ],
+)
+def test_a_prompt_of_invisible_characters_is_empty(invisible: str) -> None:
+    with pytest.raises(InputError, match="prompt is empty"):
+        check_prompt(invisible)
+    assert check_prompt(f"\u200ba cat{invisible}") == f"\u200ba cat{invisible}".strip()
+
+
+def test_a_lone_surrogate_is_refused_readably() -> None:
+    for broken in ("a \ud800 cat", "\udfff", "cat\udc00"):
+        with pytest.raises(InputError, match="broken character"):
+            check_prompt(broken, what="instruction")
+    assert check_prompt("a \U0001f431 cat") == "a \U0001f431 cat"  # a real pair is fine
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (10**400, "a number of about 401 digits"),
+        (-(10**5000), "a number of about 5001 digits"),
+        (2**63, "9223372036854775808"),
+        (1e308 * 10, "inf"),
+    ],
+    ids=["10**400", "-10**5000", "2**63", "inf"],
+)
+def test_huge_numbers_are_refused_without_overflow(value: object, shown: str) -> None:
+    with pytest.raises(InputError, match=rf"^Seed must be from 0 to 2147483647 \(got {shown}\)\.$"):
+        choose_seed(value, randomize=False)

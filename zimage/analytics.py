@@ -1,7 +1,9 @@
-"""Consent-aware usage log in SQLite: coarse browser data, hashed IPs, retention, export and delete.
+"""Consent-aware usage log: coarse browser data, hashed IPs, retention, export and delete.
 
 Callers decide consent (see `privacy.analytics_allowed`) before calling `UsageLog.record`.
-Raw IP addresses and user-agent strings never reach the database or the log messages.
+Raw IP addresses and user-agent strings never reach the store or the log messages. Rows are
+written by one background thread through a small queue, so a slow or locked store never
+delays a request: when the queue is full or the store fails, rows are dropped and counted.
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
-import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from zimage.usage_store import SqliteUsageStore, UsageRow, UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -32,55 +38,13 @@ _SCRIPT_TOKENS = (
     "wget/",
     "gradio_client",
 )
-# A locked database may delay a request by at most this long before the row is dropped.
-_BUSY_TIMEOUT_S = 0.5
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage (
-    id INTEGER PRIMARY KEY,
-    ts TEXT NOT NULL,
-    day TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
-    params TEXT NOT NULL,
-    duration_ms INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    browser TEXT NOT NULL,
-    os TEXT NOT NULL,
-    ip_hash TEXT NOT NULL,
-    pseudonym TEXT NOT NULL,
-    prompt TEXT NULL
-);
-CREATE INDEX IF NOT EXISTS usage_pseudonym ON usage (pseudonym);
-CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
-CREATE TABLE IF NOT EXISTS daily_aggregates (
-    day TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (day, endpoint, outcome)
-);
-"""
-_COLUMNS = (
-    "id",
-    "ts",
-    "day",
-    "endpoint",
-    "params",
-    "duration_ms",
-    "outcome",
-    "browser",
-    "os",
-    "ip_hash",
-    "pseudonym",
-    "prompt",
-)
-_AGGREGATE_COLUMNS = ("day", "endpoint", "outcome", "count")
-_FOLD_INTO_AGGREGATES = """
-INSERT INTO daily_aggregates (day, endpoint, outcome, count)
-SELECT day, endpoint, outcome, COUNT(*) FROM usage WHERE ts < ? GROUP BY day, endpoint, outcome
-ON CONFLICT (day, endpoint, outcome) DO UPDATE SET count = count + excluded.count
-"""
-_INSERT = f"INSERT INTO usage ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * 11)})"
+# Rows waiting for the writer; past this many a new row is dropped (and counted).
+MAX_PENDING_ROWS = 10_000
+# At most one warning about dropped rows this often (the count is exact regardless).
+_DROP_WARNING_INTERVAL_S = 10.0
+# After a failed write the writer waits this long (rows keep queueing), so that it neither
+# hammers a locked store nor keeps readers and deleters from it.
+_RETRY_AFTER_FAILURE_S = 1.0
 
 
 def utc_now() -> datetime:
@@ -178,95 +142,108 @@ def _storable_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class UsageLog:
-    """Per-request usage rows in SQLite with retention; an unusable store makes it a no-op."""
+    """Per-request usage rows with retention, written off the request path.
+
+    `store` is a UsageStore, or the path of a SQLite file. Without a usable store every method
+    is a no-op. Store operations run one at a time under one lock, so a reader or a deleter
+    always sees every row either still queued or already stored, never in flight.
+    """
 
     def __init__(
         self,
-        path: Path,
+        store: UsageStore | Path | str | None,
         retention_days: int = 90,
         log_prompts: bool = False,
         clock: Callable[[], datetime] = utc_now,
         ip_hasher: IpHasher | None = None,
+        max_pending: int = MAX_PENDING_ROWS,
     ) -> None:
         if retention_days < 0:
             raise ValueError(f"retention_days must be >= 0, got {retention_days}")
-        self.path = Path(path)
+        if isinstance(store, (str, os.PathLike)):
+            store = SqliteUsageStore.open(Path(store))
         self.retention_days = retention_days
         self.log_prompts = log_prompts
+        self.max_pending = max_pending
+        self.dropped = 0  # rows never stored: queue full or store failed
         self._clock = clock
         self._ip_hasher = ip_hasher or IpHasher(clock)
-        self._lock = threading.Lock()
+        self._store: UsageStore | None = store
+        self._store_lock = threading.Lock()  # one store operation at a time
+        self._pending: deque[UsageRow] = deque()
+        self._pending_changed = threading.Condition()  # guards _pending, _closing, dropped
+        self._closing = False
+        self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
         self._stop = threading.Event()
         self._retention_thread: threading.Thread | None = None
-        self._conn = self._open()
-
-    def _open(self) -> sqlite3.Connection | None:
-        conn = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        self._writer: threading.Thread | None = None
+        if store is not None:
+            self._writer = threading.Thread(
+                target=self._write_until_closed, name="usage-log-writer", daemon=True
             )
-            # secure_delete zeroes deleted rows in the file. A rollback journal (not WAL) is deleted
-            # at each commit, so no old copy of a deleted row lingers in a -wal file either.
-            conn.execute("PRAGMA secure_delete = ON")
-            conn.execute("PRAGMA journal_mode = DELETE")
-            conn.executescript(_SCHEMA)
-            return conn
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("Usage log unavailable at %s: %s", self.path, exc)
-            if conn is not None:
-                conn.close()
-            return None
+            self._writer.start()
 
     @property
     def available(self) -> bool:
-        """Whether the store is open; when False every method is a no-op."""
-        return self._conn is not None
+        """Whether a store is open; when False every method is a no-op."""
+        return self._store is not None
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting for the writer."""
+        with self._pending_changed:
+            return len(self._pending)
 
     def record(self, event: UsageEvent) -> bool:
-        """Store one row for `event`; False (and a warning) when it could not be stored."""
-        with self._lock:
-            if self._conn is None:
+        """Queue one row for `event` and return at once; False when it is dropped."""
+        if self._store is None:
+            return False
+        try:
+            row = self._row(event)
+        except Exception as exc:  # noqa: BLE001 - analytics must never break a request
+            log.warning("Usage row not recorded: %s", exc)
+            return False
+        with self._pending_changed:
+            if self._closing or len(self._pending) >= self.max_pending:
+                self._count_dropped(1, "the queue is full" if not self._closing else "closed")
                 return False
-            try:
-                now = self._clock()
-                row = (
-                    _iso(now),
-                    _utc(now).date().isoformat(),
-                    event.endpoint,
-                    json.dumps(_storable_params(event.params), sort_keys=True),
-                    round(event.duration_s * 1000),
-                    event.outcome,
-                    browser_family(event.user_agent),
-                    os_family(event.user_agent),
-                    self._ip_hasher.hash(event.client_ip),
-                    event.pseudonym,
-                    event.prompt if self.log_prompts else None,
-                )
-                self._conn.execute(_INSERT, row)
-                return True
-            except Exception as exc:  # noqa: BLE001 - analytics must never break a request
-                log.warning("Usage row not recorded: %s", exc)
-                return False
+            self._pending.append(row)
+            self._pending_changed.notify()
+        return True
+
+    def _row(self, event: UsageEvent) -> UsageRow:
+        now = self._clock()
+        return UsageRow(
+            ts=_iso(now),
+            day=_utc(now).date().isoformat(),
+            endpoint=event.endpoint,
+            params=json.dumps(_storable_params(event.params), sort_keys=True),
+            duration_ms=round(event.duration_s * 1000),
+            outcome=event.outcome,
+            browser=browser_family(event.user_agent),
+            os=os_family(event.user_agent),
+            ip_hash=self._ip_hasher.hash(event.client_ip),
+            pseudonym=event.pseudonym,
+            prompt=event.prompt if self.log_prompts else None,
+        )
 
     def rows_for(self, pseudonym: str) -> list[dict[str, Any]]:
-        """That pseudonym's rows, oldest first, with params decoded."""
+        """That pseudonym's rows (those still queued too), oldest first, params decoded."""
         # An empty pseudonym would match every visitor without one: it never matches.
         if not pseudonym:
             return []
-        with self._lock:
-            if self._conn is None:
+        with self._store_lock:
+            self._write_pending()
+            if self._store is None:
                 return []
             try:
-                cursor = self._conn.execute(
-                    f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE pseudonym = ? ORDER BY ts, id",
-                    (pseudonym,),
-                )
-                rows = [dict(zip(_COLUMNS, values)) for values in cursor]
-            except sqlite3.Error as exc:
+                rows = self._store.rows_for(pseudonym)
+            except Exception as exc:  # noqa: BLE001 - any store's failure is only logged
                 log.warning("Usage rows not read: %s", exc)
-                return []
+                rows = []
+            with self._pending_changed:  # left over only when the store just failed
+                queued = [r for r in self._pending if r.pseudonym == pseudonym]
+        rows.extend({"id": None, **vars(row)} for row in queued)
         for row in rows:
             row["params"] = json.loads(row["params"])
         return rows
@@ -281,56 +258,113 @@ class UsageLog:
         return json.dumps(document, indent=2)
 
     def delete_for(self, pseudonym: str) -> int:
-        """Delete every row of that pseudonym; returns how many."""
+        """Delete every row of that pseudonym, stored or still queued; returns how many."""
         if not pseudonym:
             return 0
-        with self._lock:
-            if self._conn is None:
-                return 0
+        with self._store_lock:
+            with self._pending_changed:
+                kept = [r for r in self._pending if r.pseudonym != pseudonym]
+                deleted = len(self._pending) - len(kept)
+                self._pending = deque(kept)
+            if self._store is None:
+                return deleted
             try:
-                cursor = self._conn.execute("DELETE FROM usage WHERE pseudonym = ?", (pseudonym,))
-                return cursor.rowcount
-            except sqlite3.Error as exc:
+                return deleted + self._store.delete_for(pseudonym)
+            except Exception as exc:  # noqa: BLE001
                 log.warning("Usage rows not deleted: %s", exc)
-                return 0
+                return deleted
 
     def purge_expired(self) -> int:
         """Fold rows older than the retention period into daily counts, then delete them."""
         cutoff = _iso(self._clock() - timedelta(days=self.retention_days))
-        with self._lock:
-            if self._conn is None:
+        with self._store_lock:
+            self._write_pending()
+            if self._store is None:
                 return 0
             try:
-                with self._conn:  # one transaction: commit on success, roll back on error
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    self._conn.execute(_FOLD_INTO_AGGREGATES, (cutoff,))
-                    return self._conn.execute("DELETE FROM usage WHERE ts < ?", (cutoff,)).rowcount
-            except sqlite3.Error as exc:
+                return self._store.purge_before(cutoff)
+            except Exception as exc:  # noqa: BLE001
                 log.warning("Usage log purge failed: %s", exc)
                 return 0
 
     def aggregates(self) -> list[dict[str, Any]]:
         """Daily counts per endpoint and outcome, oldest day first."""
-        with self._lock:
-            if self._conn is None:
+        with self._store_lock:
+            self._write_pending()
+            if self._store is None:
                 return []
             try:
-                cursor = self._conn.execute(
-                    f"SELECT {', '.join(_AGGREGATE_COLUMNS)} FROM daily_aggregates"
-                    " ORDER BY day, endpoint, outcome"
-                )
-                return [dict(zip(_AGGREGATE_COLUMNS, values)) for values in cursor]
-            except sqlite3.Error as exc:
+                return self._store.aggregates()
+            except Exception as exc:  # noqa: BLE001
                 log.warning("Usage aggregates not read: %s", exc)
                 return []
 
     def close(self) -> None:
-        """Stop the retention job and close the store; the log is unavailable afterwards."""
+        """Write what is queued, stop the threads and close the store; a no-op log remains.
+
+        Bounded: at most the batch the writer has in hand and one more write, each limited
+        by the store's own timeout (0.5 s for a locked SQLite file).
+        """
         self.stop_retention_job()
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        with self._pending_changed:
+            self._closing = True
+            self._pending_changed.notify()
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        with self._store_lock:
+            self._write_pending()
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+        if self.dropped:
+            log.warning("Usage log closed: %d rows were dropped since start", self.dropped)
+
+    # -- the writer -----------------------------------------------------------------------------
+
+    def _write_until_closed(self) -> None:
+        while True:
+            with self._pending_changed:
+                while not self._pending and not self._closing:
+                    self._pending_changed.wait()
+                if self._closing:
+                    return  # close() writes what is left
+            with self._store_lock:
+                written = self._write_pending()
+            if not written:
+                with self._pending_changed:
+                    self._pending_changed.wait_for(lambda: self._closing, _RETRY_AFTER_FAILURE_S)
+
+    def _write_pending(self) -> bool:
+        """Write every queued row in one batch (the caller holds the store lock); False if
+        the store failed and the batch was dropped."""
+        with self._pending_changed:
+            batch = list(self._pending)
+            self._pending.clear()
+        if not batch or self._store is None:
+            return True
+        try:
+            self._store.insert(batch)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the rows are dropped, the requests went on
+            with self._pending_changed:
+                self._count_dropped(len(batch), f"the store failed: {exc}")
+            return False
+
+    def _count_dropped(self, count: int, reason: str) -> None:
+        # The caller holds _pending_changed. Never the rows' content in the message.
+        self.dropped += count
+        now = time.monotonic()
+        if now - self._last_drop_warning >= _DROP_WARNING_INTERVAL_S:
+            self._last_drop_warning = now
+            log.warning(
+                "Usage log: %d row(s) dropped (%s); %d dropped since start",
+                count,
+                reason,
+                self.dropped,
+            )
+
+    # -- retention ------------------------------------------------------------------------------
 
     def start_retention_job(self, interval_s: float = 3600.0) -> None:
         """Purge now and then every `interval_s` seconds in a daemon thread."""

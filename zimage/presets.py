@@ -75,6 +75,12 @@ DEFAULT_EDIT_MAX_MEGAPIXELS = 1.0
 DEFAULT_MAX_UPLOAD_MB = 20
 # Decompression-bomb guard: images declaring more pixels than this are refused before decoding.
 MAX_DECODE_PIXELS = 64 * 1024 * 1024
+# Memory one input image may take while it is decoded (Pillow's bytes a pixel for its mode,
+# plus the decoder's own buffers): this much per megapixel the edit uses, at most the cap.
+# At the default 1 MP: an 8-bit RGB PNG of up to 50 megapixels, RGBA 25, a float TIFF 16,
+# a WebP 12; a baseline JPEG up to MAX_DECODE_PIXELS (it is decoded at a reduced scale).
+DECODE_BYTES_PER_EDIT_MEGAPIXEL = 192 * 1024 * 1024
+MAX_DECODE_BYTES = 224 * 1024 * 1024
 DEFAULT_STRENGTH = 0.6
 MIN_STRENGTH = 0.05
 MAX_STRENGTH = 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -67,6 +68,7 @@ class Settings:
     cache_max_per_visitor: int = 32
     temp_dir: str = ""
     queue_max: int = 64
+    session_capacity: int = 1000
     rate_per_min: int = 0
     trusted_proxy_hops: int = 0
     upload_visitor_mb: int = 100
@@ -121,8 +123,11 @@ class Settings:
             cache_max_per_visitor=reader.integer(
                 "ZIMAGE_CACHE_MAX_PER_VISITOR", cls.cache_max_per_visitor, 1, 1000
             ),
-            temp_dir=reader.text("GRADIO_TEMP_DIR", "", allow_empty=True),
+            temp_dir=reader.writable_folder("GRADIO_TEMP_DIR"),
             queue_max=reader.integer("ZIMAGE_QUEUE_MAX", cls.queue_max, 1, 10000),
+            session_capacity=reader.integer(
+                "ZIMAGE_SESSION_CAPACITY", cls.session_capacity, 10, 100000
+            ),
             rate_per_min=reader.integer(
                 "ZIMAGE_RATE_PER_MIN", SPACE_RATE_PER_MIN if on_space else 0, 0, 10000
             ),
@@ -270,6 +275,19 @@ class _Reader:
             return raw
 
         return self._parse(name, "", parse, "give the path of an existing file")
+
+    def writable_folder(self, name: str) -> str:
+        """A folder this user can write in, made if missing (probed by making a sub-folder)."""
+
+        def parse(raw: str) -> str:
+            try:
+                Path(raw).mkdir(parents=True, exist_ok=True)
+                os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=raw))
+            except OSError:
+                raise ValueError from None
+            return raw
+
+        return self._parse(name, "", parse, "give a folder this user can create and write in")
 
     def device(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import unicodedata
 
 from zimage import presets
 
@@ -14,6 +15,13 @@ class InputError(ValueError):
 
 
 _RESOLUTION = re.compile(r"^\s*(\d{2,5})\s*[xX×]\s*(\d{2,5})")
+# Unicode categories that draw nothing: control, format (zero-width space and joiners, BOM,
+# bidi marks, tags), separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+# Characters of other categories that draw nothing: Hangul fillers, the blank Braille
+# pattern, the combining grapheme joiner and the variation selectors.
+_INVISIBLE = re.compile("[\u115f\u1160\u3164\uffa0\u2800\u034f\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -38,9 +46,15 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 
 def check_prompt(prompt: object, what: str = "prompt") -> str:
-    """A non-empty prompt within the character limit, with surrounding whitespace removed."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    """A prompt with something visible in it, within the character limit, whitespace stripped."""
+    if not isinstance(prompt, str) or all(_draws_nothing(char) for char in prompt):
         raise InputError(f"The {what} is empty: please write one.")
+    if _SURROGATE.search(prompt):
+        # Only a broken client sends half of a UTF-16 pair; no tokenizer can read it.
+        raise InputError(
+            f"The {what} contains a broken character (half of a UTF-16 surrogate pair): "
+            "please retype it."
+        )
     prompt = prompt.strip()
     if len(prompt) > presets.MAX_PROMPT_CHARS:
         raise InputError(
@@ -49,14 +63,27 @@ def check_prompt(prompt: object, what: str = "prompt") -> str:
     return prompt
 
 
+def _draws_nothing(char: str) -> bool:
+    return unicodedata.category(char) in _INVISIBLE_CATEGORIES or bool(_INVISIBLE.match(char))
+
+
 def check_number(value: object, name: str, low: float, high: float) -> float:
     """A finite number in [low, high]."""
     bounds = f"{low:g} to {high:g}" if isinstance(low, float) else f"{low} to {high}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{name} must be a number from {bounds}.")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise InputError(f"{name} must be from {bounds} (got {value!r}).")
+    # Compared as given (NaN compares false): Python compares a huge int with a float bound
+    # exactly, whereas math.isfinite(10**400) would overflow.
+    if not low <= value <= high:
+        raise InputError(f"{name} must be from {bounds} (got {_shown(value)}).")
     return float(value)
+
+
+def _shown(value: int | float) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        # Not str(value): Python refuses to print an int of over 4300 digits.
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return repr(value)
 
 
 def check_integer(value: object, name: str, low: int, high: int) -> int:

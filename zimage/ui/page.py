@@ -43,9 +43,10 @@ def build_demo(
     ttl = settings.output_ttl_s
     # Served from the repository, so the temp-folder sweeper never deletes them.
     gr.set_static_paths([SAMPLES])
-    with gr.Blocks(
-        title="Z-Image Turbo", analytics_enabled=False, delete_cache=(max(ttl // 2, 1), ttl)
-    ) as demo:
+    # No delete_cache: Housekeeping deletes temp files on its timer and at shutdown. Gradio's
+    # own clean-up iterates sets that worker threads add to ("Set changed size during
+    # iteration" at shutdown) and forgets only the files it deleted itself.
+    with gr.Blocks(title="Z-Image Turbo", analytics_enabled=False) as demo:
         # BrowserState publishes its secret (/config, the page): give it a derived one.
         browser = gr.BrowserState(
             browser_defaults(), storage_key="zimage-space", secret=keys.browser_state_secret
