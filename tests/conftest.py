@@ -60,6 +60,11 @@ class RunningApp:
 
     @property
     def usage_db(self) -> Path:
+        """The usage database, with every row recorded so far stored (rows are written by a
+        background thread, a few milliseconds after each request)."""
+        usage_log = self.space.service.usage_log
+        if usage_log is not None:
+            usage_log.flush()
         return Path(self.settings.data_dir) / "usage.sqlite3"
 
 

@@ -102,8 +102,7 @@ def test_it_is_logged_without_the_prompt_and_not_at_all_when_opted_out(engine, t
     service.enhance_prompt(
         PROMPT, -1, Visitor(owner="p-out", pseudonym="p-out", analytics_opt_out=True)
     )
-    if hasattr(log, "flush"):
-        log.flush()
+    log.flush()
     with sqlite3.connect(tmp_path / "usage.sqlite3") as db:
         rows = db.execute("SELECT endpoint, params, prompt, pseudonym FROM usage").fetchall()
     assert rows == [("enhance", '{"sampled": false}', None, "p-enhance")]

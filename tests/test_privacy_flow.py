@@ -9,7 +9,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.conftest import make_service, serve
+from tests.conftest import RunningApp, make_service, serve
 from zimage.analytics import UsageLog
 from zimage.privacy import POLICY_VERSION, BrowserKeys
 from zimage.service import Visitor
@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET_PROMPT = "zebra-umbrella-7731 on a quiet beach"
 
 
-def rows_in(db: Path) -> int:
-    with sqlite3.connect(db) as connection:
+def rows_in(app: RunningApp) -> int:
+    """Rows in the app's usage log (every row recorded so far stored first)."""
+    with sqlite3.connect(app.usage_db) as connection:
         return connection.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
 
 
@@ -45,10 +46,10 @@ def store_bytes(db: Path) -> bytes:
 
 
 def test_opted_in_request_writes_one_row_without_ip_or_user_agent(running_app, tmp_path) -> None:
-    db = running_app.usage_db
-    before = rows_in(db)
+    before = rows_in(running_app)
     generate(running_app.url, tmp_path, prompt=SECRET_PROMPT)
-    assert rows_in(db) == before + 1
+    assert rows_in(running_app) == before + 1
+    db = running_app.usage_db
     data = store_bytes(db)
     assert b"127.0.0.1" not in data
     assert b"python-httpx" not in data
@@ -62,9 +63,9 @@ def test_opted_in_request_writes_one_row_without_ip_or_user_agent(running_app, t
 
 @pytest.mark.parametrize("headers", [{"DNT": "1"}, {"Sec-GPC": "1"}])
 def test_do_not_track_and_gpc_write_nothing(running_app, tmp_path, headers) -> None:
-    before = rows_in(running_app.usage_db)
+    before = rows_in(running_app)
     generate(running_app.url, tmp_path, headers=headers)
-    assert rows_in(running_app.usage_db) == before
+    assert rows_in(running_app) == before
 
 
 def visitor(pseudonym: str, opt_out: bool = False) -> Visitor:

@@ -103,8 +103,9 @@ def my_history(url: str, browser: dict) -> list:
     return run(url, "history", [browser])[0]
 
 
-def rows_of(db: Path, pseudonym_id: str) -> int:
-    with sqlite3.connect(db) as connection:
+def rows_of(app: RunningApp, pseudonym_id: str) -> int:
+    """That pseudonym's rows in the app's usage log (every row recorded so far stored first)."""
+    with sqlite3.connect(app.usage_db) as connection:
         query = "SELECT COUNT(*) FROM usage WHERE pseudonym = ?"
         return connection.execute(query, (pseudonym_id,)).fetchone()[0]
 
@@ -136,7 +137,7 @@ def test_forged_pseudonyms_get_nobodys_data_and_delete_nothing() -> None:
         victim_id = BrowserKeys(OPERATOR_SECRET).verified_id(genuine)
         assert victim_id
         generate_in_browser(url, victim)
-        assert rows_of(db, victim_id) == 1
+        assert rows_of(running, victim_id) == 1
         assert genuine.split(".")[1].encode() not in db.read_bytes(), "only the id is stored"
         assert len(my_data(url, victim)["usage_rows"]) == 1
         assert len(my_history(url, victim)) == 1
@@ -150,7 +151,7 @@ def test_forged_pseudonyms_get_nobodys_data_and_delete_nothing() -> None:
             shown, message, after = run(url, "delete_my_data", [browser])
             assert message == "Deleted 0 usage rows and 0 images linked to this browser.", forged
             assert BrowserKeys(OPERATOR_SECRET).verified_id(after["pseudonym"])
-        assert rows_of(db, victim_id) == 1, "a forged pseudonym deleted the victim's rows"
+        assert rows_of(running, victim_id) == 1, "a forged pseudonym deleted the victim's rows"
         assert len(my_data(url, victim)["images_in_memory"]) == 1
     finally:
         app.close()

@@ -299,6 +299,12 @@ class UsageLog:
                 log.warning("Usage aggregates not read: %s", exc)
                 return []
 
+    def flush(self) -> None:
+        """Store what is queued now, on the caller's thread (the writer would in a moment):
+        every row recorded before the call is in the store when it returns."""
+        with self._store_lock:
+            self._write_pending()
+
     def close(self) -> None:
         """Write what is queued, stop the threads and close the store; a no-op log remains.
 

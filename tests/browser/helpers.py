@@ -12,6 +12,8 @@ from pathlib import Path
 
 from playwright.sync_api import Frame, Locator, Page, expect
 
+from tests.conftest import RunningApp
+
 Scope = Page | Frame
 
 OPT_OUT = "Keep my requests out of the usage log"
@@ -189,8 +191,9 @@ def history_thumbnails(scope: Scope) -> Locator:
     return scope.locator("#history").get_by_role("button", name=re.compile(r"^Thumbnail \d+ of"))
 
 
-def usage_rows(db: Path, pseudonym: str | None = None) -> int:
-    with sqlite3.connect(db) as connection:
+def usage_rows(app: RunningApp, pseudonym: str | None = None) -> int:
+    """Rows in the app's usage log (every row recorded so far stored first)."""
+    with sqlite3.connect(app.usage_db) as connection:
         if pseudonym is None:
             return connection.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
         return connection.execute(
@@ -198,8 +201,8 @@ def usage_rows(db: Path, pseudonym: str | None = None) -> int:
         ).fetchone()[0]
 
 
-def newest_pseudonym(db: Path) -> str:
-    with sqlite3.connect(db) as connection:
+def newest_pseudonym(app: RunningApp) -> str:
+    with sqlite3.connect(app.usage_db) as connection:
         return connection.execute("SELECT pseudonym FROM usage ORDER BY id DESC").fetchone()[0]
 
 

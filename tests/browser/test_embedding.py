@@ -130,15 +130,14 @@ def test_embedded_cross_site_with_storage_refused(
         expect(banner_body(frame)).to_contain_text(f"policy version {POLICY_VERSION}")
 
         # The opt-out holds for the page even though the browser cannot keep it.
-        db = running_app.usage_db
-        rows = usage_rows(db)
+        rows = usage_rows(running_app)
         for opt_out, logged in ((True, 0), (False, 1)):
             banner_opt_out(frame).set_checked(opt_out)
             # The toggle in "Your data" follows once the choice is in the page's state.
             privacy = open_tab(frame, "Privacy and your data")
             expect(privacy.get_by_role("checkbox", name=OPT_OUT)).to_be_checked(checked=opt_out)
             generate(frame)
-            assert usage_rows(db) == rows + logged
+            assert usage_rows(running_app) == rows + logged
         assert page_errors == []
     finally:
         page_errors.clear()  # reported above, not again by the page fixture

@@ -56,7 +56,6 @@ def test_first_visit_shows_the_notice_and_the_full_policy_opens(
 def test_opt_out_survives_a_reload_and_keeps_requests_out_of_the_log(
     page: Page, running_app: RunningApp
 ) -> None:
-    db = running_app.usage_db
     open_app(page, running_app.url)
     saved = stored_choices(page)
     assert saved is not None  # the page-load event gave this browser its pseudonym
@@ -68,15 +67,15 @@ def test_opt_out_survives_a_reload_and_keeps_requests_out_of_the_log(
     privacy = open_tab(page, "Privacy and your data")
     expect(privacy.get_by_role("checkbox", name=OPT_OUT)).to_be_checked()
 
-    rows = usage_rows(db)
+    rows = usage_rows(running_app)
     generate(page)
-    assert usage_rows(db) == rows, "a request of an opted-out visitor was logged"
+    assert usage_rows(running_app) == rows, "a request of an opted-out visitor was logged"
 
     saved = stored_choices(page)
     banner_opt_out(page).uncheck()
     wait_stored_change(page, saved)
     generate(page)
-    assert usage_rows(db) == rows + 1
+    assert usage_rows(running_app) == rows + 1
 
 
 def test_notice_stays_closed_once_read_and_opens_again_for_a_new_policy(

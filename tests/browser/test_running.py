@@ -96,7 +96,7 @@ def test_an_opt_out_ticked_as_generate_is_pressed_is_honoured(
     fill_in(page.get_by_role("textbox", name="Prompt"), "a private kite")
     set_small_size(page)
     set_steps(page, 1)
-    before_rows = usage_rows(running_app.usage_db)
+    before_rows = usage_rows(running_app)
     before = current_src(page)
     # Both clicks in one task of the page: the stored choice cannot have been updated yet.
     checkbox = banner_opt_out(page)
@@ -109,4 +109,4 @@ def test_an_opt_out_ticked_as_generate_is_pressed_is_honoured(
     )
     wait_new_result(page, before)
     wait_idle(page)
-    assert usage_rows(running_app.usage_db) == before_rows
+    assert usage_rows(running_app) == before_rows

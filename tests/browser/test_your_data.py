@@ -18,13 +18,12 @@ from tests.conftest import RunningApp
 
 
 def test_show_download_and_delete_my_data(page: Page, running_app: RunningApp) -> None:
-    db = running_app.usage_db
     open_app(page, running_app.url)
     generate(page)
     generate(page, prompt="a bustling night market in the rain")
-    pseudonym = newest_pseudonym(db)
+    pseudonym = newest_pseudonym(running_app)
     assert pseudonym
-    assert usage_rows(db, pseudonym) == 2
+    assert usage_rows(running_app, pseudonym) == 2
 
     panel = open_tab(page, "Privacy and your data")
     shown = page.locator("#my-data")
@@ -53,7 +52,7 @@ def test_show_download_and_delete_my_data(page: Page, running_app: RunningApp) -
     expect(panel).to_contain_text("Deleted 2 usage rows and 2 images linked to this browser.")
     expect(confirm).to_be_hidden()
     expect(download).to_be_hidden()
-    assert usage_rows(db, pseudonym) == 0
+    assert usage_rows(running_app, pseudonym) == 0
 
     panel.get_by_role("button", name="Show my data").click()
     expect(shown).not_to_contain_text(pseudonym)
