@@ -429,9 +429,63 @@ def test_delete_tree_contents(tmp_path: Path) -> None:
     assert delete_tree_contents(tmp_path / "missing") == 0
 
 
-def test_default_temp_dir_is_private() -> None:
-    folder = default_temp_dir()
+def test_private_temp_folder_is_made_owner_only_in_a_fresh_base(tmp_path: Path) -> None:
+    old_umask = os.umask(0)  # the most permissive umask: the mode must not depend on it
+    try:
+        folder = default_temp_dir([tmp_path])
+    finally:
+        os.umask(old_umask)
+    assert folder == tmp_path / f"zimage-space-{os.getuid()}"
     assert folder.is_dir() and not folder.is_symlink()
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert folder.name.startswith("zimage-space-")
-    assert default_temp_dir() == folder
+    assert folder.stat().st_uid == os.getuid()
+    assert default_temp_dir([tmp_path]) == folder, "found again at the next start"
+
+
+def test_an_existing_private_temp_folder_that_is_open_to_others_is_closed(tmp_path: Path) -> None:
+    folder = tmp_path / f"zimage-space-{os.getuid()}"
+    folder.mkdir()
+    folder.chmod(0o755)
+    assert default_temp_dir([tmp_path]) == folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("planted", ["symlink to a folder", "file"])
+def test_a_name_planted_in_a_shared_base_is_never_used(
+    tmp_path: Path, planted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    shared.mkdir()
+    own.mkdir()
+    name = f"zimage-space-{os.getuid()}"
+    target = tmp_path / "attacker"
+    target.mkdir(mode=0o755)
+    if planted == "symlink to a folder":
+        (shared / name).symlink_to(target, target_is_directory=True)
+    else:
+        (shared / name).write_text("x")
+    with caplog.at_level("WARNING"):
+        folder = default_temp_dir([shared, own])
+    assert folder == own / name, "the next base is used instead"
+    assert f"temp folder {shared / name}: " in caplog.text
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755, "what a link points to is left alone"
+
+
+def test_a_folder_of_another_user_is_never_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    other_user = os.getuid() + 1  # the folder below is ours, so it is not theirs
+    planted = tmp_path / f"zimage-space-{other_user}"
+    planted.mkdir(mode=0o755)
+    with caplog.at_level("WARNING"), pytest.raises(RuntimeError):
+        default_temp_dir([tmp_path], uid=other_user)
+    assert f"refusing temp folder {planted}: not a folder of ours" in caplog.text
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o755, "left as it was"
+
+
+def test_no_usable_base_means_no_temp_folder(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    (tmp_path / f"zimage-space-{os.getuid()}").symlink_to(tmp_path)
+    with pytest.raises(RuntimeError, match="^no private temp folder available$"):
+        default_temp_dir([not_a_folder, tmp_path])
