@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -252,15 +253,54 @@ def test_parent_that_is_a_file(tmp_path: Path) -> None:
     assert_is_safe_no_op(UsageLog(tmp_path / "plain-file" / "usage.db"))
 
 
+READ_ONLY_CHECK = """
+import errno, sys
+from pathlib import Path
+from tests.test_analytics import UsageLog, assert_is_safe_no_op
+folder = Path(sys.argv[1])
+try:
+    (folder / "probe").write_text("x")
+    sys.exit("the folder is writable: the check would prove nothing")
+except OSError as error:
+    assert error.errno == errno.EROFS, error
+assert_is_safe_no_op(UsageLog(folder / "sub" / "usage.db"))
+assert_is_safe_no_op(UsageLog(folder / "usage.db"))
+print("no-op on a read-only folder")
+"""
+
+
 def test_read_only_directory(tmp_path: Path) -> None:
-    tmp_path.chmod(0o500)
-    try:
-        if os.access(tmp_path, os.W_OK):
-            pytest.skip("this user may write anywhere (root)")
-        assert_is_safe_no_op(UsageLog(tmp_path / "sub" / "usage.db"))
-        assert_is_safe_no_op(UsageLog(tmp_path / "usage.db"))
-    finally:
-        tmp_path.chmod(0o700)
+    """A folder the log cannot write to leaves a no-op log. Made read-only by a read-only
+    bind mount in a private mount namespace, which holds for root too (file modes do not)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mount_read_only = (
+        'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    )
+    completed = subprocess.run(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            mount_read_only,
+            "sh",
+            str(folder),
+            sys.executable,
+            "-c",
+            READ_ONLY_CHECK,
+            str(folder),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.stdout.strip() == "no-op on a read-only folder"
+    assert list(folder.iterdir()) == []
 
 
 def test_a_locked_database_never_holds_the_caller_and_drops_are_counted(
