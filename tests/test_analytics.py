@@ -473,3 +473,266 @@ UA_FAMILIES = [
 def test_browser_and_os_family(browser: str, system: str, user_agent: str) -> None:
     assert browser_family(user_agent) == browser
     assert os_family(user_agent) == system
+
+
+# -- retention: on time, every time -------------------------------------------------------------
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_retention_job_purges_again_at_every_interval(db_path: Path, clock: FakeClock) -> None:
+    """Not only at start: each time the clock passes the retention age, the next run purges."""
+    usage = UsageLog(db_path, retention_days=90, clock=clock)
+    usage.start_retention_job(interval_s=0.05)
+    try:
+        for round_number in range(1, 4):
+            usage.record(make_event(pseudonym=f"pseudo-{round_number}"))
+            assert usage.rows_for(f"pseudo-{round_number}")
+            clock.advance(days=91)
+            assert wait_until(lambda n=round_number: not usage.rows_for(f"pseudo-{n}")), (
+                f"round {round_number}: the expired row was never purged"
+            )
+            assert sum(a["count"] for a in usage.aggregates()) == round_number
+    finally:
+        usage.stop_retention_job()
+    usage.close()
+
+
+def test_a_row_is_kept_for_exactly_the_retention_period(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, retention_days=90, clock=clock)
+    usage.record(make_event())
+    clock.advance(days=90)
+    assert usage.purge_expired() == 0, "exactly 90 days old: still within the period"
+    assert len(usage.rows_for("pseudo-alice-7f3a")) == 1
+    clock.advance(microseconds=1)
+    assert usage.purge_expired() == 1
+    assert usage.rows_for("pseudo-alice-7f3a") == []
+    usage.close()
+
+
+def test_zero_day_retention_deletes_every_row_at_the_next_purge(
+    db_path: Path, clock: FakeClock
+) -> None:
+    usage = UsageLog(db_path, retention_days=0, clock=clock)
+    usage.record(make_event())
+    usage.record(make_event(endpoint="edit"))
+    clock.advance(seconds=1)
+    assert usage.purge_expired() == 2
+    assert usage.rows_for("pseudo-alice-7f3a") == []
+    assert [a["count"] for a in usage.aggregates()] == [1, 1], "only daily counts remain"
+    usage.close()
+    assert count_rows(db_path) == 0
+    with pytest.raises(ValueError, match="retention_days must be >= 0, got -1"):
+        UsageLog(db_path, retention_days=-1, clock=clock)
+
+
+# -- times are UTC, whatever the clock's or the machine's time zone -----------------------------
+
+
+@pytest.fixture
+def machine_zone(monkeypatch: pytest.MonkeyPatch):
+    """Sets the process's local time zone (TZ and tzset) and restores it afterwards."""
+
+    def set_zone(zone: str) -> None:
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+
+    yield set_zone
+    monkeypatch.undo()
+    time.tzset()
+
+
+KIRITIMATI = timezone(timedelta(hours=14))  # the earliest zone: local date ahead of UTC's
+BAKER_ISLAND = timezone(timedelta(hours=-12))  # the latest: local date behind UTC's
+
+
+@pytest.mark.parametrize("zone", [KIRITIMATI, BAKER_ISLAND], ids=["UTC+14", "UTC-12"])
+def test_rows_are_stamped_with_utc_time_and_day_from_any_clock_zone(
+    db_path: Path, zone: timezone
+) -> None:
+    moment = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)
+    usage = UsageLog(db_path, retention_days=1, clock=lambda: moment.astimezone(zone))
+    usage.record(make_event())
+    (row,) = usage.rows_for("pseudo-alice-7f3a")
+    assert (row["ts"], row["day"]) == ("2026-03-01T23:30:00.000000Z", "2026-03-01")
+    usage.close()
+
+
+def test_a_naive_clock_is_read_as_utc_on_a_machine_in_another_zone(
+    db_path: Path, machine_zone
+) -> None:
+    machine_zone("Etc/GMT-14")  # POSIX sign: UTC+14
+    usage = UsageLog(db_path, clock=lambda: datetime(2026, 3, 1, 23, 30))
+    usage.record(make_event())
+    (row,) = usage.rows_for("pseudo-alice-7f3a")
+    assert (row["ts"], row["day"]) == ("2026-03-01T23:30:00.000000Z", "2026-03-01")
+    usage.close()
+
+
+@pytest.mark.parametrize("zone", ["Etc/GMT-14", "Etc/GMT+12"])
+def test_the_real_clock_stamps_utc_on_a_machine_in_another_zone(
+    db_path: Path, machine_zone, zone: str
+) -> None:
+    machine_zone(zone)
+    usage = UsageLog(db_path)
+    before = datetime.now(timezone.utc)
+    usage.record(make_event())
+    after = datetime.now(timezone.utc)
+    (row,) = usage.rows_for("pseudo-alice-7f3a")
+    stamped = datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    assert before <= stamped <= after
+    assert row["day"] == stamped.date().isoformat()
+    document = json.loads(usage.export_json("pseudo-alice-7f3a"))
+    exported = datetime.strptime(document["exported_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert after <= exported.replace(tzinfo=timezone.utc) <= datetime.now(timezone.utc)
+    usage.close()
+
+
+def test_a_retention_cut_off_from_a_clock_in_another_zone_is_the_same_instant(
+    db_path: Path,
+) -> None:
+    clock = FakeClock(datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc).astimezone(KIRITIMATI))
+    usage = UsageLog(db_path, retention_days=90, clock=clock)
+    usage.record(make_event())
+    clock.advance(days=90)
+    assert usage.purge_expired() == 0
+    clock.advance(microseconds=1)
+    assert usage.purge_expired() == 1
+    usage.close()
+
+
+@pytest.mark.parametrize("zone", [KIRITIMATI, BAKER_ISLAND], ids=["UTC+14", "UTC-12"])
+def test_the_ip_salt_turns_at_utc_midnight_not_local_midnight(zone: timezone, machine_zone) -> None:
+    machine_zone("Etc/GMT+12")
+    clock = FakeClock(datetime(2026, 3, 1, 23, 50, tzinfo=timezone.utc).astimezone(zone))
+    hasher = IpHasher(clock)
+    first, local_day = hasher.hash(RAW_IP), clock.now.date()
+    clock.advance(minutes=20)  # past UTC midnight; the local date has not changed
+    assert clock.now.date() == local_day
+    assert hasher.hash(RAW_IP) != first
+    rotated = hasher.hash(RAW_IP)
+    # Local midnight in this zone is 14 or 12 hours from UTC's: crossing it keeps the salt.
+    local_midnight = datetime.combine(
+        clock.now.date() + timedelta(days=1), datetime.min.time(), zone
+    )
+    clock.now = local_midnight - timedelta(minutes=10)
+    assert hasher.hash(RAW_IP) == rotated
+    clock.now = local_midnight + timedelta(minutes=10)
+    assert hasher.hash(RAW_IP) == rotated
+
+
+def test_the_ip_salt_is_random_each_day_not_derived_from_the_date(clock: FakeClock) -> None:
+    one, other = IpHasher(clock), IpHasher(clock)
+    hashes = set()
+    for _ in range(3):
+        assert one.hash(RAW_IP) != other.hash(RAW_IP)
+        hashes.add(one.hash(RAW_IP))
+        clock.advance(days=1)
+    assert len(hashes) == 3
+
+
+# -- what a row may hold ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["prompt", "negative_prompt", "image", "input_image", "mask", "Prompt", "MASK"]
+)
+def test_no_forbidden_parameter_is_ever_stored_even_as_plain_text(
+    db_path: Path, clock: FakeClock, name: str
+) -> None:
+    """Each of the five, in any case, even as a short string and even with prompt logging on."""
+    usage = UsageLog(db_path, log_prompts=True, clock=clock)
+    secret = f"forbidden value of {name}"
+    usage.record(make_event(params={name: secret, "steps": 8}))
+    assert usage.rows_for("pseudo-alice-7f3a")[0]["params"] == {"steps": 8}
+    usage.close()
+    assert secret.encode() not in store_bytes(db_path)
+
+
+def test_only_scalar_parameters_are_stored(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    params = {
+        "steps": 8,
+        "shift": 3.0,
+        "random_seed": True,
+        "resolution": "1024x1024",
+        "seed": None,
+        7: "a key that is not text",
+        "gallery": [{"path": "/tmp/x.png"}],
+        "editor": {"background": "/tmp/y.png"},
+        "pixels": b"\x89PNG",
+        "size": (512, 512),
+        "layers": {"/tmp/z.png"},
+        "upload": object(),
+    }
+    usage.record(make_event(params=params))
+    assert usage.rows_for("pseudo-alice-7f3a")[0]["params"] == {
+        "steps": 8,
+        "shift": 3.0,
+        "random_seed": True,
+        "resolution": "1024x1024",
+        "seed": None,
+        "7": "a key that is not text",
+    }
+    usage.close()
+    for path in (b"/tmp/x.png", b"/tmp/y.png", b"/tmp/z.png", b"PNG"):
+        assert path not in store_bytes(db_path)
+
+
+# -- threads and shutdown -----------------------------------------------------------------------
+
+
+def new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t not in before]
+
+
+def test_the_log_threads_never_keep_the_process_alive(db_path: Path, clock: FakeClock) -> None:
+    before = set(threading.enumerate())
+    usage = UsageLog(db_path, clock=clock)
+    (writer,) = new_threads(before)
+    assert (writer.name, writer.daemon) == ("usage-log-writer", True)
+    usage.start_retention_job(interval_s=3600)
+    usage.start_retention_job(interval_s=3600)  # a second start is a no-op
+    (retention,) = [t for t in new_threads(before) if t is not writer]
+    assert (retention.name, retention.daemon) == ("usage-log-retention", True)
+    usage.close()
+    assert not writer.is_alive() and not retention.is_alive()
+
+
+def test_a_closed_log_is_unavailable_and_keeps_nothing_more(
+    db_path: Path, clock: FakeClock
+) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    assert usage.record(make_event())
+    usage.close()
+    assert not usage.available
+    assert usage.record(make_event()) is False
+    assert usage.rows_for("pseudo-alice-7f3a") == []
+    assert usage.delete_for("pseudo-alice-7f3a") == 0
+    assert usage.purge_expired() == 0 and usage.aggregates() == []
+    usage.close()  # a second close is harmless
+    assert count_rows(db_path) == 1
+
+
+def test_stopping_retention_before_starting_it_is_harmless(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, retention_days=1, clock=clock)
+    usage.stop_retention_job()
+    usage.record(make_event())
+    clock.advance(days=2)
+    usage.start_retention_job(interval_s=3600)  # still starts, and purges at once
+    assert wait_until(lambda: usage.aggregates() != [])
+    usage.close()
+
+
+def test_a_log_without_a_store_starts_no_thread() -> None:
+    before = set(threading.enumerate())
+    usage = UsageLog(None)
+    assert new_threads(before) == [] and not usage.available
+    assert_is_safe_no_op(usage)
