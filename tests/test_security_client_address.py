@@ -20,8 +20,9 @@ from tests.forwarding_proxy import client_from, forwarding_proxy
 from zimage.client_address import client_address
 
 RATE = 3
-# /generate's inputs in order: prompt, resolution, seed, randomize_seed, steps, shift.
-GENERATE_DATA = ["a kite", "256x256", 1, False, 1, 3.0]
+# /generate's inputs in order (the official Space's): prompt, resolution, seed, steps, shift,
+# random_seed, gallery_images.
+GENERATE_DATA = ["a kite", "256x256", 1, 1, 3.0, False, []]
 LIMITED = "Limit reached"
 
 
