@@ -72,9 +72,10 @@ class Space:
         from starlette.middleware import Middleware
 
         from zimage.mcp_server import McpRoute
+        from zimage.page_language import PageLanguage
         from zimage.ui import CancelRelay
 
-        middleware = [Middleware(CancelRelay, running=self.running)]
+        middleware = [Middleware(CancelRelay, running=self.running), Middleware(PageLanguage)]
         if self.mcp is None:
             return {"middleware": middleware}
         middleware.append(Middleware(McpRoute, endpoint=self.mcp))
@@ -171,7 +172,9 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
     options: dict[str, object] = {
         "server_name": settings.server_name,
         "server_port": settings.server_port,
-        "theme": ui.system_font_theme(),
+        "theme": ui.page_theme(),
+        "css": ui.PAGE_CSS,
+        "i18n": ui.page_translations(settings, space.service.engine),
         "max_file_size": f"{settings.max_upload_mb}mb",
         "run_history": False,
         "enable_monitoring": False,
@@ -182,7 +185,7 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "pwa": False,
         "footer_links": ["api"],
         "show_error": True,
-        "head": ui.STORAGE_FALLBACK_HEAD,
+        "head": ui.PAGE_HEAD,
         "app_kwargs": space.app_kwargs(),
     }
     options.update(overrides)

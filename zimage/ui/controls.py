@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from zimage import presets
+from zimage.ui.language import t
 
 
 def seed_controls() -> tuple[gr.Number, gr.Checkbox]:
-    with gr.Row():
-        seed = gr.Number(value=42, label="Seed", precision=0, minimum=0, maximum=presets.MAX_SEED)
-        randomize_seed = gr.Checkbox(value=True, label="Random seed")
+    """The seed and the "random seed" box, side by side in the caller's row."""
+    seed = gr.Number(
+        value=42, label=t("controls.seed"), precision=0, minimum=0, maximum=presets.MAX_SEED
+    )
+    randomize_seed = gr.Checkbox(value=True, label=t("controls.random_seed"))
     return seed, randomize_seed
 
 
 def steps_slider() -> gr.Slider:
     return gr.Slider(
-        presets.MIN_STEPS, presets.MAX_STEPS, value=presets.DEFAULT_STEPS, step=1, label="Steps"
+        presets.MIN_STEPS,
+        presets.MAX_STEPS,
+        value=presets.DEFAULT_STEPS,
+        step=1,
+        label=t("controls.steps"),
     )
+
+
+def seed_used_box() -> gr.Textbox:
+    """The seed of the result shown: empty until there is one (a gr.Number would show 0)."""
+    return gr.Textbox(label=t("controls.seed_used"), interactive=False)
+
+
+def examples_in_each_language(
+    name: str, examples: dict[str, list[list[Any]]], inputs: list[gr.components.Component]
+) -> None:
+    """One set of examples per language; the page's style shows the set of the page's language
+    (see zimage/ui/browser/page.css)."""
+    for language, samples in examples.items():
+        gr.Examples(
+            samples,
+            inputs=inputs,
+            label=t("controls.examples"),
+            elem_id=f"{name}-examples-{language}",
+            api_visibility="private",
+        )
