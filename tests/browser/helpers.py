@@ -219,12 +219,21 @@ AXE_RUN_JS = """async (tags) => {
   return result.violations
     .filter((violation) => ["serious", "critical"].includes(violation.impact))
     .map((violation) => `${violation.id} (${violation.impact}): ${violation.help} at `
-      + violation.nodes.map((node) => node.target.join(" ")).join(", "));
+      + violation.nodes.map((node) => `${node.target.join(" ")} ${node.html.slice(0, 300)} `
+        + (node.any[0]?.message ?? "")).join(", "));
 }"""
+
+SETTLED_JS = """() =>
+  [...document.querySelectorAll('[data-testid="status-tracker"].hide')]
+    .every((tracker) => getComputedStyle(tracker).opacity === "0")
+  && [...document.querySelectorAll('[data-testid="toast-body"]')]
+    .every((message) => getComputedStyle(message).opacity === "1")"""
 
 
 def serious_accessibility_faults(page: Page, axe_script: Path) -> list[str]:
-    """axe-core's serious and critical WCAG A/AA violations on the page as it is now."""
+    """axe-core's serious and critical WCAG A/AA violations on the page as it is now, once
+    progress overlays have faded out and messages in (text is not judged halfway through)."""
+    page.wait_for_function(SETTLED_JS)
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.add_script_tag(path=str(axe_script))
     return page.evaluate(AXE_RUN_JS, AXE_TAGS)

@@ -39,7 +39,7 @@ def _scripts(*names: str) -> str:
 
 
 # Gradio's `head`: added to the page once Gradio has chosen its language, before the app shows.
-PAGE_HEAD = STORAGE_FALLBACK_HEAD + _scripts("language.js", "shortcuts.js", "empty_boxes.js")
+PAGE_HEAD = STORAGE_FALLBACK_HEAD + _scripts("language.js", "shortcuts.js", "gradio_markup.js")
 PAGE_CSS = (BROWSER_FILES / "page.css").read_text(encoding="utf-8")
 
 
