@@ -264,3 +264,24 @@ def test_no_serious_accessibility_faults_in_the_dark_theme(
         open_tab(page, tab)
         faults[tab] = serious_accessibility_faults(page, axe_script)
     assert {tab: found for tab, found in faults.items() if found} == {}
+
+
+def test_ctrl_enter_generates_from_the_prompt_and_edits_from_the_instruction(
+    page: Page, running_app: RunningApp
+) -> None:
+    open_app(page, running_app.url)
+    set_small_size(page)
+    prompt = page.get_by_role("textbox", name="Prompt")
+    expect(prompt).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
+    fill_in(prompt, "a lighthouse at dusk")
+    prompt.press("Control+Enter")
+    expect(result_image(page)).to_have_attribute("src", re.compile(r"\.png$"))
+    expect(prompt).to_have_value("a lighthouse at dusk")  # no line break added
+    wait_idle(page)
+
+    panel = open_tab(page, "Edit")
+    panel.get_by_text(EXAMPLE_EDITS["en"][1][1], exact=True).click()
+    instruction = panel.get_by_role("textbox", name="Instruction")
+    expect(instruction).to_have_value(EXAMPLE_EDITS["en"][1][1])
+    instruction.press("Meta+Enter")  # Cmd+Enter on a Mac
+    expect(panel.get_by_role("textbox", name="Method used")).to_have_value("img2img")

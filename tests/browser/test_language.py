@@ -67,7 +67,7 @@ def test_a_chinese_browser_gets_chinese_and_switches_to_english(
     expect(policy.get_by_role("heading", name="隐私政策", level=1)).to_be_visible()
     expect(policy).to_contain_text("以英文原文为准")
     expect(policy).to_contain_text(f"政策版本：{POLICY_VERSION}")
-    assert language_cookies(context) == []  # nothing is stored until the visitor picks
+    assert context.cookies() == []  # no cookie at all until the visitor picks a language
 
     # The server writes the history's captions in the page's language.
     open_tab(page, words("tab.generate", ZH))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from zimage import presets
+from zimage.translations import words
 from zimage.ui.language import t
 
 
@@ -40,10 +42,17 @@ def examples_in_each_language(
     """One set of examples per language; the page's style shows the set of the page's language
     (see zimage/ui/browser/page.css)."""
     for language, samples in examples.items():
-        gr.Examples(
+        shown = gr.Examples(
             samples,
             inputs=inputs,
             label=t("controls.examples"),
             elem_id=f"{name}-examples-{language}",
             api_visibility="private",
         )
+        # Gradio heads the table of examples with the inputs' labels, but does not translate
+        # them there: each set is in one language, so its headers are written in it.
+        shown.dataset.headers = [_in_language(component.label, language) for component in inputs]
+
+
+def _in_language(label: Any, language: str) -> str:
+    return words(label.key, language) if isinstance(label, I18nData) else str(label or "")
