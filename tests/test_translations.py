@@ -17,6 +17,7 @@ from zimage.translations import (
     accepted_languages,
     duration,
     lifetime,
+    method_name,
     page_language,
     words,
 )
@@ -58,6 +59,8 @@ def test_words_fill_in_values_in_the_language_asked() -> None:
     assert duration(90, "day", CHINESE) == "90 天"
     assert lifetime(600, ENGLISH) == "10 minutes"
     assert lifetime(90, CHINESE) == "90 秒"
+    assert method_name("text-to-image", CHINESE) == "文生图"
+    assert method_name("img2img", CHINESE) == "img2img"
 
 
 def test_examples_in_both_languages_write_text_in_both_scripts() -> None:

@@ -152,6 +152,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "完整政策与您的数据：见“隐私与您的数据”标签页 · 政策版本 {version}",
     ),
     # Made per request, in the visitor's language.
+    "method.text-to-image": ("text-to-image", "文生图"),
     "history.caption": (
         "{method} · seed {seed} · deleted in {left}",
         "{method} · 种子 {seed} · {left} 后删除",
@@ -207,6 +208,12 @@ def words(key: str, language: str, **values: object) -> str:
     english, chinese = PAGE_TEXT.get(key) or TEMPLATES[key]
     text = chinese if language == CHINESE else english
     return text.format(**values) if values else text
+
+
+def method_name(method: str, language: str) -> str:
+    """How an image was made, in `language`; the edit methods keep their names (img2img, ...)."""
+    key = f"method.{method}"
+    return words(key, language) if key in TEMPLATES else method
 
 
 def duration(amount: float, unit: str, language: str) -> str:

@@ -75,7 +75,7 @@ def test_a_chinese_browser_gets_chinese_and_switches_to_english(
     set_small_size(page, ZH)
     page.get_by_role("button", name=words("generate.run", ZH), exact=True).click()
     expect(history_captions(page)).to_have_attribute(
-        "alt", re.compile(r"种子 \d+ · \d+:\d\d 后删除")
+        "alt", re.compile(r"^文生图 · 种子 \d+ · \d+:\d\d 后删除$")
     )
 
     pick_language(page, "English")

@@ -11,7 +11,7 @@ from gradio.utils import get_upload_folder
 from zimage.privacy import POLICY_VERSION, banner_needs_showing, new_pseudonym
 from zimage.service import Visitor, ZImageService
 from zimage.settings import Settings
-from zimage.translations import words
+from zimage.translations import method_name, words
 from zimage.ui.language import language_of, t
 from zimage.ui.outputs import (
     attach_inputs,
@@ -170,7 +170,7 @@ class PageHandlers:
             caption = words(
                 "history.caption",
                 language,
-                method=entry.settings.get("method"),
+                method=method_name(str(entry.settings.get("method")), language),
                 seed=entry.seed,
                 left=f"{left // 60}:{left % 60:02d}",
             )
