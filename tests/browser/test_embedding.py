@@ -106,7 +106,7 @@ def test_embedded_on_another_origin(
     rows = usage_rows(running_app)
     generate(frame)
     assert usage_rows(running_app) == rows + 1
-    seed_used = frame.get_by_role("tabpanel").get_by_role("spinbutton", name="Seed used")
+    seed_used = frame.get_by_role("tabpanel").get_by_role("textbox", name="Seed used")
     expect(seed_used).to_have_value(re.compile(r"^\d+$"))
 
 
