@@ -459,7 +459,8 @@ def test_a_name_planted_in_a_shared_base_is_never_used(
     own.mkdir()
     name = f"zimage-space-{os.getuid()}"
     target = tmp_path / "attacker"
-    target.mkdir(mode=0o755)
+    target.mkdir()
+    target.chmod(0o755)  # not mkdir's mode: the umask (the app sets 077) would narrow it
     if planted == "symlink to a folder":
         (shared / name).symlink_to(target, target_is_directory=True)
     else:
@@ -476,7 +477,8 @@ def test_a_folder_of_another_user_is_never_used(
 ) -> None:
     other_user = os.getuid() + 1  # the folder below is ours, so it is not theirs
     planted = tmp_path / f"zimage-space-{other_user}"
-    planted.mkdir(mode=0o755)
+    planted.mkdir()
+    planted.chmod(0o755)
     with caplog.at_level("WARNING"), pytest.raises(RuntimeError):
         default_temp_dir([tmp_path], uid=other_user)
     assert f"refusing temp folder {planted}: not a folder of ours" in caplog.text
