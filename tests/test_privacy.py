@@ -25,6 +25,7 @@ from zimage.privacy import (
     browser_state_key,
     visitor_opted_out,
 )
+from zimage.translations import CHINESE
 
 
 @pytest.mark.parametrize(
@@ -163,6 +164,43 @@ def test_the_banner_ends_with_the_policy_version_on_its_own_line() -> None:
     assert lines[0].endswith("Not for children under 13.")
 
 
+def test_the_banner_begins_with_what_is_kept_unless_the_policy_was_updated() -> None:
+    assert _banner().startswith("**Privacy:** this demo keeps a usage log: ")
+    assert _banner(analytics_enabled=False).startswith("**Privacy:** this demo keeps no usage log.")
+
+
+# -- the banner in Chinese: every part of it, in every mode --------------------------------------
+
+
+@pytest.mark.parametrize("analytics_enabled", [True, False])
+@pytest.mark.parametrize("log_prompts", [True, False])
+@pytest.mark.parametrize("policy_updated", [True, False])
+def test_a_chinese_page_gets_the_whole_banner_in_chinese(
+    analytics_enabled: bool, log_prompts: bool, policy_updated: bool
+) -> None:
+    text = _banner(
+        analytics_enabled=analytics_enabled,
+        log_prompts=log_prompts,
+        policy_updated=policy_updated,
+        output_ttl_minutes=45,
+        retention_days=60,
+        language=CHINESE,
+    )
+    # Nothing of the English banner is left: no English word (IP, a version of digits are fine).
+    assert re.findall(r"[A-Za-z]{3,}", text) == []
+    assert text.startswith("**隐私政策已更新**。**隐私**：" if policy_updated else "**隐私**：")
+    assert "生成的图像在 45 分钟后从服务器删除。不面向 13 岁以下儿童。" in text
+    assert text.endswith(f"政策版本 {POLICY_VERSION}")
+    if analytics_enabled:
+        assert "一份使用日志：时间、设置、耗时、结果、浏览器和操作系统类别" in text
+        assert "日志记录在 60 天后删除" in text
+        said = "，以及您的提示词；图像从不记录" if log_prompts else "；提示词和图像不会记录"
+        assert f"（从不保存地址本身）{said}。" in text
+    else:
+        assert "**隐私**：本演示不保存使用日志。" in text
+        assert "使用日志：" not in text
+
+
 # -- the browser-state key file -----------------------------------------------------------------
 
 KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")
@@ -198,7 +236,8 @@ def test_a_replaced_key_file_is_owner_only_and_leaves_no_temp_file(
     path.chmod(0o644)
     with caplog.at_level(logging.WARNING):
         key = browser_state_key(path)
-    assert f"browser-state key {path} is empty or malformed: replacing it" in caplog.text
+    (warning,) = caplog.records
+    assert warning.getMessage() == f"browser-state key {path} is empty or malformed: replacing it"
     assert "broken" not in caplog.text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == key != "broken"
@@ -257,6 +296,20 @@ def test_a_key_file_that_cannot_be_read_says_why(tmp_path: Path) -> None:
     assert str(refused.value) == f"cannot read the browser-state key {path}: Not a directory"
 
 
+def test_a_failure_the_system_does_not_describe_is_named_by_its_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "browser-state.key"
+
+    def unreadable(self: Path) -> bytes:
+        raise PermissionError  # no errno, no text
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.raises(KeyFileError) as refused:
+        browser_state_key(path)
+    assert str(refused.value) == f"cannot read the browser-state key {path}: PermissionError"
+
+
 # -- what the browser gets and what the server signs --------------------------------------------
 
 SECRET = "an-operator-secret-of-some-length-0123456789"
@@ -287,5 +340,20 @@ def test_the_browser_key_cannot_sign_pseudonyms() -> None:
 
 
 def test_an_empty_secret_is_refused() -> None:
-    with pytest.raises(ValueError, match="the browser secret is empty"):
+    with pytest.raises(ValueError) as refused:
         BrowserKeys("")
+    assert str(refused.value) == "the browser secret is empty"
+
+
+def test_what_the_secret_gives_is_fixed_across_starts_replicas_and_releases() -> None:
+    """Replicas of different releases share one secret during a rolling update, and visitors
+    come back after restarts: the browser key and the signatures are fixed functions of the
+    secret. These values were made by the release that introduced signed pseudonyms; a change
+    would log every visitor out of their data and lose their stored choices."""
+    keys = BrowserKeys(SECRET)
+    assert keys.browser_state_secret == (
+        "4d8600f884ecd64a87983f082f628db2a3dbdcc4310aa82a1b35ac029d0547a2"
+    )
+    issued_earlier = "Zk9vZF9mb3JfYV95ZWFyXw.3AI3JCiiW6vK6-B8dAzAXA"
+    assert keys.verified_id(issued_earlier) == "Zk9vZF9mb3JfYV95ZWFyXw"
+    assert BrowserKeys(SECRET + "x").verified_id(issued_earlier) == ""
