@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from zimage.analytics import IpHasher, UsageEvent, UsageLog, browser_family, os_family
+from zimage.usage_store import SqliteUsageStore, UsageRow
 
 CHROME_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -736,3 +737,50 @@ def test_a_log_without_a_store_starts_no_thread() -> None:
     usage = UsageLog(None)
     assert new_threads(before) == [] and not usage.available
     assert_is_safe_no_op(usage)
+
+
+# -- the store itself (usage_store.py) -------------------------------------------------------------
+
+
+def test_the_store_makes_the_folders_it_is_put_in(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "made" / "yet" / "usage.db"
+    store = SqliteUsageStore.open(path)
+    assert store is not None and path.is_file()
+    store.close()
+
+
+def test_a_store_that_cannot_be_opened_is_named_with_the_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "plain-file").write_text("x")
+    path = tmp_path / "plain-file" / "usage.db"
+    with caplog.at_level(logging.WARNING, logger="zimage.usage_store"):
+        assert SqliteUsageStore.open(path) is None
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"Usage log unavailable at {path}: [Errno 17] File exists: '{path.parent}'"
+    )
+
+
+def test_a_locked_store_gives_up_a_write_after_half_a_second(db_path: Path) -> None:
+    """The writer thread, never a request, waits; but it must not wait for long: reads and
+    deletions for visitors queue behind it."""
+    store = SqliteUsageStore.open(db_path)
+    assert store is not None
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    row = UsageRow(
+        "2026-03-01T12:00:00.000000Z", "2026-03-01", "g", "{}", 1, "ok", "", "", "", "p", None
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.insert([row])
+        waited = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert 0.4 <= waited < 2.0, waited
+    store.insert([row])
+    assert count_rows(db_path) == 1
+    store.close()
