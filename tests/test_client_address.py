@@ -88,6 +88,7 @@ def test_an_unknown_peer_is_the_empty_address() -> None:
         ("unknown", "unknown"),  # not an address: kept as given (one visitor: "unknown")
         ("_proxy-obfuscated", "_proxy-obfuscated"),
         ("[garbage]:1", "[garbage]:1"),
+        ("x203.0.113.5]", "x203.0.113.5]"),  # a bracket alone makes no address of what it holds
         ("host:80", "host:80"),
     ],
 )
