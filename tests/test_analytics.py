@@ -784,3 +784,174 @@ def test_a_locked_store_gives_up_a_write_after_half_a_second(db_path: Path) -> N
     store.insert([row])
     assert count_rows(db_path) == 1
     store.close()
+
+
+# -- a store that fails: reported readably, never a visitor's problem -------------------------------
+
+
+class FailingStore:
+    """A UsageStore whose every operation fails, as a lost database connection would.
+    `while_reading` runs inside rows_for before it fails: what arrives meanwhile."""
+
+    def __init__(self, while_reading: Any = None) -> None:
+        self.while_reading = while_reading
+
+    def insert(self, rows: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def rows_for(self, pseudonym: str) -> list[dict[str, Any]]:
+        if self.while_reading:
+            self.while_reading()
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def delete_for(self, pseudonym: str) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def purge_before(self, cutoff_ts: str) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def aggregates(self) -> list[dict[str, Any]]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def close(self) -> None:
+        pass
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "zimage.analytics"]
+
+
+def test_a_failing_store_is_reported_per_operation_and_breaks_nothing(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    usage = UsageLog(FailingStore(), clock=clock)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+        assert usage.rows_for("pseudo-alice-7f3a") == []
+        assert usage.delete_for("pseudo-alice-7f3a") == 0
+        assert usage.purge_expired() == 0
+        assert usage.aggregates() == []
+    assert warnings_of(caplog) == [
+        "Usage rows not read: disk I/O error",
+        "Usage rows not deleted: disk I/O error",
+        "Usage log purge failed: disk I/O error",
+        "Usage aggregates not read: disk I/O error",
+    ]
+    usage.close()
+
+
+def test_when_the_store_fails_a_visitor_still_sees_and_deletes_their_queued_rows(
+    clock: FakeClock,
+) -> None:
+    usage: UsageLog
+
+    def records_arrive() -> None:
+        usage.record(make_event(pseudonym="pseudo-bob", params={"steps": 4}))
+        usage.record(make_event(params={"steps": 8}))
+
+    usage = UsageLog(FailingStore(while_reading=records_arrive), clock=clock)  # type: ignore[arg-type]
+    usage.close()  # no writer: rows stay queued as long as the test needs
+    usage._store, usage._closing = FailingStore(while_reading=records_arrive), False
+    (row,) = usage.rows_for("pseudo-alice-7f3a")
+    assert row == {
+        "id": None,
+        "ts": "2026-03-01T12:00:00.000000Z",
+        "day": "2026-03-01",
+        "endpoint": "generate",
+        "params": {"steps": 8},
+        "duration_ms": 1234,
+        "outcome": "ok",
+        "browser": "Chrome",
+        "os": "Windows",
+        "ip_hash": row["ip_hash"],
+        "pseudonym": "pseudo-alice-7f3a",
+        "prompt": None,
+    }
+    assert usage.pending == 2
+    assert usage.delete_for("pseudo-alice-7f3a") == 1
+    assert usage.pending == 1, "Bob's row is his"
+
+
+def test_a_row_that_cannot_be_made_is_reported_and_never_breaks_the_request(
+    db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+        assert usage.record(make_event(duration_s=None)) is False
+    (message,) = warnings_of(caplog)
+    assert message == (
+        "Usage row not recorded: unsupported operand type(s) for *: 'NoneType' and 'int'"
+    )
+    assert RAW_IP not in message
+    usage.close()
+    assert count_rows(db_path) == 0
+
+
+def test_drops_are_reported_with_their_reason_at_most_every_ten_seconds(
+    db_path: Path,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seconds = {"now": 5000.0}
+    monkeypatch.setattr(time, "monotonic", lambda: seconds["now"])
+    usage = UsageLog(db_path, clock=clock, max_pending=0)  # every row finds the queue full
+    with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+        assert usage.record(make_event()) is False
+        seconds["now"] += 9.99
+        assert usage.record(make_event()) is False
+        seconds["now"] += 0.01  # exactly ten seconds after the last warning
+        assert usage.record(make_event()) is False
+        with usage._pending_changed:
+            usage._closing = True  # a request arriving while the log closes
+        seconds["now"] += 10
+        assert usage.record(make_event()) is False
+        usage.close()
+    assert warnings_of(caplog) == [
+        "Usage log: 1 row(s) dropped (the queue is full); 1 dropped since start",
+        "Usage log: 1 row(s) dropped (the queue is full); 3 dropped since start",
+        "Usage log: 1 row(s) dropped (closed); 4 dropped since start",
+        "Usage log closed: 4 rows were dropped since start",
+    ]
+
+
+def test_stored_parameters_are_the_same_text_whatever_their_order(
+    db_path: Path, clock: FakeClock
+) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    usage.record(make_event(params={"steps": 8, "seed": 1, "resolution": "1024x1024"}))
+    usage.record(make_event(params={"resolution": "1024x1024", "seed": 1, "steps": 8}))
+    usage.close()
+    with sqlite3.connect(db_path) as conn:
+        texts = {row[0] for row in conn.execute("SELECT params FROM usage")}
+    assert texts == {'{"resolution": "1024x1024", "seed": 1, "steps": 8}'}
+
+
+def test_the_export_is_laid_out_for_reading(db_path: Path, clock: FakeClock) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    usage.record(make_event())
+    document = usage.export_json("pseudo-alice-7f3a")
+    usage.close()
+    lines = document.splitlines()
+    assert lines[:3] == [
+        "{",
+        '  "pseudonym": "pseudo-alice-7f3a",',
+        '  "exported_at": "2026-03-01T12:00:00.000000Z",',
+    ]
+
+
+def test_the_retention_job_purges_every_hour_unless_told_otherwise(
+    db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waited: list[float] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waited.append(timeout)  # type: ignore[arg-type]
+            return True  # stop after the first wait
+
+    usage = UsageLog(db_path, clock=clock)
+    usage._stop = Stop()
+    usage.start_retention_job()
+    assert wait_until(lambda: waited != [])
+    assert waited == [3600.0]
+    usage.close()
