@@ -467,6 +467,16 @@ UA_FAMILIES = [
     ("script", "other", "python-requests/2.32.3"),
     ("script", "other", "curl/8.5.0"),
     ("other", "other", ""),
+    # The other spellings each family goes by, each on its own.
+    ("Edge", "Windows", "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/70 Edge/18.17763"),
+    ("Edge", "Android", "Mozilla/5.0 (Linux; Android 14) Chrome/131.0 Mobile EdgA/131.0.2903.87"),
+    ("Edge", "iOS", "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) Version/17 EdgiOS/131.2903.86"),
+    ("Opera", "Windows", "Opera/9.80 (Windows NT 6.1; WOW64) Presto/2.12.388 Version/12.18"),
+    ("Firefox", "iOS", "Mozilla/5.0 (iPod touch; CPU iPhone OS 17_5) FxiOS/133.0 Mobile/15E148"),
+    ("Chrome", "Linux", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chromium/131.0.0.0"),
+    ("other", "iOS", "Mozilla/5.0 (iPod; U; CPU OS 4_3_5)"),
+    ("other", "macOS", "Mozilla/5.0 (Macintosh; PPC)"),
+    ("other", "macOS", "CFNetwork/1410 Darwin/22.6.0 (Mac OS X 13.5)"),
 ]
 
 
@@ -826,6 +836,12 @@ def test_a_failing_store_is_reported_per_operation_and_breaks_nothing(
 ) -> None:
     usage = UsageLog(FailingStore(), clock=clock)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+        assert usage.record(make_event())  # queued; the writer then fails to store it
+        assert wait_until(lambda: usage.dropped == 1)
+        assert warnings_of(caplog) == [
+            "Usage log: 1 row(s) dropped (the store failed: disk I/O error); 1 dropped since start"
+        ]
+        caplog.clear()
         assert usage.rows_for("pseudo-alice-7f3a") == []
         assert usage.delete_for("pseudo-alice-7f3a") == 0
         assert usage.purge_expired() == 0
@@ -892,7 +908,7 @@ def test_drops_are_reported_with_their_reason_at_most_every_ten_seconds(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seconds = {"now": 5000.0}
+    seconds = {"now": 0.0}  # a machine just started: the first drop is reported all the same
     monkeypatch.setattr(time, "monotonic", lambda: seconds["now"])
     usage = UsageLog(db_path, clock=clock, max_pending=0)  # every row finds the queue full
     with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
@@ -955,3 +971,58 @@ def test_the_retention_job_purges_every_hour_unless_told_otherwise(
     assert wait_until(lambda: waited != [])
     assert waited == [3600.0]
     usage.close()
+
+
+def test_rows_are_retained_ninety_days_unless_the_operator_says_otherwise(
+    db_path: Path, clock: FakeClock
+) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    usage.record(make_event())
+    clock.advance(days=90)
+    assert usage.purge_expired() == 0
+    clock.advance(microseconds=1)
+    assert usage.purge_expired() == 1
+    usage.close()
+
+
+def test_rows_land_in_the_store_promptly_one_after_another(db_path: Path, clock: FakeClock) -> None:
+    """Without any read or flush: the writer stores each row as it comes."""
+    usage = UsageLog(db_path, clock=clock)
+    for expected in (1, 2, 3):
+        started = time.monotonic()
+        usage.record(make_event())
+        assert wait_until(lambda n=expected: count_rows(db_path) == n, timeout_s=5)
+        assert time.monotonic() - started < 0.5
+    usage.close()
+
+
+def test_after_a_failure_the_writer_tries_again_within_a_second_and_closes_at_once(
+    db_path: Path, clock: FakeClock
+) -> None:
+    usage = UsageLog(db_path, clock=clock)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        usage.record(make_event())
+        assert wait_until(lambda: usage.dropped == 1)  # the lock outlasted the busy timeout
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    usage.record(make_event())  # queued while the writer waits before trying again
+    started = time.monotonic()
+    assert wait_until(lambda: count_rows(db_path) == 1, timeout_s=5)
+    assert time.monotonic() - started < 1.5, "tried again after a second, without a flush"
+    usage.close()
+
+    usage = UsageLog(db_path, clock=clock)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        usage.record(make_event())
+        assert wait_until(lambda: usage.dropped == 1)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    started = time.monotonic()
+    usage.close()  # the writer is in its wait after the failure: it stops at once
+    assert time.monotonic() - started < 0.5
