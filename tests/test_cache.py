@@ -340,8 +340,8 @@ def test_sweeper_expires_entries_and_stops_promptly(clock: FakeClock, tmp_path: 
         time.sleep(0.05)
         assert len(cache) == 1  # not expired yet: the sweeper must keep it
         clock.advance(TTL)
-        assert wait_for(lambda: len(cache) == 0)
-        assert not out.exists()
+        # The entry goes first, its file just after (outside the lock): wait for both.
+        assert wait_for(lambda: len(cache) == 0 and not out.exists())
     finally:
         began = time.monotonic()
         cache.stop_sweeper()

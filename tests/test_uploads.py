@@ -216,9 +216,11 @@ def test_bytes_sent_within_a_second_share_one_slot_and_leave_the_window_together
         clock.now += 0.0005
     assert budget.charge("a", 30) and budget.charge("a", 30)
     assert len(budget._sent["a"]) == 1
-    assert budget.remaining("a") == 40
+    clock.now = 1010
+    assert budget.charge("a", 10)  # a slot of its own
+    assert budget.remaining("a") == 30
     clock.now = 1000 + WINDOW
-    assert budget.remaining("a") == 100, "all of the slot left the window at once"
+    assert budget.remaining("a") == 90, "all of the first slot left the window at once"
 
 
 def test_bytes_sent_a_second_or_more_apart_leave_the_window_one_after_the_other() -> None:
@@ -233,33 +235,32 @@ def test_bytes_sent_a_second_or_more_apart_leave_the_window_one_after_the_other(
     assert budget.remaining("a") == 100
 
 
-def test_a_visitors_own_bytes_leave_the_window_on_time_between_everyone_elses_pruning() -> None:
+def expired_between_prunings() -> UploadBudget:
+    """A budget where a's 100 bytes left the window after everyone's last pruning, less than
+    a second ago: only a call of a's own can notice."""
     clock = Clock()
     budget = UploadBudget(100, WINDOW, clock)
     clock.now += 0.5
     budget.charge("a", 100)
     clock.now = 1000 + WINDOW
     assert budget.remaining("b") == 100  # prunes everyone: a's bytes are still in the window
-    clock.now += 0.5  # within a second of that: only the caller's own slots are looked at
-    assert budget.remaining("a") == 100
-    assert budget.charge("a", 100)
-    clock.now = 1000.5 + 2 * WINDOW
-    assert budget.remaining("b") == 100
     clock.now += 0.5
-    assert budget.seconds_until("a", 100) == 1
+    return budget
+
+
+def test_a_visitors_own_bytes_leave_the_window_on_time_between_everyone_elses_pruning() -> None:
+    assert expired_between_prunings().remaining("a") == 100
+    assert expired_between_prunings().charge("a", 100)
+    assert expired_between_prunings().seconds_until("a", 100) == 1
 
 
 def test_other_visitors_are_forgotten_once_a_second_exactly() -> None:
     clock = Clock()
     budget = UploadBudget(100, WINDOW, clock)
-    budget.charge("gone", 10)  # prunes at 1000
-    clock.now = 1000 + WINDOW
-    budget.charge("a", 1)  # prunes everyone at 1060: "gone" left the window
-    assert "gone" not in budget._sent
-    budget.charge("gone-too", 10)
-    clock.now = 1000 + 2 * WINDOW + 1  # "gone-too" left; the last pruning was 61 s ago
-    budget.charge("a", 1)
-    clock.now += 1.0  # exactly a second after that pruning
+    budget.charge("gone", 10)  # everyone pruned at 1000
+    clock.now = 1000 + WINDOW - 0.5
+    budget.charge("a", 1)  # everyone pruned at 1059.5: "gone" is still in the window
+    clock.now += 1.0  # exactly a second later, "gone" has left it
     budget.charge("b", 1)
     assert set(budget._sent) == {"a", "b"}
 
