@@ -565,20 +565,21 @@ def test_the_pixel_limit_is_inclusive(forbid_decoding):
 
 @pytest.mark.parametrize(
     ("subsampling", "mode", "megabytes"),
-    [(2, "RGB", 3), (1, "RGB", 4), (0, "RGB", 6), (2, "L", 2)],
+    [(2, "RGB", 4), (1, "RGB", 5), (0, "RGB", 7), (2, "L", 2)],
     ids=["4:2:0", "4:2:2", "4:4:4", "grey"],
 )
 def test_a_progressive_jpeg_counts_every_coefficient_it_keeps_whatever_the_scale(
     forbid_decoding, subsampling, mode, megabytes
 ):
-    # libjpeg keeps 2 bytes per coefficient of the whole coded image until the last scan, even
-    # when decoding at 1/8 scale: 1024x1024 with chroma subsampled 4:2:0 keeps 3 MB.
+    # Decoded at half scale for a 1024x256 edit: 1024x256 pixels of 4 bytes (1 MB), and libjpeg
+    # keeps 2 bytes per coefficient of the whole coded 2048x512 image until the last scan:
+    # 3 MB with chroma subsampled 4:2:0, 4 MB at 4:2:2, 6 MB unsubsampled, 2 MB for grey.
     colour = 200 if mode == "L" else RED
-    im = Image.new(mode, (1024, 1024), colour)
+    im = Image.new(mode, (2048, 512), colour)
     data = encode(im, "JPEG", progressive=True, subsampling=subsampling, quality=90)
     forbid_decoding()
     with pytest.raises(ImageInputError) as refused:
-        load_mask(data, (64, 64), TINY_DECODE)
+        load_mask(data, (1024, 256), TINY_DECODE)
     assert f"reading it would take {megabytes} MB of memory" in str(refused.value)
 
 
@@ -794,8 +795,9 @@ def palette_with_alpha() -> Image.Image:
         ([0, 256], [0, 1]),  # 16-bit values: the top byte
         ([0, 65535], [0, 255]),
         ([0, 70_000], [0, 255]),  # beyond 16 bits: white
+        ([-5, 1000], [0, 3]),  # below zero: black
     ],
-    ids=["8-bit", "255", "256", "16-bit", "over-16-bit"],
+    ids=["8-bit", "255", "256", "16-bit", "over-16-bit", "negative"],
 )
 def test_32_bit_integer_images_are_read_as_8_or_16_bit(values, expected):
     im = Image.new("I", (128, 64), values[0])
