@@ -836,6 +836,9 @@ def test_a_failing_store_is_reported_per_operation_and_breaks_nothing(
 ) -> None:
     usage = UsageLog(FailingStore(), clock=clock)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+        assert usage.aggregates() == []  # nothing queued: nothing to report dropped
+        assert warnings_of(caplog) == ["Usage aggregates not read: disk I/O error"]
+        caplog.clear()
         assert usage.record(make_event())  # queued; the writer then fails to store it
         assert wait_until(lambda: usage.dropped == 1)
         assert warnings_of(caplog) == [
