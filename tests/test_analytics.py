@@ -1029,3 +1029,21 @@ def test_after_a_failure_the_writer_tries_again_within_a_second_and_closes_at_on
     started = time.monotonic()
     usage.close()  # the writer is in its wait after the failure: it stops at once
     assert time.monotonic() - started < 0.8
+
+
+def test_a_failing_store_is_not_hammered_while_rows_keep_coming(clock: FakeClock) -> None:
+    """After a failed write the writer pauses a second (rows keep queueing), so that a locked
+    store is neither hammered nor kept from readers and deleters."""
+    attempts: list[int] = []
+
+    class LockedStore(FailingStore):
+        def insert(self, rows: Any) -> None:
+            attempts.append(len(rows))
+            raise sqlite3.OperationalError("database is locked")
+
+    usage = UsageLog(LockedStore(), clock=clock)  # type: ignore[arg-type]
+    for _ in range(50):  # half a second of rows
+        usage.record(make_event())
+        time.sleep(0.01)
+    assert 1 <= len(attempts) <= 3, attempts
+    usage.close()
