@@ -65,9 +65,7 @@ def test_requests_at_the_same_moment_on_both_replicas_never_exceed_the_limit(dat
         except RateLimited:
             admitted.append(False)
 
-    threads = [
-        threading.Thread(target=request, args=(limiters[index % 2],)) for index in range(12)
-    ]
+    threads = [threading.Thread(target=request, args=(limiters[index % 2],)) for index in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:
