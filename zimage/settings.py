@@ -99,6 +99,15 @@ class Settings:
         max_upload_mb = reader.integer("ZIMAGE_MAX_UPLOAD_MB", cls.max_upload_mb, 1, 200)
         cache_max_mb = reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536)
         data_dir = reader.text("ZIMAGE_DATA_DIR", _default_data_dir())
+        usage_db = reader.usage_db("ZIMAGE_USAGE_DB", str(Path(data_dir) / "usage.sqlite3"))
+        browser_secret = reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS)
+        if is_postgres_url(usage_db) and not browser_secret:
+            # Each replica would otherwise make its own key: pseudonyms signed by one would be
+            # refused by the others, and the shared rate limit would count each apart.
+            raise SettingsError(
+                "ZIMAGE_USAGE_DB names a database shared by replicas: set ZIMAGE_BROWSER_SECRET "
+                "to the same value on every replica."
+            )
         return cls(
             engine=reader.choice("ZIMAGE_ENGINE", ENGINE_CHOICES, cls.engine),
             model=reader.text("ZIMAGE_MODEL", cls.model),
@@ -121,8 +130,8 @@ class Settings:
                 "ZIMAGE_LOG_RETENTION_DAYS", cls.log_retention_days, 1, 3650
             ),
             data_dir=data_dir,
-            usage_db=reader.usage_db("ZIMAGE_USAGE_DB", str(Path(data_dir) / "usage.sqlite3")),
-            browser_secret=reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS),
+            usage_db=usage_db,
+            browser_secret=browser_secret,
             frame_ancestors=reader.frame_ancestors("ZIMAGE_FRAME_ANCESTORS"),
             output_ttl_s=reader.integer("ZIMAGE_OUTPUT_TTL_S", cls.output_ttl_s, 1, 86400),
             cache_max_mb=cache_max_mb,
