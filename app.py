@@ -91,6 +91,7 @@ class Space:
         from starlette.middleware import Middleware
 
         from zimage.mcp_server import McpRoute
+        from zimage.page_language import PageLanguage
         from zimage.protocol_guard import ProtocolGuard
         from zimage.public_errors import PublicErrors, server_paths
         from zimage.security_headers import SecurityHeaders
@@ -108,6 +109,7 @@ class Space:
                 max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
             ),
             Middleware(CancelRelay, running=self.running),
+            Middleware(PageLanguage),
         ]
         if self.mcp is not None:
             middleware.append(Middleware(McpRoute, endpoint=self.mcp))
@@ -265,7 +267,9 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
     options: dict[str, object] = {
         "server_name": settings.server_name,
         "server_port": settings.server_port,
-        "theme": ui.system_font_theme(),
+        "theme": ui.page_theme(),
+        "css": ui.PAGE_CSS,
+        "i18n": ui.page_translations(settings, space.service.engine),
         "max_file_size": f"{settings.max_upload_mb}mb",
         "run_history": False,
         "enable_monitoring": False,
@@ -278,7 +282,7 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         # Only our gr.Error texts reach clients; Gradio's own exception texts (paths, reprs)
         # stay in the server log. PublicErrors (below) makes the blanks readable.
         "show_error": False,
-        "head": ui.STORAGE_FALLBACK_HEAD,
+        "head": ui.PAGE_HEAD,
         # Gradio keeps every session (each script call is one) until this many exist.
         "state_session_capacity": settings.session_capacity,
         "app_kwargs": space.app_kwargs(settings),

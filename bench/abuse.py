@@ -8,8 +8,8 @@ Each section starts `python app.py` from --app-root (default: this checkout; giv
 checkout, e.g. main's, to measure it the same way) on the preview engine with private temp and
 data folders, and stops it with SIGTERM:
 
-- sessions: plain-HTTP /generate calls refused for an empty prompt, each a new Gradio session
-  (POST /gradio_api/call/generate, then read its stream), from --threads clients; the server's
+- sessions: plain-HTTP /text_to_image calls refused for an empty prompt, each a new Gradio session
+  (POST /gradio_api/call/text_to_image, then read its stream), from --threads clients; the server's
   resident memory (RSS) after each checkpoint of --sessions, and the ratio of the last to the
   first (issue 13.1: within 15% from 1,000 to 20,000).
 - decode: the peak RSS that reading the worst accepted upload of each kind adds, each in a
@@ -45,7 +45,16 @@ from local_app import free_port, preview_app_env, serving, stop_app
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1e6
 START_TIMEOUT_S = 180
-REFUSED_CALL = ["", "256x256", 1, False, 1, 3.0]  # empty prompt: refused before the GPU slot
+REFUSED_CALL = [
+    "",
+    "256x256",
+    1,
+    False,
+    1,
+    3.0,
+    1,
+    False,
+]  # empty prompt: refused before the GPU slot
 
 
 class App:
@@ -82,9 +91,9 @@ class App:
 def refused_call(http: httpx.Client, url: str) -> float:
     """One new session: POST the call, read its stream to the end; seconds taken."""
     started = time.perf_counter()
-    posted = http.post(f"{url}/gradio_api/call/generate", json={"data": REFUSED_CALL})
+    posted = http.post(f"{url}/gradio_api/call/text_to_image", json={"data": REFUSED_CALL})
     posted.raise_for_status()
-    stream = http.get(f"{url}/gradio_api/call/generate/{posted.json()['event_id']}")
+    stream = http.get(f"{url}/gradio_api/call/text_to_image/{posted.json()['event_id']}")
     if "prompt is empty" not in stream.text:
         raise RuntimeError(f"unexpected answer: {stream.text[:200]}")
     return time.perf_counter() - started
@@ -177,7 +186,7 @@ def shutdown_section(args: argparse.Namespace, folder: Path) -> dict[str, object
                     randomize_seed=False,
                     steps=4,
                     shift=3.0,
-                    api_name="/generate",
+                    api_name="/text_to_image",
                 )
                 outcome = "image"
             except Exception as error:  # noqa: BLE001 - every ending is counted

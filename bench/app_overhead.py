@@ -140,13 +140,14 @@ def main() -> None:
         http = httpx.Client(base_url=url, timeout=60)
 
         def through_http(prompt: str, seed: int) -> bytes:
-            arguments = [prompt, args.size, seed, False, args.steps, SHIFT, 1]
+            arguments = [prompt, args.size, seed, False, args.steps, SHIFT, 1, False]
             posted = http.post("/gradio_api/call/text_to_image", json={"data": arguments})
             event_id = posted.raise_for_status().json()["event_id"]
             with http.stream("GET", f"/gradio_api/call/text_to_image/{event_id}") as stream:
                 body = "".join(stream.iter_text())
-            event, _, data = body.partition("\ndata: ")
-            if "complete" not in event:
+            last_event = body.strip().rsplit("event: ", 1)[-1]
+            kind, _, data = last_event.partition("\ndata: ")
+            if kind != "complete":
                 raise SystemExit(f"/text_to_image over HTTP failed: {body[:500]}")
             return http.get(json.loads(data)[0][0]["image"]["url"]).raise_for_status().content
 

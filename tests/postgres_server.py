@@ -1,7 +1,7 @@
 """A real PostgreSQL server for the tests: Debian's binaries, initdb in a temp folder, a free
 port on 127.0.0.1, password authentication, run as a user other than root (PostgreSQL refuses
-root). Without the binaries the tests that need it skip, except where ZIMAGE_REQUIRE_POSTGRES=1
-(CI, `.ci/run`), where they fail.
+root). Without the binaries the tests that need it skip, except where ZIMAGE_REQUIRE_POSTGRES=1 or
+CI is set (`.ci/run` sets both), where they fail.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def require_postgres_bin() -> Path:
     folder = postgres_bin()
     if folder is None:
         message = "PostgreSQL's binaries (initdb, postgres) are not installed"
-        if os.environ.get("ZIMAGE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message + " and ZIMAGE_REQUIRE_POSTGRES=1")
+        if os.environ.get("ZIMAGE_REQUIRE_POSTGRES") == "1" or os.environ.get("CI"):
+            pytest.fail(message + ", and CI or ZIMAGE_REQUIRE_POSTGRES=1 needs them")
         pytest.skip(message)
     return folder
 

@@ -1,5 +1,6 @@
 """DESIGN.md's privacy table, proven against the served app and the service."""
 
+import json
 import re
 import sqlite3
 from html.parser import HTMLParser
@@ -168,6 +169,13 @@ class ResourceLinks(HTMLParser):
                 self.addresses.append(value)
 
 
+def as_shown(value: str, translations: dict[str, str]) -> str:
+    """A component's text as the page shows it in one language: Gradio's i18n key replaced."""
+    return re.sub(
+        r"__i18n__(\{[^}]*\})", lambda key: translations[json.loads(key.group(1))["key"]], value
+    )
+
+
 def test_page_has_the_banner_and_loads_nothing_from_other_origins(running_app) -> None:
     page = httpx.get(running_app.url).text
     links = ResourceLinks()
@@ -177,10 +185,13 @@ def test_page_has_the_banner_and_loads_nothing_from_other_origins(running_app) -
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)
     assert not re.search(r"@import\s+['\"]?(url\()?['\"]?(https?:)?//", page)
     config = httpx.get(f"{running_app.url}/config").json()
-    texts = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
-    assert "Privacy notice" in str(config)
-    assert POLICY_VERSION in texts
-    assert "under 13" in texts
+    values = [str(c.get("props", {}).get("value", "")) for c in config["components"]]
+    english, chinese = (config["i18n_translations"][language] for language in ("en", "zh-CN"))
+    assert english["privacy.notice"] == "Privacy notice" and chinese["privacy.notice"] == "隐私声明"
+    for translations, children in ((english, "under 13"), (chinese, "13 岁以下")):
+        texts = " ".join(as_shown(value, translations) for value in values)
+        assert f"{POLICY_VERSION}" in texts
+        assert children in texts
     theme_css = httpx.get(f"{running_app.url}/theme.css").text
     assert "fonts.googleapis" not in theme_css and "@import" not in theme_css
 

@@ -20,8 +20,9 @@ from tests.forwarding_proxy import client_from, forwarding_proxy
 from zimage.client_address import client_address
 
 RATE = 3
-# /generate's inputs in order: prompt, resolution, seed, randomize_seed, steps, shift.
-GENERATE_DATA = ["a kite", "256x256", 1, False, 1, 3.0]
+# /text_to_image's inputs in order: prompt, resolution, seed, randomize_seed, steps, shift,
+# num_images, live_preview.
+GENERATE_DATA = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
 LIMITED = "Limit reached"
 
 
@@ -70,14 +71,14 @@ def test_plain_mapping_of_headers_is_read_too() -> None:
 
 
 def call_generate(http: httpx.Client, base: str, forwarded_for: str | None = None) -> str:
-    """One /generate over the plain HTTP API: "ok", or the error message it answered."""
+    """One /text_to_image over the plain HTTP API: "ok", or the error message it answered."""
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
     started = http.post(
-        f"{base}/gradio_api/call/generate", json={"data": GENERATE_DATA}, headers=headers
+        f"{base}/gradio_api/call/text_to_image", json={"data": GENERATE_DATA}, headers=headers
     )
     assert started.status_code == 200, started.text
     event_id = started.json()["event_id"]
-    stream = http.get(f"{base}/gradio_api/call/generate/{event_id}", headers=headers)
+    stream = http.get(f"{base}/gradio_api/call/text_to_image/{event_id}", headers=headers)
     last_event = stream.text.strip().rsplit("event: ", 1)[-1]
     kind, _, data = last_event.partition("\n")
     return "ok" if kind == "complete" else data

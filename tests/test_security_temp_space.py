@@ -122,11 +122,11 @@ def upload(app: FullableApp, size: int) -> httpx.Response:
 
 
 def generate(app: FullableApp) -> str:
-    """One /generate over the plain HTTP API: "ok" or the error message."""
-    data = ["a kite", "256x256", 1, False, 1, 3.0]
-    started = httpx.post(f"{app.url}/gradio_api/call/generate", json={"data": data})
+    """One /text_to_image over the plain HTTP API: "ok" or the error message."""
+    data = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
+    started = httpx.post(f"{app.url}/gradio_api/call/text_to_image", json={"data": data})
     assert started.status_code == 200, started.text
-    stream = httpx.get(f"{app.url}/gradio_api/call/generate/{started.json()['event_id']}")
+    stream = httpx.get(f"{app.url}/gradio_api/call/text_to_image/{started.json()['event_id']}")
     kind, _, answer = stream.text.strip().rsplit("event: ", 1)[-1].partition("\n")
     return "ok" if kind == "complete" else answer
 

@@ -25,12 +25,12 @@ TTL_S = 2
 
 
 def call(url: str, prompt: str, read_result: bool) -> None:
-    """One refused /generate call as a plain HTTP client: a new Gradio session each time."""
+    """One refused /text_to_image call as a plain HTTP client: a new Gradio session each time."""
     with httpx.Client(timeout=30) as http:
-        data = [prompt, "256x256", 1, False, 1, 3.0]
-        event_id = http.post(f"{url}/gradio_api/call/generate", json={"data": data}).json()
+        data = [prompt, "256x256", 1, False, 1, 3.0, 1, False]
+        event_id = http.post(f"{url}/gradio_api/call/text_to_image", json={"data": data}).json()
         if read_result:
-            stream = http.get(f"{url}/gradio_api/call/generate/{event_id['event_id']}")
+            stream = http.get(f"{url}/gradio_api/call/text_to_image/{event_id['event_id']}")
             assert "event: error" in stream.text and "prompt is empty" in stream.text
 
 

@@ -16,7 +16,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-GENERATE = ["a kite", "256x256", 1, False, 1, 3.0]
+GENERATE = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
 
 
 @pytest.fixture
@@ -136,23 +136,29 @@ def test_protocol_faults_get_a_4xx_with_a_sentence(
 
 
 def test_the_app_still_answers_after_the_faults(running_app, server_log) -> None:
-    assert "event: complete" in stream_of(running_app.url, "generate", json.dumps(GENERATE))
+    assert "event: complete" in stream_of(running_app.url, "text_to_image", json.dumps(GENERATE))
 
 
 @pytest.mark.parametrize(
     ("data_json", "message"),
     [
-        ('["a kite", "256x256", 1' + "0" * 400 + ", false, 1, 3.0]", "got a number of about 401"),
-        ('["a \\ud800 kite", "256x256", 1, false, 1, 3.0]', "broken character"),
-        ('["\\u200b\\u200d\\ufeff\\u2060", "256x256", 1, false, 1, 3.0]', "prompt is empty"),
-        ('["\\u3164\\u00ad", "256x256", 1, false, 1, 3.0]', "prompt is empty"),
+        (
+            '["a kite", "256x256", 1' + "0" * 400 + ", false, 1, 3.0, 1, false]",
+            "got a number of about 401",
+        ),
+        ('["a \\ud800 kite", "256x256", 1, false, 1, 3.0, 1, false]', "broken character"),
+        (
+            '["\\u200b\\u200d\\ufeff\\u2060", "256x256", 1, false, 1, 3.0, 1, false]',
+            "prompt is empty",
+        ),
+        ('["\\u3164\\u00ad", "256x256", 1, false, 1, 3.0, 1, false]', "prompt is empty"),
     ],
     ids=["seed-10**400", "lone-surrogate", "zero-width-only", "filler-only"],
 )
 def test_parameter_faults_over_plain_http_get_a_message(
     running_app, server_log, data_json, message
 ) -> None:
-    stream = stream_of(running_app.url, "generate", data_json)
+    stream = stream_of(running_app.url, "text_to_image", data_json)
     assert "event: error" in stream and message in stream, stream
     assert "Something went wrong" not in stream
 
@@ -160,10 +166,10 @@ def test_parameter_faults_over_plain_http_get_a_message(
 def test_parameter_faults_through_gradio_client(client, server_log) -> None:
     arguments = dict(resolution="256x256", randomize_seed=False, steps=1, shift=3.0)
     with pytest.raises(AppError, match="Seed must be from 0 to 2147483647"):
-        client.predict(prompt="a kite", seed=10**400, **arguments, api_name="/generate")
+        client.predict(prompt="a kite", seed=10**400, **arguments, api_name="/text_to_image")
     # (A lone surrogate cannot leave gradio_client: httpx refuses to encode it. Plain HTTP above.)
     with pytest.raises(AppError, match="prompt is empty"):
-        client.predict(prompt="\u200b \u200c\ufeff", seed=1, **arguments, api_name="/generate")
+        client.predict(prompt="\u200b \u200c\ufeff", seed=1, **arguments, api_name="/text_to_image")
 
 
 def test_an_image_far_beyond_the_edit_size_is_refused_with_a_message(

@@ -36,7 +36,7 @@ def test_a_locked_usage_database_does_not_slow_requests(tmp_path, caplog) -> Non
             randomize_seed=False,
             steps=1,
             shift=3.0,
-            api_name="/generate",
+            api_name="/text_to_image",
         )
         return time.perf_counter() - start
 

@@ -22,6 +22,20 @@ def test_every_preset_is_a_valid_resolution() -> None:
             assert max(width, height) >= int(category)
 
 
+def test_presets_are_labelled_with_their_aspect_ratio_as_the_official_space_does() -> None:
+    assert presets.resolution_label("1280x720") == "1280x720 ( 16:9 )"
+    assert presets.resolution_label("576x1344") == "576x1344 ( 9:21 )"
+    assert presets.resolution_label("2016x864") == "2016x864 ( 21:9 )"
+    assert presets.resolution_label("256x256") == "256x256"  # not a preset: as typed
+    for resolutions in presets.RESOLUTION_PRESETS.values():
+        for resolution in resolutions:
+            label = presets.resolution_label(resolution)
+            width, height = parse_resolution(resolution)
+            across, down = (int(part) for part in label.split("( ")[1].rstrip(" )").split(":"))
+            assert width * down == height * across, label
+            assert parse_resolution(label) == (width, height)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

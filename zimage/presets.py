@@ -69,6 +69,14 @@ RESOLUTION_PRESETS: dict[str, list[str]] = {
 DEFAULT_CATEGORY = "1024"
 DEFAULT_RESOLUTION = "1024x1024"
 
+# The aspect ratio of each position in a category's list, named as the official Space names it.
+ASPECT_RATIOS = ["1:1", "9:7", "7:9", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16", "21:9", "9:21"]
+_ASPECT_OF = {
+    size: ratio
+    for sizes in RESOLUTION_PRESETS.values()
+    for size, ratio in zip(sizes, ASPECT_RATIOS, strict=True)
+}
+
 # Edit inputs.
 EDIT_MIN_SIDE = 64
 DEFAULT_EDIT_MAX_MEGAPIXELS = 1.0
@@ -92,3 +100,9 @@ MAX_PROMPT_CHARS = 2000
 # MAX_SEQUENCE_LENGTH, so more could never be used).
 DEFAULT_ENHANCER_MAX_TOKENS = 256
 MIN_ENHANCER_MAX_TOKENS = 16
+
+
+def resolution_label(size: str) -> str:
+    """A preset as the official Space lists it, "1280x720 ( 16:9 )"; other sizes as they are."""
+    ratio = _ASPECT_OF.get(size)
+    return f"{size} ( {ratio} )" if ratio else size

@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from zimage.translations import ENGLISH, duration, words
+
 logger = logging.getLogger(__name__)
 
 # Bump when PRIVACY.md changes meaning: visitors who acknowledged an older version
@@ -44,10 +46,6 @@ def banner_needs_showing(acknowledged_version: str | None) -> bool:
     return acknowledged_version != POLICY_VERSION
 
 
-def _plural(amount: float, unit: str) -> str:
-    return f"{amount:g} {unit}" + ("" if amount == 1 else "s")
-
-
 def banner_markdown(
     output_ttl_minutes: float,
     retention_days: int,
@@ -55,28 +53,25 @@ def banner_markdown(
     policy_updated: bool,
     *,
     log_prompts: bool,
+    language: str = ENGLISH,
 ) -> str:
-    """The privacy banner: what is kept, for how long, for whom, and the policy version."""
+    """The privacy banner in `language`: what is kept, for how long, for whom, and, at its end,
+    the policy version."""
     if analytics_enabled:
-        logged = (
-            "a usage log: time, settings, duration, outcome, browser and OS family, "
-            "and a daily-salted hash of your IP address (never the address itself)"
+        logged = words("banner.logged", language) + words(
+            "banner.prompts_logged" if log_prompts else "banner.prompts_not_logged", language
         )
-        if log_prompts:
-            logged += ", plus your prompts; images are never logged"
-        else:
-            logged += "; prompts and images are not logged"
-        kept = (
-            f"**Privacy:** this demo keeps {logged}. Log rows are deleted after "
-            f"{_plural(retention_days, 'day')} (only daily counts remain); you can opt out."
-        )
+        retention = duration(retention_days, "day", language)
+        kept = words("banner.kept", language, logged=logged, retention=retention)
     else:
-        kept = "**Privacy:** this demo keeps no usage log."
-    lead_in = "**The privacy policy was updated.** " if policy_updated else ""
-    return (
-        f"{lead_in}{kept} Generated images are deleted from the server after "
-        f"{_plural(output_ttl_minutes, 'minute')}. Not for children under 13.\n\n"
-        f"Full policy and your data: the *Privacy and your data* tab · policy version {POLICY_VERSION}"
+        kept = words("banner.no_log", language)
+    return words(
+        "banner.body",
+        language,
+        lead_in=words("banner.updated", language) if policy_updated else "",
+        kept=kept,
+        lifetime=duration(output_ttl_minutes, "minute", language),
+        version=POLICY_VERSION,
     )
 
 

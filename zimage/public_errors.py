@@ -20,6 +20,8 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from zimage.uploads import is_out_of_space
+
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -47,6 +49,11 @@ _INTERNALS = re.compile(
     r"\b[A-Z]\w*(Error|Exception)\b|<[\w.]+ object at 0x[0-9a-f]+>|Traceback|File \"|"
     r"(^|[\s'\"(=:])\.{0,2}/[\w.-]"  # a file path
 )
+
+
+class AnsweredOutside(Exception):
+    """Raised through the app on purpose by a middleware further out, which answers it (the
+    upload guard stops a body mid-read this way): not an error of the app's, so let it pass."""
 
 
 def server_paths(*paths: str | os.PathLike[str]) -> list[str]:
@@ -80,8 +87,11 @@ class PublicErrors:
         answer = _Answer(self, send, rewrite=scope.get("method") != "HEAD")
         try:
             await self.app(scope, receive, answer.send)
-        except Exception:
-            if answer.started:
+        except AnsweredOutside:
+            raise
+        except Exception as error:
+            # A full disk is answered further out, by the upload guard, with when to retry.
+            if answer.started or is_out_of_space(error):
                 raise
             # Starlette's last resort would answer too, then drop the connection.
             logger.exception("request %s %s failed", scope.get("method"), scope.get("path"))

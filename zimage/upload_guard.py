@@ -28,6 +28,7 @@ from typing import Any
 from starlette.datastructures import Headers
 
 from zimage.client_address import AddressKey, client_address
+from zimage.public_errors import AnsweredOutside
 from zimage.uploads import OUT_OF_SPACE_MESSAGE, HeldUploads, UploadBudget, is_out_of_space
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ MAX_PATHS_PER_BODY = 64
 MB = 1024 * 1024
 
 
-class Refused(Exception):
+class Refused(AnsweredOutside):
     """A request the guard answers itself, with a status and a readable message."""
 
     def __init__(self, status: int, message: str, retry_after_s: int | None = None) -> None:

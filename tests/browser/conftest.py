@@ -6,6 +6,7 @@ first visit) and page. A test that fails saves a full-page screenshot in `test-a
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
+AXE_SCRIPT = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -55,11 +57,30 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+def context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[BrowserContext]:
+    """A fresh browser profile; a test changes its options (say, `locale`) with
+    `@pytest.mark.parametrize("context", [{...}], indirect=True)`."""
+    options = {
+        "viewport": {"width": 1280, "height": 1000},
+        "accept_downloads": True,
+        "locale": "en-US",
+        **getattr(request, "param", {}),
+    }
+    context = browser.new_context(**options)
     context.set_default_timeout(TIMEOUT_MS)
     yield context
     context.close()
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core's browser bundle, installed by `npm ci` (package.json; .ci/run runs it)."""
+    if not AXE_SCRIPT.exists():
+        message = f"the accessibility checks need axe-core at {AXE_SCRIPT}: run `npm ci`"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it: never skip there
+        pytest.skip(message)
+    return AXE_SCRIPT
 
 
 @pytest.fixture

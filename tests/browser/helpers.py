@@ -13,6 +13,7 @@ from pathlib import Path
 from playwright.sync_api import Frame, Locator, Page, expect
 
 from tests.conftest import RunningApp
+from zimage.translations import words
 
 Scope = Page | Frame
 
@@ -43,14 +44,14 @@ def open_app(page: Page, url: str) -> None:
     with page.expect_request(is_queue_join):
         page.goto(url)
     wait_idle(page)
-    expect(banner(page).get_by_role("button", name="Privacy notice")).to_be_visible()
+    expect(banner(page)).to_be_visible()
 
 
 def reload(page: Page) -> None:
     with page.expect_request(is_queue_join):
         page.reload()
     wait_idle(page)
-    expect(banner(page).get_by_role("button", name="Privacy notice")).to_be_visible()
+    expect(banner(page)).to_be_visible()
 
 
 # -- privacy notice ---------------------------------------------------------------------------
@@ -115,9 +116,9 @@ def result_image(scope: Scope) -> Locator:
     return scope.locator("#result img")
 
 
-def set_small_size(scope: Scope) -> None:
+def set_small_size(scope: Scope, language: str = "en") -> None:
     """Type a custom size into the resolution dropdown (it accepts any WIDTHxHEIGHT)."""
-    box = scope.get_by_role("combobox", name="Resolution (width x height)")
+    box = scope.get_by_role("combobox", name=words("generate.resolution", language))
     fill_in(box, SMALL, press="Enter")
 
 
@@ -209,3 +210,32 @@ def newest_pseudonym(app: RunningApp) -> str:
 def png_size(data: bytes) -> tuple[int, int]:
     assert data.startswith(PNG_MAGIC), data[:16]
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+# -- accessibility ----------------------------------------------------------------------------
+
+# WCAG 2.0, 2.1 and 2.2, levels A and AA; what axe-core rates serious or critical fails a test.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+AXE_RUN_JS = """async (tags) => {
+  const result = await axe.run(document, { runOnly: { type: "tag", values: tags } });
+  return result.violations
+    .filter((violation) => ["serious", "critical"].includes(violation.impact))
+    .map((violation) => `${violation.id} (${violation.impact}): ${violation.help} at `
+      + violation.nodes.map((node) => `${node.target.join(" ")} ${node.html.slice(0, 300)} `
+        + (node.any[0]?.message ?? "")).join(", "));
+}"""
+
+SETTLED_JS = """() =>
+  [...document.querySelectorAll('[data-testid="status-tracker"].hide')]
+    .every((tracker) => getComputedStyle(tracker).opacity === "0")
+  && [...document.querySelectorAll('[data-testid="toast-body"]')]
+    .every((message) => getComputedStyle(message).opacity === "1")"""
+
+
+def serious_accessibility_faults(page: Page, axe_script: Path) -> list[str]:
+    """axe-core's serious and critical WCAG A/AA violations on the page as it is now, once
+    progress overlays have faded out and messages in (text is not judged halfway through)."""
+    page.wait_for_function(SETTLED_JS)
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(axe_script))
+    return page.evaluate(AXE_RUN_JS, AXE_TAGS)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pytest
 from playwright.sync_api import CDPSession, Locator, Page, expect
 
 from tests.browser.helpers import (
@@ -15,15 +17,21 @@ from tests.browser.helpers import (
     fill_in,
     generate,
     history_thumbnails,
+    is_queue_join,
     open_app,
     open_tab,
     result_image,
+    serious_accessibility_faults,
+    set_small_size,
     set_steps,
     upload_to_editor,
     wait_idle,
 )
 from tests.conftest import RunningApp
+from zimage.translations import EXAMPLE_EDITS, words
 from zimage.ui.edit import SAMPLES
+
+ZH = "zh-CN"
 
 # ARIA roles of things a visitor can operate.
 CONTROL_ROLES = {
@@ -158,7 +166,7 @@ def test_main_actions_work_from_the_keyboard(page: Page, running_app: RunningApp
     tab_to(page, generate_button)
     page.keyboard.press("Enter")
     expect(result_image(page)).to_have_attribute("src", re.compile(r"\.png$"))
-    seed_used = page.get_by_role("tabpanel").get_by_role("spinbutton", name="Seed used")
+    seed_used = page.get_by_role("tabpanel").get_by_role("textbox", name="Seed used")
     expect(seed_used).to_have_value(re.compile(r"^\d+$"))
     expect(history_thumbnails(page)).to_have_count(1)
     wait_idle(page)
@@ -173,3 +181,107 @@ def test_main_actions_work_from_the_keyboard(page: Page, running_app: RunningApp
     delete.focus()
     page.keyboard.press("Enter")
     expect(history_thumbnails(page)).to_have_count(0)
+
+
+def run_and_wait(page: Page, button: Locator) -> None:
+    with page.expect_request(is_queue_join):
+        button.click()
+    wait_idle(page)
+
+
+@pytest.mark.parametrize(
+    ("context", "language"),
+    [({"locale": "en-US"}, "en"), ({"locale": ZH}, ZH)],
+    indirect=["context"],
+)
+def test_no_serious_accessibility_faults_on_any_tab_or_state(
+    page: Page, running_app: RunningApp, axe_script: Path, language: str
+) -> None:
+    """axe-core, WCAG 2.2 A and AA, on every tab and state a visitor meets, in each language."""
+    faults: dict[str, list[str]] = {}
+
+    def check(state: str) -> None:
+        found = serious_accessibility_faults(page, axe_script)
+        if found:
+            faults[state] = found
+
+    open_app(page, running_app.url)
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    check("first visit: the notice open, Text to image")
+    panel = open_tab(page, words("tab.edit", language))
+    check("Edit")
+    panel = open_tab(page, words("tab.privacy", language))
+    check("Privacy and your data")
+    run_and_wait(page, panel.get_by_role("button", name=words("privacy.show", language)))
+    panel.get_by_role("button", name=words("privacy.delete", language), exact=True).click()
+    expect(panel.get_by_role("button", name=words("privacy.confirm", language))).to_be_visible()
+    check("your data shown, deletion to confirm")
+
+    panel = open_tab(page, words("tab.generate", language))
+    generate = panel.get_by_role("button", name=words("generate.run", language), exact=True)
+    generate.click()  # no prompt: the error message
+    expect(page.get_by_test_id("toast-body")).to_be_visible()
+    check("an error shown")
+    page.get_by_test_id("toast-close").click()
+
+    fill_in(panel.get_by_role("textbox", name=words("generate.prompt", language)), "a red kite")
+    set_small_size(page, language)
+    generate.click()
+    expect(result_image(page)).to_have_attribute("src", re.compile(r"\.png$"))
+    expect(page.locator("#history img")).to_have_count(1)
+    wait_idle(page)
+    check("a result shown, the history filled")
+
+    panel = open_tab(page, words("tab.edit", language))
+    panel.get_by_text(EXAMPLE_EDITS[language][0][1], exact=True).click()
+    expect(panel.get_by_role("textbox", name=words("edit.instruction", language))).to_have_value(
+        EXAMPLE_EDITS[language][0][1]
+    )
+    panel.get_by_role("button", name=words("edit.run", language), exact=True).click()
+    expect(panel.get_by_role("textbox", name=words("edit.method_used", language))).to_have_value(
+        "img2img"
+    )
+    wait_idle(page)
+    check("an edit shown")
+
+    banner(page).get_by_role("button", name=words("privacy.got_it", language)).click()
+    expect(banner_body(page)).to_be_hidden()
+    check("the notice folded")
+
+    assert not faults, "\n".join(
+        f"{state}: {fault}" for state, found in faults.items() for fault in found
+    )
+
+
+@pytest.mark.parametrize("context", [{"color_scheme": "dark"}], indirect=True)
+def test_no_serious_accessibility_faults_in_the_dark_theme(
+    page: Page, running_app: RunningApp, axe_script: Path
+) -> None:
+    open_app(page, running_app.url)
+    expect(page.locator("body")).to_have_class(re.compile(r"\bdark\b"))
+    faults = {"Text to image": serious_accessibility_faults(page, axe_script)}
+    for tab in ("Edit", "Privacy and your data"):
+        open_tab(page, tab)
+        faults[tab] = serious_accessibility_faults(page, axe_script)
+    assert {tab: found for tab, found in faults.items() if found} == {}
+
+
+def test_ctrl_enter_generates_from_the_prompt_and_edits_from_the_instruction(
+    page: Page, running_app: RunningApp
+) -> None:
+    open_app(page, running_app.url)
+    set_small_size(page)
+    prompt = page.get_by_role("textbox", name="Prompt")
+    expect(prompt).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
+    fill_in(prompt, "a lighthouse at dusk")
+    prompt.press("Control+Enter")
+    expect(result_image(page)).to_have_attribute("src", re.compile(r"\.png$"))
+    expect(prompt).to_have_value("a lighthouse at dusk")  # no line break added
+    wait_idle(page)
+
+    panel = open_tab(page, "Edit")
+    panel.get_by_text(EXAMPLE_EDITS["en"][1][1], exact=True).click()
+    instruction = panel.get_by_role("textbox", name="Instruction")
+    expect(instruction).to_have_value(EXAMPLE_EDITS["en"][1][1])
+    instruction.press("Meta+Enter")  # Cmd+Enter on a Mac
+    expect(panel.get_by_role("textbox", name="Method used")).to_have_value("img2img")

@@ -103,10 +103,10 @@ def test_embedded_on_another_origin(
     expect(banner_body(frame)).to_be_visible()
     expect(banner_body(frame)).to_contain_text(f"policy version {POLICY_VERSION}")
 
-    rows = usage_rows(running_app.usage_db)
+    rows = usage_rows(running_app)
     generate(frame)
-    assert usage_rows(running_app.usage_db) == rows + 1
-    seed_used = frame.get_by_role("tabpanel").get_by_role("spinbutton", name="Seed used")
+    assert usage_rows(running_app) == rows + 1
+    seed_used = frame.get_by_role("tabpanel").get_by_role("textbox", name="Seed used")
     expect(seed_used).to_have_value(re.compile(r"^\d+$"))
 
 

@@ -23,7 +23,7 @@ from tests.browser.helpers import (
 )
 from tests.conftest import RunningApp
 from zimage.privacy import POLICY_VERSION
-from zimage.ui.privacy import POLICY_FILE
+from zimage.ui.language import POLICY_FILES
 
 
 def test_first_visit_shows_the_notice_and_the_full_policy_opens(
@@ -40,7 +40,7 @@ def test_first_visit_shows_the_notice_and_the_full_policy_opens(
     tab = page.get_by_role("tab", name="Privacy and your data")
     expect(tab).to_have_attribute("aria-selected", "true")
     policy = page.get_by_role("tabpanel")
-    text = POLICY_FILE.read_text(encoding="utf-8")
+    text = POLICY_FILES["en"].read_text(encoding="utf-8")
     title = re.search(r"^# (.+)$", text, re.MULTILINE).group(1)
     expect(policy.get_by_role("heading", name=title, level=1)).to_be_visible()
     headings = re.findall(r"^#{2,3} (.+)$", text, re.MULTILINE)

@@ -4,14 +4,17 @@ Visitors use the tabs; scripts call the named endpoints (README.md lists them); 
 become readable `gr.Error` messages here.
 """
 
-from zimage.ui.assets import STORAGE_FALLBACK_HEAD, system_font_theme
+from zimage.ui.assets import PAGE_CSS, PAGE_HEAD, page_theme
+from zimage.ui.language import page_translations
 from zimage.ui.page import build_demo
 from zimage.ui.running import CancelRelay, RunningRequests
 
 __all__ = [
-    "STORAGE_FALLBACK_HEAD",
+    "PAGE_CSS",
+    "PAGE_HEAD",
     "CancelRelay",
     "RunningRequests",
     "build_demo",
-    "system_font_theme",
+    "page_theme",
+    "page_translations",
 ]

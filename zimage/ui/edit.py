@@ -8,13 +8,18 @@ from pathlib import Path
 import gradio as gr
 
 from zimage import presets
-from zimage.ui.controls import EnhanceControls, enhance_controls, seed_controls, steps_slider
+from zimage.translations import EXAMPLE_EDITS
+from zimage.ui.controls import (
+    EnhanceControls,
+    enhance_controls,
+    examples_in_each_language,
+    seed_controls,
+    seed_used_box,
+    steps_slider,
+)
+from zimage.ui.language import t
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
-EXAMPLE_EDITS = [
-    ("house.png", "Turn the scene into a snowy winter evening"),
-    ("still_life.png", "Make it a watercolour painting"),
-]
 
 
 @dataclass
@@ -28,7 +33,7 @@ class EditTab:
     run: gr.Button
     stop: gr.Button
     before_after: gr.ImageSlider
-    seed_used: gr.Number
+    seed_used: gr.Textbox
     method_used: gr.Textbox
     enhance: EnhanceControls
 
@@ -44,16 +49,12 @@ class EditTab:
         ]
 
 
-def edit_tab(edit_methods: str, enhancer_available: bool) -> EditTab:
-    gr.Markdown(
-        "Z-Image-Edit weights are not published, so edits run on the Turbo weights: "
-        f"**{edit_methods}**. Paint over the part to change, or leave the image "
-        "unpainted to change all of it."
-    )
+def edit_tab(enhancer_available: bool) -> EditTab:
+    gr.Markdown(t("edit.note"))
     with gr.Row():
         with gr.Column(scale=1):
             editor = gr.ImageEditor(
-                label="Image to edit (paint the area to change)",
+                label=t("edit.image"),
                 type="filepath",
                 format="png",
                 sources=["upload", "clipboard", "webcam"],
@@ -63,10 +64,11 @@ def edit_tab(edit_methods: str, enhancer_available: bool) -> EditTab:
                 elem_id="edit-image",
             )
             instruction = gr.Textbox(
-                label="Instruction",
+                label=t("edit.instruction"),
                 lines=2,
                 max_length=presets.MAX_PROMPT_CHARS,
-                placeholder="Say what to change, e.g. 'make it a snowy evening'",
+                placeholder=t("edit.instruction_placeholder"),
+                elem_id="edit-instruction",
             )
             enhance = enhance_controls(enhancer_available)
             strength = gr.Slider(
@@ -74,17 +76,18 @@ def edit_tab(edit_methods: str, enhancer_available: bool) -> EditTab:
                 presets.MAX_STRENGTH,
                 value=presets.DEFAULT_STRENGTH,
                 step=0.05,
-                label="Strength (how much may change)",
+                label=t("edit.strength"),
             )
-            seed, randomize_seed = seed_controls()
-            with gr.Accordion("Advanced settings", open=False):
+            with gr.Row():
+                seed, randomize_seed = seed_controls()
+            with gr.Accordion(t("controls.advanced"), open=False):
                 steps = steps_slider()
             with gr.Row():
-                run = gr.Button("Edit", variant="primary")
-                stop = gr.Button("Stop", variant="secondary", scale=0)
+                run = gr.Button(t("edit.run"), variant="primary", elem_id="edit-button")
+                stop = gr.Button(t("controls.stop"), variant="secondary", scale=0)
         with gr.Column(scale=1):
             before_after = gr.ImageSlider(
-                label="Before / after",
+                label=t("edit.before_after"),
                 type="filepath",
                 format="png",
                 interactive=False,
@@ -92,10 +95,14 @@ def edit_tab(edit_methods: str, enhancer_available: bool) -> EditTab:
                 elem_id="edit-result",
             )
             with gr.Row():
-                seed_used = gr.Number(value=None, label="Seed used", precision=0, interactive=False)
-                method_used = gr.Textbox(label="Method used", interactive=False)
-    gr.Examples(
-        examples=[[str(SAMPLES / name), text] for name, text in EXAMPLE_EDITS],
+                seed_used = seed_used_box()
+                method_used = gr.Textbox(label=t("edit.method_used"), interactive=False)
+    examples_in_each_language(
+        "edit",
+        {
+            language: [[str(SAMPLES / name), text] for name, text in edits]
+            for language, edits in EXAMPLE_EDITS.items()
+        },
         inputs=[editor, instruction],
     )
     return EditTab(

@@ -12,9 +12,11 @@ from gradio.utils import get_upload_folder
 
 from zimage import presets
 from zimage.jobs import JobControl, PreviewCallback, TextCallback
-from zimage.privacy import POLICY_VERSION, BrowserKeys, banner_markdown, banner_needs_showing
+from zimage.privacy import POLICY_VERSION, BrowserKeys, banner_needs_showing
 from zimage.service import ImageOutcome, Visitor, ZImageService
 from zimage.settings import Settings
+from zimage.translations import method_name, words
+from zimage.ui.language import language_of, t
 from zimage.ui.outputs import (
     attach_inputs,
     gallery_of,
@@ -27,22 +29,6 @@ from zimage.ui.running import RunningRequests, stream_while_running
 from zimage.ui.visitors import browser_defaults, visitor_of
 
 Outputs = TypeVar("Outputs")
-
-
-def lifetime_in_words(seconds: int) -> str:
-    if seconds % 60 == 0:
-        minutes = seconds // 60
-        return f"{minutes} minute" + ("" if minutes == 1 else "s")
-    return f"{seconds} seconds"
-
-
-def engine_banner(service: ZImageService) -> str:
-    engine = service.engine
-    if engine.kind == "unavailable":
-        return f"**Not available:** {engine.description}"
-    if engine.is_preview:
-        return f"**{engine.description}**"
-    return f"Running {engine.description}."
 
 
 class PageHandlers:
@@ -196,13 +182,10 @@ class PageHandlers:
     # -- privacy ------------------------------------------------------------------------------
 
     def banner_text(self, policy_updated: bool) -> str:
-        return banner_markdown(
-            output_ttl_minutes=self.settings.output_ttl_s / 60,
-            retention_days=self.settings.log_retention_days,
-            analytics_enabled=self.service.usage_log is not None,
-            policy_updated=policy_updated,
-            log_prompts=self.settings.log_prompts,
-        )
+        """The notice in the visitor's language: its key (zimage/ui/language.py), then the
+        policy version read now."""
+        key = "privacy.banner_updated" if policy_updated else "privacy.banner"
+        return f"{t(key)}{POLICY_VERSION}"
 
     def on_page_load(self, browser: dict | None) -> tuple[dict, Any, str, bool, bool]:
         """Give a new browser (or one with a forged pseudonym) a signed pseudonym; show the
@@ -246,7 +229,7 @@ class PageHandlers:
         visitor = self._visitor(request, browser)
         rows, outputs = self.service.delete_everything_of(visitor)
         browser = {**browser_defaults(), **(browser or {}), "pseudonym": self.keys.new_pseudonym()}
-        message = f"Deleted {rows} usage rows and {outputs} images linked to this browser."
+        message = words("message.deleted", language_of(request), rows=rows, images=outputs)
         return {"usage_rows": [], "images_in_memory": []}, message, browser
 
     # -- history ------------------------------------------------------------------------------
@@ -254,14 +237,18 @@ class PageHandlers:
     def history(self, browser: dict, request: gr.Request) -> tuple[list, list[str]]:
         """This browser's images still in memory, newest first, with time left."""
         visitor = self._visitor(request, browser)
+        language = language_of(request)
         items, keys = [], []
         for entry in self.service.outputs_of(visitor.owner):
             if not entry.files:
                 continue
             left = int(self.service.cache.seconds_left(entry))
-            caption = (
-                f"{entry.settings.get('method')} · seed {entry.seed} · "
-                f"deleted in {left // 60}:{left % 60:02d}"
+            caption = words(
+                "history.caption",
+                language,
+                method=method_name(str(entry.settings.get("method")), language),
+                seed=entry.seed,
+                left=f"{left // 60}:{left % 60:02d}",
             )
             items.append((str(entry.files[0]), caption))  # the output is attached first
             keys.append(entry.key)
@@ -281,5 +268,6 @@ class PageHandlers:
                 keys[selection.index], self._visitor(request, browser).owner
             )
         if entry is None:
-            raise gr.Error("That image has already been deleted.", print_exception=False)
+            message = words("message.image_gone", language_of(request))
+            raise gr.Error(message, print_exception=False)
         return entry.settings

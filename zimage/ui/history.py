@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from zimage.ui.language import t
+
 # The gallery's countdown refreshes this often; deletion itself runs on the server's timer.
 HISTORY_REFRESH_S = 5.0
 
@@ -18,14 +20,11 @@ class History:
     timer: gr.Timer
 
 
-def history_panel(lifetime: str) -> History:
-    with gr.Accordion("Your images", open=True):
-        gr.Markdown(
-            f"Kept in this server's memory for {lifetime}, then deleted. "
-            "Only this browser sees them. Click one to reuse its settings."
-        )
+def history_panel() -> History:
+    with gr.Accordion(t("history.title"), open=True):
+        gr.Markdown(t("history.note"))
         gallery = gr.Gallery(
-            label="Your images",
+            label=t("history.title"),
             columns=6,
             height=220,
             object_fit="contain",
@@ -34,5 +33,5 @@ def history_panel(lifetime: str) -> History:
             elem_id="history",
         )
         keys = gr.State([])
-        delete = gr.Button("Delete my images now", variant="stop", size="sm")
+        delete = gr.Button(t("history.delete"), variant="stop", size="sm")
     return History(gallery, keys, delete, gr.Timer(HISTORY_REFRESH_S))

@@ -13,8 +13,10 @@ from zimage.settings import Settings
 from zimage.ui.api import GPU_QUEUE, ScriptEndpoints
 from zimage.ui.edit import SAMPLES, edit_tab
 from zimage.ui.errors import readable_errors
-from zimage.ui.handlers import PageHandlers, engine_banner, lifetime_in_words
+from zimage.ui.handlers import PageHandlers
+from zimage.ui.header import page_header
 from zimage.ui.history import history_panel
+from zimage.ui.language import CHOOSE_LANGUAGE_JS, CURRENT_LANGUAGE_JS, t
 from zimage.ui.privacy import privacy_banner, privacy_tab
 from zimage.ui.running import RunningRequests
 from zimage.ui.text_to_image import text_to_image_tab
@@ -40,7 +42,6 @@ def build_demo(
     gpu_slots: int = 1,
 ) -> gr.Blocks:
     handlers = PageHandlers(service, settings, running, keys)
-    ttl = settings.output_ttl_s
     # Served from the repository, so the temp-folder sweeper never deletes them.
     gr.set_static_paths([SAMPLES])
     # No delete_cache: Housekeeping deletes temp files on its timer and at shutdown. Gradio's
@@ -52,17 +53,16 @@ def build_demo(
             browser_defaults(), storage_key="zimage-space", secret=keys.browser_state_secret
         )
         banner = privacy_banner(handlers.banner_text(policy_updated=False))
-        gr.Markdown("# Z-Image Turbo\nText-to-image and image editing with Z-Image Turbo.")
-        gr.Markdown(engine_banner(service), elem_id="engine-status")
+        language = page_header()
         with gr.Tabs() as tabs:
             enhancer_available = service.engine.enhancer is not None
-            with gr.Tab("Text to image", id="generate"):
+            with gr.Tab(t("tab.generate"), id="generate"):
                 text_tab = text_to_image_tab(enhancer_available)
-            with gr.Tab("Edit", id="edit"):
-                edit = edit_tab(service.engine.edit_methods, enhancer_available)
-            with gr.Tab("Privacy and your data", id="privacy"):
+            with gr.Tab(t("tab.edit"), id="edit"):
+                edit = edit_tab(enhancer_available)
+            with gr.Tab(t("tab.privacy"), id="privacy"):
                 data = privacy_tab()
-        history = history_panel(lifetime_in_words(ttl))
+        history = history_panel()
         ScriptEndpoints(service, settings, running, gpu_slots).build()
 
         # -- privacy ------------------------------------------------------------------------
@@ -110,6 +110,10 @@ def build_demo(
         history.delete.click(
             handlers.delete_my_images, inputs=browser, outputs=history_outputs, **LIGHT
         )
+
+        # -- language: the selector shows the page's; a pick loads the page again in it ------
+        demo.load(None, js=CURRENT_LANGUAGE_JS, outputs=language, **LIGHT)
+        language.input(None, inputs=language, js=CHOOSE_LANGUAGE_JS, **LIGHT)
 
         # -- the GPU work ---------------------------------------------------------------------
         gpu = {

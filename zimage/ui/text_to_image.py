@@ -7,13 +7,16 @@ from dataclasses import dataclass
 import gradio as gr
 
 from zimage import presets
-from zimage.ui.controls import EnhanceControls, enhance_controls, seed_controls, steps_slider
-
-EXAMPLE_PROMPTS = [
-    "A lighthouse on a basalt cliff at dusk, warm window light, long exposure sea",
-    "Close-up of a ceramic teapot with a blue glaze, soft studio light, shallow depth of field",
-    "A bustling night market in the rain, paper lanterns, reflections on wet stone, cinematic",
-]
+from zimage.translations import EXAMPLE_PROMPTS
+from zimage.ui.controls import (
+    EnhanceControls,
+    enhance_controls,
+    examples_in_each_language,
+    seed_controls,
+    seed_used_box,
+    steps_slider,
+)
+from zimage.ui.language import t
 
 
 @dataclass
@@ -28,7 +31,7 @@ class TextToImageTab:
     run: gr.Button
     stop: gr.Button
     images: gr.Gallery
-    seed_used: gr.Number
+    seed_used: gr.Textbox
     enhance: EnhanceControls
 
     @property
@@ -48,56 +51,62 @@ def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
     with gr.Row():
         with gr.Column(scale=1):
             prompt = gr.Textbox(
-                label="Prompt",
+                label=t("generate.prompt"),
                 lines=3,
                 max_length=presets.MAX_PROMPT_CHARS,
-                placeholder="Describe the image you want",
+                placeholder=t("generate.prompt_placeholder"),
+                elem_id="prompt",
             )
             enhance = enhance_controls(enhancer_available)
             with gr.Row():
                 category = gr.Radio(
                     list(presets.RESOLUTION_PRESETS),
                     value=presets.DEFAULT_CATEGORY,
-                    label="Size category",
+                    label=t("generate.size_category"),
                 )
                 resolution = gr.Dropdown(
-                    presets.RESOLUTION_PRESETS[presets.DEFAULT_CATEGORY],
+                    resolution_choices(presets.DEFAULT_CATEGORY),
                     value=presets.DEFAULT_RESOLUTION,
-                    label="Resolution (width x height)",
+                    label=t("generate.resolution"),
                     allow_custom_value=True,
                 )
-            seed, randomize_seed = seed_controls()
-            num_images = gr.Slider(
-                1, presets.MAX_IMAGES_PER_RUN, value=1, step=1, label="Images (seeds s, s+1, ...)"
-            )
-            with gr.Accordion("Advanced settings", open=False):
+            with gr.Row():
+                seed, randomize_seed = seed_controls()
+                num_images = gr.Slider(
+                    1, presets.MAX_IMAGES_PER_RUN, value=1, step=1, label=t("generate.images")
+                )
+            with gr.Accordion(t("controls.advanced"), open=False):
                 steps = steps_slider()
                 shift = gr.Slider(
                     presets.MIN_SHIFT,
                     presets.MAX_SHIFT,
                     value=presets.DEFAULT_SHIFT,
                     step=0.1,
-                    label="Time shift",
+                    label=t("generate.shift"),
                 )
             with gr.Row():
-                run = gr.Button("Generate", variant="primary")
-                stop = gr.Button("Stop", variant="secondary", scale=0)
+                run = gr.Button(t("generate.run"), variant="primary", elem_id="generate-button")
+                stop = gr.Button(t("controls.stop"), variant="secondary", scale=0)
         with gr.Column(scale=1):
             images = gr.Gallery(
-                label="Result",
+                label=t("generate.result"),
                 columns=2,
-                height=520,
+                height=440,
                 object_fit="contain",
                 format="png",
                 interactive=False,
                 buttons=["download", "fullscreen"],
                 elem_id="result",
             )
-            seed_used = gr.Number(value=None, label="Seed used", precision=0, interactive=False)
-    gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
+            seed_used = seed_used_box()
+    examples_in_each_language(
+        "generate",
+        {language: [[text] for text in prompts] for language, prompts in EXAMPLE_PROMPTS.items()},
+        inputs=[prompt],
+    )
     category.change(
         lambda chosen: gr.Dropdown(
-            choices=presets.RESOLUTION_PRESETS[chosen], value=presets.RESOLUTION_PRESETS[chosen][0]
+            choices=resolution_choices(chosen), value=presets.RESOLUTION_PRESETS[chosen][0]
         ),
         inputs=category,
         outputs=resolution,
@@ -118,3 +127,8 @@ def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
         seed_used,
         enhance,
     )
+
+
+def resolution_choices(category: str) -> list[tuple[str, str]]:
+    """A category's sizes, labelled with their aspect ratios; the value stays "WIDTHxHEIGHT"."""
+    return [(presets.resolution_label(size), size) for size in presets.RESOLUTION_PRESETS[category]]
