@@ -1,7 +1,8 @@
 """A real PostgreSQL server for the tests: Debian's binaries, initdb in a temp folder, a free
 port on 127.0.0.1, password authentication, run as a user other than root (PostgreSQL refuses
 root). Without the binaries the tests that need it skip, except where ZIMAGE_REQUIRE_POSTGRES=1 or
-CI is set (`.ci/run` sets both), where they fail.
+CI is set (`.ci/run` sets both), where they fail. `bench/replicas.py` starts its server with it
+too, so this module imports neither pytest nor the test fixtures at load time.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -19,10 +21,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
-
-from tests.conftest import free_port
 
 SUPERUSER = "zimage_admin"
 APP_ROLE = "zimage_app"
@@ -30,6 +29,16 @@ APP_ROLE = "zimage_app"
 # elsewhere this one is made.
 SERVICE_USERS = ("postgres", "zimage-pg")
 START_TIMEOUT_S = 60
+# A server the tests throw away: nothing flushed to disk, and autovacuum looks every second (so
+# a test sees deleted rows vacuumed without waiting a minute).
+_THROWAWAY_SETTINGS = (
+    "-c",
+    "fsync=off",
+    "-c",
+    "full_page_writes=off",
+    "-c",
+    "autovacuum_naptime=1",
+)
 
 
 def postgres_bin() -> Path | None:
@@ -47,6 +56,9 @@ def _version(path: str) -> int:
 
 
 def require_postgres_bin() -> Path:
+    """postgres_bin(), or the test skips (fails in CI) without it."""
+    import pytest
+
     folder = postgres_bin()
     if folder is None:
         message = "PostgreSQL's binaries (initdb, postgres) are not installed"
@@ -54,6 +66,12 @@ def require_postgres_bin() -> Path:
             pytest.fail(message + ", and CI or ZIMAGE_REQUIRE_POSTGRES=1 needs them")
         pytest.skip(message)
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _service_user() -> pwd.struct_passwd | None:
@@ -80,10 +98,15 @@ def _service_user() -> pwd.struct_passwd | None:
 
 
 class PostgresServer:
-    """One server: `start()`, `kill()` (SIGKILL to every server process, as a crash), `stop()`."""
+    """One server: `start()`, `kill()` (SIGKILL to every server process, as a crash), `stop()`.
 
-    def __init__(self, bin_dir: Path) -> None:
+    `durable=False` (the tests) runs with _THROWAWAY_SETTINGS; a benchmark passes True for
+    PostgreSQL's defaults, so that every commit waits for the disk as in production.
+    """
+
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        self.durable = durable
         self.user = _service_user()
         # Outside the tests' own temp folder, which is private to root.
         self.folder = Path(tempfile.mkdtemp(prefix="zimage-pg-"))
@@ -142,12 +165,7 @@ class PostgresServer:
                 "",
                 "-c",
                 "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "autovacuum_naptime=1",
+                *([] if self.durable else _THROWAWAY_SETTINGS),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,14 +13,14 @@ from tests.conftest import free_port
 from zimage.admission import RateLimited
 from zimage.pg_connection import Lane
 from zimage.pg_schema import Schema
-from zimage.shared_rate_limit import SHARED_LIMIT_TIMEOUT_S, SharedRateLimiter
+from zimage.shared_rate_limit import SHARED_LIMIT_TIMEOUT_S, SharedRateLimiter, rate_limit_lane
 
 SECRET = "an operator secret of at least thirty-two characters"
 ADDRESS = "203.0.113.41"
 
 
 def replica(url: str, per_minute: int, secret: str = SECRET, timeout_s: float = 5.0):
-    lane = Lane(url, "rate limit", timeout_s, on_connect=Schema().ensure)
+    lane = rate_limit_lane(url, on_connect=Schema().ensure, timeout_s=timeout_s)
     return SharedRateLimiter(per_minute, lane, secret)
 
 
@@ -103,3 +103,20 @@ def test_a_stalled_database_holds_a_request_only_for_the_short_timeout(
     assert held < SHARED_LIMIT_TIMEOUT_S + 0.5
     assert limiter.fallbacks == 2
     limiter.close()
+
+
+def test_only_the_rate_limit_commits_without_waiting_for_the_disk(database) -> None:
+    """Counts lost in a database crash only let a few requests more through; usage rows and
+    deletions are committed to disk before a call returns."""
+
+    def setting(lane: Lane) -> str:
+        return lane.call(
+            lambda connection: connection.execute("SHOW synchronous_commit").fetchone()[0]
+        )
+
+    rate_limit = rate_limit_lane(database, timeout_s=5.0)
+    usage_log = Lane(database, "usage log", 5.0)
+    assert setting(rate_limit) == "off"
+    assert setting(usage_log) == "on"
+    rate_limit.close()
+    usage_log.close()

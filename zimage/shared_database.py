@@ -17,7 +17,7 @@ from zimage.pg_schema import Schema
 from zimage.pg_usage_store import STORE_TIMEOUT_S, PostgresUsageStore
 from zimage.replica_link import ReplicaLink
 from zimage.settings import Settings, without_password
-from zimage.shared_rate_limit import SHARED_LIMIT_TIMEOUT_S, SharedRateLimiter
+from zimage.shared_rate_limit import SharedRateLimiter, rate_limit_lane
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class SharedDatabase:
             ),
             rate_limiter=SharedRateLimiter(
                 settings.rate_per_min,
-                Lane(url, "rate limit", SHARED_LIMIT_TIMEOUT_S, on_connect=schema.ensure),
+                rate_limit_lane(url, on_connect=schema.ensure),
                 secret,
             ),
             link=ReplicaLink(url, schema, note_lifetime_s=settings.output_ttl_s),

@@ -6,6 +6,10 @@ another. The visitor is a keyed hash of the address, never the address: the key 
 the operator's secret, which every replica already has, so it is the same on every replica and
 is never written to the database or to disk.
 
+Its commits do not wait for the disk (`synchronous_commit=off` on its own connection): a
+database crash may forget the last fraction of a second of counts, which only lets a few
+requests more through, and each round trip is about half as long (BENCHMARKS.md).
+
 When the database does not answer within `SHARED_LIMIT_TIMEOUT_S` (down, slow, reconnecting),
 the replica counts the request in its own memory instead (RateLimiter), so a request is never
 failed or held up by the database.
@@ -31,6 +35,15 @@ log = logging.getLogger(__name__)
 SHARED_LIMIT_TIMEOUT_S = 0.25
 # At most one warning about counting locally this often.
 _FALLBACK_WARNING_INTERVAL_S = 60.0
+
+
+def rate_limit_lane(
+    url: str,
+    on_connect: Callable[[psycopg.Connection], None] | None = None,
+    timeout_s: float = SHARED_LIMIT_TIMEOUT_S,
+) -> Lane:
+    """The connection a replica counts requests on (commits not waiting for the disk)."""
+    return Lane(url, "rate limit", timeout_s, on_connect=on_connect, synchronous_commit=False)
 
 
 class SharedRateLimiter(RateLimiter):
