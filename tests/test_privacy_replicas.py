@@ -51,7 +51,7 @@ def test_privacy_md_says_each_replica_hashes_addresses_with_its_own_key() -> Non
 def test_privacy_md_states_how_long_shared_rate_limit_rows_and_deletion_notes_live() -> None:
     text = policy()
     assert WINDOW_S + TIDY_INTERVAL_S == 90
-    assert "deleted at most 90 seconds after your last request" in text
+    assert "the running copies delete them at most 90 seconds after your last request" in text
     assert "derived from the operator's secret (`ZIMAGE_BROWSER_SECRET`" in text
     assert "never stored in the database" in text
     assert Settings.from_env({}).output_ttl_s == 600
