@@ -120,3 +120,30 @@ def test_only_the_rate_limit_commits_without_waiting_for_the_disk(database) -> N
     assert setting(usage_log) == "on"
     rate_limit.close()
     usage_log.close()
+
+
+def test_a_replica_connects_its_rate_limit_before_the_first_request(database) -> None:
+    """The first request would otherwise wait for the connection, and past the short deadline
+    be counted on this replica only."""
+    from zimage.settings import Settings
+    from zimage.shared_database import SharedDatabase
+
+    settings = Settings.from_env(
+        {"ZIMAGE_USAGE_DB": database, "ZIMAGE_BROWSER_SECRET": SECRET, "ZIMAGE_RATE_PER_MIN": "5"}
+    )
+    shared = SharedDatabase.open(settings, SECRET)
+
+    def open_connections() -> list[str]:
+        with psycopg.connect(database) as connection:
+            rows = connection.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+            ).fetchall()
+        return sorted(name for (name,) in rows if name.startswith("zimage-space"))
+
+    deadline = time.monotonic() + 10
+    while "zimage-space rate limit" not in open_connections():
+        assert time.monotonic() < deadline, open_connections()
+        time.sleep(0.05)
+    shared.rate_limiter.admit(ADDRESS)
+    assert shared.rate_limiter.fallbacks == 0
+    shared.close()

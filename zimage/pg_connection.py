@@ -111,6 +111,12 @@ class Lane:
             future.cancel()  # skipped if it has not started; otherwise it finishes on its own
             raise DatabaseUnavailable(f"no answer within {wait:g} s") from None
 
+    def connect_soon(self) -> None:
+        """Connect (and run `on_connect`) on the worker now, so that the first call does not
+        pay for it; returns at once. A failure is logged by the first call that meets it."""
+        if not self._closed:
+            self._jobs.put((lambda connection: None, Future()))
+
     def close(self) -> None:
         """Stop the worker after the call in hand (not waiting for a stuck one)."""
         self._closed = True

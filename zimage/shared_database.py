@@ -47,15 +47,15 @@ class SharedDatabase:
                 without_password(url),
                 reason,
             )
+        usage_lane = Lane(url, "usage log", STORE_TIMEOUT_S, on_connect=schema.ensure)
+        limit_lane = rate_limit_lane(url, on_connect=schema.ensure)
+        if settings.rate_per_min:
+            # Connected before the first request, which would otherwise wait for it (and, past
+            # the rate limit's short deadline, be counted on this replica only).
+            limit_lane.connect_soon()
         return cls(
-            usage_store=PostgresUsageStore(
-                Lane(url, "usage log", STORE_TIMEOUT_S, on_connect=schema.ensure)
-            ),
-            rate_limiter=SharedRateLimiter(
-                settings.rate_per_min,
-                rate_limit_lane(url, on_connect=schema.ensure),
-                secret,
-            ),
+            usage_store=PostgresUsageStore(usage_lane),
+            rate_limiter=SharedRateLimiter(settings.rate_per_min, limit_lane, secret),
             link=ReplicaLink(url, schema, note_lifetime_s=settings.output_ttl_s),
         )
 
