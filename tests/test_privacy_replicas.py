@@ -9,6 +9,7 @@ test_replicas.py (two app processes).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,10 @@ import pytest
 from zimage.admission import WINDOW_S
 from zimage.analytics import IpHasher
 from zimage.pg_schema import MIGRATIONS
+from zimage.pg_usage_store import STORE_TIMEOUT_S
 from zimage.replica_link import TIDY_INTERVAL_S
 from zimage.settings import Settings, SettingsError
+from zimage.shared_rate_limit import SHARED_LIMIT_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s" * 32
@@ -96,3 +99,20 @@ def test_the_database_password_never_reaches_the_log_or_an_error_line() -> None:
 def test_replicas_must_share_the_operator_secret() -> None:
     with pytest.raises(SettingsError, match="set ZIMAGE_BROWSER_SECRET to the same value"):
         Settings.from_env({"ZIMAGE_USAGE_DB": "postgresql://zimage@db/zimage"})
+
+
+def test_scaling_guide_names_the_shared_settings_and_each_one_exists() -> None:
+    guide = " ".join((ROOT / "docs" / "SCALING.md").read_text().split())
+    readme = (ROOT / "README.md").read_text()
+    assert "Sticky sessions are required" in guide
+    for shared in ("ZIMAGE_BROWSER_SECRET", "ZIMAGE_USAGE_DB", "ZIMAGE_TRUSTED_PROXY_HOPS"):
+        assert f"| `{shared}` |" in guide, shared
+    # Every setting the guide names is one the Space reads (README's table lists them all).
+    named = set(re.findall(r"`(ZIMAGE_[A-Z_]+)`", guide))
+    assert len(named) >= 8
+    for setting in sorted(named):
+        assert f"| `{setting}` |" in readme, setting
+    # Its figures are the code's.
+    assert f"at most {SHARED_LIMIT_TIMEOUT_S:g} s (`SHARED_LIMIT_TIMEOUT_S`)" in guide
+    assert f"gives up on the database after {STORE_TIMEOUT_S:g} s" in guide
+    assert "every replica tidies every 30 s" in guide and TIDY_INTERVAL_S == 30
