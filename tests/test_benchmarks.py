@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,23 @@ def test_abuse_sessions_section_runs_against_the_launched_app() -> None:
     sessions = summary["sessions"]
     assert [row["sessions"] for row in sessions["rows"]] == [0, 10, 30]
     assert sessions["exit_status"] == 0 and sessions["last_over_first"] > 0
+
+
+def test_replicas_quick_compares_two_replicas_and_postgres_with_one_and_sqlite() -> None:
+    from tests.postgres_server import require_postgres_bin
+
+    require_postgres_bin()
+    completed = run_script("bench/replicas.py", "--quick", timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    last = lines[-1]
+    assert last.startswith("ratio two replicas + PostgreSQL / one replica + SQLite: throughput ")
+    assert "latency one at a time " in last and "rate-limit round trip " in last
+    assert any(line.startswith("database   PostgreSQL ") for line in lines)
+    stored = next(line for line in lines if line.startswith("rows stored "))
+    postgres, sqlite = re.findall(r"(\d+) of (\d+)", stored)
+    assert postgres[0] == postgres[1] and sqlite[0] == sqlite[1], stored
+    assert "local fallback   0 warnings in P1 and P2 logs (want 0)" in lines
+    assert not any(line.startswith("CHECK FAILED") for line in lines)
+    for row in ("rate limit, shared (as replicas count) ", "rate limit, in memory "):
+        assert any(line.startswith(row) for line in lines), row
