@@ -406,7 +406,9 @@ def main() -> int:
             checks.append(f"SQLite holds {sqlite_rows} rows for {single.sent} requests")
         fallbacks = sum(replica.log().count(FALLBACK_LINE) for replica in pair)
         print(f"local fallback   {fallbacks} warnings in P1 and P2 logs (want 0)")
-        if fallbacks:
+        # A fallback is the Space working as designed on a slow database; it makes the full
+        # run's figures incomparable, while the smoke test only needs every request answered.
+        if fallbacks and not args.quick:
             checks.append("a replica counted the rate limit locally")
 
         print(f"load average     {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end")

@@ -25,7 +25,7 @@ from tests.conftest import RunningApp
 LONG_STEPS = 50
 
 
-def start_long_run(page: Page, size: str = "1024x1024") -> None:
+def start_long_run(page: Page, size: str = "1040x1040") -> None:
     fill_in(page.get_by_role("textbox", name="Prompt"), "a slow lighthouse")
     box = page.get_by_role("combobox", name="Resolution (width x height)")
     fill_in(box, size, press="Enter")
