@@ -246,3 +246,33 @@ def test_replicas_quick_compares_two_replicas_and_postgres_with_one_and_sqlite()
     assert not any(line.startswith("CHECK FAILED") for line in lines)
     for row in ("rate limit, shared (as replicas count) ", "rate limit, in memory "):
         assert any(line.startswith(row) for line in lines), row
+
+
+def test_batch_quick_times_both_runs_and_ends_with_the_ratio() -> None:
+    completed = run_script("bench/batch.py", "--quick", "--threads", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[-1].startswith(
+        "ratio time per image 4-image batch / 1-image run 256x256 2 steps: "
+    )
+    assert any(line.startswith("round 1: 1 image ") for line in lines)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
+def test_batch_full_without_a_gpu_says_one_is_needed() -> None:
+    completed = run_script("bench/batch.py", "--full", timeout=120)
+    assert completed.returncode != 0
+    assert "--full needs a CUDA GPU" in completed.stderr
+
+
+def test_batch_memory_finds_the_preview_engine_within_the_estimates_figures() -> None:
+    completed = run_script("bench/batch_memory.py", "--threads", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = completed.stdout
+    for part in ("transformer per token", "vae per pixel"):
+        measured, used = re.search(
+            part + r": ([\d.]+) x .* at most \(zimage/batch_memory.py uses ([\d.]+)\)", output
+        ).groups()
+        assert float(measured) <= float(used), part
+    ratio = float(re.search(r"engine run 4 x 320x320: .* estimate/peak ([\d.]+)", output)[1])
+    assert 1.0 <= ratio <= 1.5

@@ -80,6 +80,7 @@ class Settings:
     upload_total_mb: int = 256
     upload_unused_s: int = 120
     time_limit_s: int = 300
+    memory_budget_mb: int = 0
     blocklist: str = ""
     safety_model: str = ""
     reuse_prompts: bool = True
@@ -171,6 +172,9 @@ class Settings:
             ),
             upload_unused_s=reader.integer("ZIMAGE_UPLOAD_UNUSED_S", cls.upload_unused_s, 1, 86400),
             time_limit_s=reader.integer("ZIMAGE_TIME_LIMIT_S", cls.time_limit_s, 5, 3600),
+            memory_budget_mb=reader.integer(
+                "ZIMAGE_MEMORY_BUDGET_MB", cls.memory_budget_mb, 0, 16 * 1024 * 1024
+            ),
             blocklist=reader.existing_file("ZIMAGE_BLOCKLIST"),
             safety_model=reader.text("ZIMAGE_SAFETY_MODEL", "", allow_empty=True),
             reuse_prompts=reader.flag("ZIMAGE_REUSE_PROMPTS", cls.reuse_prompts),
