@@ -1,9 +1,24 @@
 import ast
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def require_tool(name: str) -> str:
+    """The path of a checking tool from requirements-dev.txt. Missing, the check fails in CI
+    (which installs it, so a missing tool is a broken setup there) and is skipped elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (pip install -r requirements-dev.txt)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -25,19 +40,18 @@ def test_only_ui_imports_gradio() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    # ruff comes with requirements-dev.txt: a machine without it fails here rather than skips.
-    assert shutil.which("ruff"), "ruff is not installed"
-    completed = subprocess.run(["ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    ruff = require_tool("ruff")
+    completed = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout
 
 
 def test_code_runs_on_python_3_10_and_later() -> None:
     """ZeroGPU runs Python 3.10: no module, function or syntax newer than that (checked
     statically with vermin, since only one interpreter is installed here)."""
-    assert shutil.which("vermin"), "vermin is not installed"
+    vermin = require_tool("vermin")
     completed = subprocess.run(
         [
-            "vermin",
+            vermin,
             "--target=3.10-",
             "--no-tips",
             "--violations",
@@ -54,3 +68,25 @@ def test_code_runs_on_python_3_10_and_later() -> None:
         text=True,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+@pytest.mark.parametrize("tool", ["ruff", "vermin"])
+def test_a_missing_checking_tool_fails_in_ci_and_is_skipped_elsewhere(
+    tool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "1")  # as .ci/run exports it
+    with pytest.raises(pytest.fail.Exception, match=f"{tool} is not installed"):
+        require_tool(tool)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=f"{tool} is not installed"):
+        require_tool(tool)
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        require_tool(tool)
+
+
+def test_the_checking_tools_are_installed_with_the_dev_requirements() -> None:
+    requirements = (ROOT / "requirements-dev.txt").read_text().lower()
+    for tool in ("ruff", "vermin"):
+        assert f"{tool}==" in requirements, tool

@@ -201,3 +201,220 @@ def test_an_output_that_keeps_an_upload_takes_over_its_count(tmp_path: Path) -> 
     assert cache.total_bytes + held.held_bytes() == 1000 + 6000
     cache.attach_files(entry.key, [upload])
     assert held.held_bytes() == 0 and cache.total_bytes == 7000  # counted once, at once
+
+
+# -- promises the mutation run found untested (issue 18) ------------------------------------------
+
+WINDOW = 60
+
+
+def test_bytes_sent_within_a_second_share_one_slot_and_leave_the_window_together() -> None:
+    clock = Clock()
+    budget = UploadBudget(100, WINDOW, clock)
+    for _ in range(1000):  # a flood of tiny chunks: one slot, not a thousand
+        assert budget.charge("a", 0)
+        clock.now += 0.0005
+    assert budget.charge("a", 30) and budget.charge("a", 30)
+    assert len(budget._sent["a"]) == 1
+    clock.now = 1010
+    assert budget.charge("a", 10)  # a slot of its own
+    assert budget.remaining("a") == 30
+    clock.now = 1000 + WINDOW
+    assert budget.remaining("a") == 90, "all of the first slot left the window at once"
+
+
+def test_bytes_sent_a_second_or_more_apart_leave_the_window_one_after_the_other() -> None:
+    clock = Clock()
+    budget = UploadBudget(100, WINDOW, clock)
+    budget.charge("a", 30)
+    clock.now += 1.0
+    budget.charge("a", 50)
+    clock.now = 1000 + WINDOW
+    assert budget.remaining("a") == 50
+    clock.now += 1.0
+    assert budget.remaining("a") == 100
+
+
+def expired_between_prunings() -> UploadBudget:
+    """A budget where a's 100 bytes left the window after everyone's last pruning, less than
+    a second ago: only a call of a's own can notice."""
+    clock = Clock()
+    budget = UploadBudget(100, WINDOW, clock)
+    clock.now += 0.5
+    budget.charge("a", 100)
+    clock.now = 1000 + WINDOW
+    assert budget.remaining("b") == 100  # prunes everyone: a's bytes are still in the window
+    clock.now += 0.5
+    return budget
+
+
+def test_a_visitors_own_bytes_leave_the_window_on_time_between_everyone_elses_pruning() -> None:
+    assert expired_between_prunings().remaining("a") == 100
+    assert expired_between_prunings().charge("a", 100)
+    assert expired_between_prunings().seconds_until("a", 100) == 1
+
+
+def test_other_visitors_are_forgotten_once_a_second_exactly() -> None:
+    clock = Clock()
+    budget = UploadBudget(100, WINDOW, clock)
+    budget.charge("gone", 10)  # everyone pruned at 1000
+    clock.now = 1000 + WINDOW - 0.5
+    budget.charge("a", 1)  # everyone pruned at 1059.5: "gone" is still in the window
+    clock.now += 1.0  # exactly a second later, "gone" has left it
+    budget.charge("b", 1)
+    assert set(budget._sent) == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("charged", "asked", "seconds"),
+    [
+        ([], 100, 1),  # a newcomer asking for the whole budget: now (at least a second)
+        ([], 101, WINDOW),  # more than the whole budget never fits: a whole window
+        ([60, 40], 0, 1),  # it fits now
+        ([60, 40], 1, 30),  # one byte over: when the oldest slot leaves
+        ([60, 40], 60, 30),  # exactly the oldest slot's bytes: the same moment
+        ([60, 40], 61, 60),  # one more: when the next slot leaves too
+        ([60, 40], 100, 60),  # everything sent so far must leave
+        ([60, 40], 101, WINDOW),
+    ],
+)
+def test_a_visitor_is_told_when_the_bytes_will_fit(
+    charged: list[int], asked: int, seconds: int
+) -> None:
+    clock = Clock()
+    budget = UploadBudget(100, WINDOW, clock)
+    for amount in charged:  # 30 s apart, the last just now
+        budget.charge("a", amount)
+        clock.now += 30
+    clock.now -= 30 if charged else 0
+    assert budget.seconds_until("a", asked) == seconds
+
+
+def test_expiring_blobs_use_the_real_clock_unless_given_one() -> None:
+    store = ExpiringBlobs(ttl_s=0.05)
+    store["blob"] = b"x"
+    assert store.sweep() == 0
+    time.sleep(0.06)
+    assert store.sweep() == 1 and "blob" not in store
+
+
+def test_a_blob_deleted_or_popped_is_forgotten_with_its_time() -> None:
+    clock = Clock()
+    store = ExpiringBlobs(ttl_s=10, clock=clock)
+    store["deleted"] = b"x"
+    store["popped"] = b"y"
+    del store["deleted"]
+    assert store.pop("popped") == b"y"
+    assert store.pop("never-there", None) is None
+    assert store._written == {}
+    clock.now += 10
+    assert store.sweep() == 0, "nothing left to expire"
+
+
+def test_uploads_are_followed_past_files_outside_the_folder_or_already_gone(
+    tmp_path: Path,
+) -> None:
+    held = HeldUploads(tmp_path / "temp", 10**6, unused_s=120)
+    outside = write(tmp_path, "outside.png", 5000)
+    inside = write(tmp_path / "temp", "a/inside.png", 5000)
+    held.add([outside, str(tmp_path / "temp" / "missing.png"), inside])
+    assert held.held_bytes() == 5000
+
+
+def test_each_held_upload_a_request_names_is_counted_once(tmp_path: Path) -> None:
+    held = HeldUploads(tmp_path, 10**6, unused_s=120)
+    first, second = write(tmp_path, "a/1.png", 10), write(tmp_path, "b/2.png", 10)
+    held.add([first, second])
+    assert held.mark_used([first, second, first]) == 2
+    assert held.mark_used([first]) == 0
+
+
+def test_names_that_are_no_paths_are_nobodys_uploads(tmp_path: Path) -> None:
+    held = HeldUploads(tmp_path, 10**6, unused_s=120)
+    upload = write(tmp_path, "a/1.png", 10)
+    held.add([upload])
+    assert held.mark_used([None, 42, upload + "\x00.png", str(tmp_path / "a\x00/1.png")]) == 0
+    held.hand_over([upload + "\x00"])
+    assert held.held_bytes() == MIN_FILE_CHARGE
+
+
+def test_handing_over_a_file_that_was_never_an_upload_changes_nothing(tmp_path: Path) -> None:
+    held = HeldUploads(tmp_path, 10**6, unused_s=120)
+    upload = write(tmp_path, "a/1.png", 5000)
+    held.add([upload])
+    held.hand_over([write(tmp_path, "out/image.webp", 10), upload, upload])
+    assert held.held_bytes() == 0
+
+
+def test_an_unused_upload_that_an_output_now_owns_is_never_deleted(tmp_path: Path) -> None:
+    clock = Clock(time.time())
+    held = HeldUploads(tmp_path, 10**6, unused_s=120, clock=clock)
+    upload = write(tmp_path, "a/1.png", 5000)
+    held.add([upload])
+    clock.now += 500  # long unused
+    assert held.sweep(owned=[upload]) == 0
+    assert os.path.exists(upload) and held.held_bytes() == 0
+
+
+def test_a_sweep_counts_unused_uploads_and_partial_files_it_deleted(tmp_path: Path) -> None:
+    clock = Clock(time.time())
+    held = HeldUploads(tmp_path, 10**6, unused_s=120, clock=clock)
+    unused = write(tmp_path, "a/1.png", 10)
+    held.add([unused])
+    partials = [write(tmp_path, name, 10) for name in ("tmp1", "tmp2")]
+    fresh = write(tmp_path, "tmp3", 10)
+    clock.now += 120
+    os.utime(partials[0], (clock.now - 120, clock.now - 120))  # exactly the unused time
+    os.utime(partials[1], (clock.now - 121, clock.now - 121))
+    os.utime(fresh, (clock.now - 119, clock.now - 119))  # may still be arriving
+    assert held.sweep() == 3
+    assert os.path.exists(fresh) and tmp_path.is_dir()
+    assert held.delete_partial_files() == 1
+    assert sorted(os.listdir(tmp_path)) == [], "the temp folder itself stays, empty"
+    assert tmp_path.is_dir()
+
+
+def test_without_its_folder_there_are_no_partial_files(tmp_path: Path) -> None:
+    held = HeldUploads(tmp_path / "not-made-yet", 10**6, unused_s=120)
+    assert held.delete_partial_files() == 0
+    assert held.sweep() == 0
+
+
+def test_partial_files_that_vanish_or_resist_are_skipped_and_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    held = HeldUploads(tmp_path, 10**6, unused_s=120)
+    names = [f"tmp{n}" for n in range(6)]
+    paths = {name: write(tmp_path, name, 10) for name in names}
+    vanished_before_look, vanished_before_emptying, resists = (
+        paths["tmp1"],
+        paths["tmp2"],
+        paths["tmp3"],
+    )
+    real_lstat, real_open, real_unlink = os.lstat, os.open, os.unlink
+
+    def lstat(path, *args, **kwargs):
+        if str(path) == vanished_before_look:
+            raise FileNotFoundError(path)
+        return real_lstat(path, *args, **kwargs)
+
+    def open_(path, *args, **kwargs):
+        if str(path) == vanished_before_emptying:
+            real_unlink(path)
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    def unlink(path, *args, **kwargs):
+        if str(path) == resists:
+            raise PermissionError(1, "Operation not permitted")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "unlink", unlink)
+    with caplog.at_level("WARNING", logger="zimage.uploads"):
+        assert held.delete_partial_files() == 3  # tmp0, tmp4, tmp5
+    assert sorted(os.listdir(tmp_path)) == ["tmp1", "tmp3"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not delete upload {resists}: [Errno 1] Operation not permitted"
+    ]

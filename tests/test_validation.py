@@ -138,3 +138,104 @@ def test_a_lone_surrogate_is_refused_readably() -> None:
 def test_huge_numbers_are_refused_without_overflow(value: object, shown: str) -> None:
     with pytest.raises(InputError, match=rf"^Seed must be from 0 to 2147483647 \(got {shown}\)\.$"):
         choose_seed(value, randomize=False)
+
+
+# -- limits are inclusive: the top and bottom of each range pass, one step past them does not --
+
+
+def test_four_megapixels_is_allowed_exactly_and_not_one_step_more() -> None:
+    assert 2000 * 2000 == presets.MAX_PIXELS
+    assert parse_resolution("2000x2000") == (2000, 2000)
+    for over in ("2016x2000", "2000x2016"):
+        with pytest.raises(InputError, match=rf"^Resolution {over} is over the limit of 4 "):
+            parse_resolution(over)
+
+
+def test_smallest_and_largest_sides_are_allowed() -> None:
+    low, high = presets.MIN_SIDE, presets.MAX_SIDE
+    assert parse_resolution(f"{low}x{low}") == (low, low)
+    assert parse_resolution(f"{high}x{low}") == (high, low)
+    assert parse_resolution(f"{low}x{high}") == (low, high)
+    for outside in (f"{low - 16}x{low}", f"{low}x{high + 16}"):
+        with pytest.raises(InputError, match=f"each side must be from {low} to {high} px"):
+            parse_resolution(outside)
+
+
+def test_no_resolution_at_all_is_explained() -> None:
+    with pytest.raises(InputError, match=r"^Resolution None is not WIDTHxHEIGHT, for example"):
+        parse_resolution(None)  # type: ignore[arg-type]
+
+
+def test_a_prompt_of_exactly_the_character_limit_is_accepted() -> None:
+    limit = presets.MAX_PROMPT_CHARS
+    assert check_prompt("y" * limit) == "y" * limit
+    assert check_prompt(f"  {'y' * limit}\n") == "y" * limit  # counted after stripping
+    with pytest.raises(
+        InputError, match=rf"^The prompt has {limit + 1} characters; the limit is {limit}\.$"
+    ):
+        check_prompt("y" * (limit + 1))
+
+
+def test_a_lone_surrogate_message_says_what_to_do() -> None:
+    with pytest.raises(InputError) as refused:
+        check_prompt("a \ud800 cat")
+    assert str(refused.value) == (
+        "The prompt contains a broken character (half of a UTF-16 surrogate pair): "
+        "please retype it."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [
+        ("Steps", presets.MIN_STEPS, presets.MAX_STEPS),
+        ("Number of images", 1, presets.MAX_IMAGES_PER_RUN),
+        ("Seed", 0, presets.MAX_SEED),
+    ],
+)
+def test_every_whole_number_range_includes_both_ends(name: str, low: int, high: int) -> None:
+    assert check_integer(low, name, low, high) == low
+    assert check_integer(high, name, low, high) == high
+    for outside in (low - 1, high + 1):
+        with pytest.raises(InputError, match=rf"^{name} must be from {low} to {high} \(got "):
+            check_integer(outside, name, low, high)
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high", "shown"),
+    [
+        ("Time shift", presets.MIN_SHIFT, presets.MAX_SHIFT, "1 to 10"),
+        ("Strength", presets.MIN_STRENGTH, presets.MAX_STRENGTH, "0.05 to 1"),
+    ],
+)
+def test_every_decimal_range_includes_both_ends(
+    name: str, low: float, high: float, shown: str
+) -> None:
+    assert check_number(low, name, low, high) == low
+    assert check_number(high, name, low, high) == high
+    for outside in (low - 0.01, high + 0.01, math.nan):
+        with pytest.raises(InputError, match=rf"^{name} must be from {shown} \(got "):
+            check_number(outside, name, low, high)
+    with pytest.raises(InputError, match=rf"^{name} must be a number from {shown}\.$"):
+        check_number("5", name, low, high)
+
+
+def test_a_given_seed_leaves_room_for_the_rest_of_the_batch() -> None:
+    room = 3  # a batch of four images uses seed, seed + 1, seed + 2, seed + 3
+    top = presets.MAX_SEED - room
+    assert choose_seed(top, randomize=False, room=room) == top
+    with pytest.raises(InputError, match=rf"^Seed must be from 0 to {top} \(got {top + 1}\)"):
+        choose_seed(top + 1, randomize=False, room=room)
+
+
+def test_random_seeds_cover_the_whole_allowed_range_and_nothing_past_it() -> None:
+    # With room for all seeds but two, only 0 and 1 may be drawn: 64 draws show both (a chance
+    # of 2**-63 to miss one) and never a 2.
+    drawn = {choose_seed(None, randomize=True, room=presets.MAX_SEED - 1) for _ in range(64)}
+    assert drawn == {0, 1}
+    assert choose_seed(None, randomize=True, room=presets.MAX_SEED) == 0
+
+
+def test_a_number_just_past_64_bits_is_described_not_printed() -> None:
+    with pytest.raises(InputError, match=r"\(got a number of about 20 digits\)\.$"):
+        choose_seed(2**64, randomize=False)

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,19 +269,24 @@ class OutputCache:
 # -- temp folder hygiene ---------------------------------------------------------
 
 
-def default_temp_dir() -> Path:
-    """A private (0o700) folder for the framework's temp files, in RAM when possible."""
-    uid = os.getuid() if hasattr(os, "getuid") else None
-    name = f"zimage-space-{uid if uid is not None else 'user'}"
-    bases = [Path("/dev/shm")] if os.access("/dev/shm", os.W_OK | os.X_OK) else []
-    bases.append(Path(tempfile.gettempdir()))
+def default_temp_dir(bases: Sequence[Path] | None = None, uid: int | None = None) -> Path:
+    """A private (0o700) folder for the framework's temp files, in RAM when possible.
+
+    The folder ``zimage-space-<uid>`` in the first of ``bases`` (default: /dev/shm when
+    writable, then the system temp folder) where it is, or can be made, a real folder of
+    ``uid`` (default: this process's user), never a symlink.
+    """
+    uid = os.getuid() if uid is None else uid
+    if bases is None:
+        bases = [Path("/dev/shm")] if os.access("/dev/shm", os.W_OK | os.X_OK) else []
+        bases.append(Path(tempfile.gettempdir()))
     for base in bases:
-        folder = base / name
+        folder = base / f"zimage-space-{uid}"
         try:
             folder.mkdir(mode=0o700, exist_ok=True)
             st = os.lstat(folder)
             # In a shared /tmp someone else may have planted the name (or a symlink).
-            if not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
                 logger.warning("refusing temp folder %s: not a folder of ours", folder)
                 continue
             if stat.S_IMODE(st.st_mode) != 0o700:

@@ -37,6 +37,9 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 # Modes Image.reduce cannot average (palette indices, 1-bit, 16-bit) and what they are
 # converted to first, at full size ("P" with transparency becomes "RGBA").
 _REDUCIBLE_MODE = {"P": "RGB", "PA": "RGBA", "1": "L", "I;16": "I", "I;16L": "I", "I;16B": "I"}
+# The modes with an alpha band that the formats above decode to (TIFF's associated alpha comes
+# as RGBA). Not every band called "A" is alpha: CIELab's is the green-red axis.
+_WITH_ALPHA = ("RGBA", "LA", "PA")
 # Decoders that hold whole-image buffers of their own beside Pillow's: libwebp's RGBA canvas,
 # the frame it hands over as bytes and its conversion (measured: 16-17 bytes a pixel in all);
 # libtiff's strip, which may be the whole image at up to 64 bits a sample.
@@ -119,7 +122,7 @@ def load_mask(
     try:
         if im.mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "L")
-        if "A" in im.getbands():
+        if im.mode in _WITH_ALPHA:
             alpha = im.getchannel("A")
             marks = alpha if alpha.getextrema() != (255, 255) else im.convert("L")
         else:
@@ -307,7 +310,7 @@ def _upright(im: Image.Image, orientation: int) -> Image.Image:
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Convert any mode to RGB; transparent areas become white."""
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+    if im.mode in _WITH_ALPHA or "transparency" in im.info:
         rgba = im if im.mode == "RGBA" else im.convert("RGBA")
         rgb = Image.new("RGB", im.size, (255, 255, 255))
         rgb.paste(rgba, mask=rgba.getchannel("A"))

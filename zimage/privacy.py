@@ -91,7 +91,7 @@ def browser_state_key(path: Path) -> str:
     a warning; a file that cannot be read, or a key that cannot be stored, raises KeyFileError.
     """
     try:
-        stored = path.read_bytes().decode("ascii", "replace").strip()
+        stored = _read_key(path)
     except FileNotFoundError:
         stored = None
     except OSError as error:
@@ -112,8 +112,8 @@ def _store_new_key(path: Path, *, replace: bool) -> str:
     key = secrets.token_urlsafe(32)
     descriptor, temp_name = tempfile.mkstemp(prefix=".browser-state-", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as handle:  # mkstemp: mode 0600
-            handle.write(key)
+        with os.fdopen(descriptor, "wb") as handle:  # mkstemp: mode 0600
+            handle.write(key.encode())
             handle.flush()
             os.fsync(handle.fileno())
         if replace:
@@ -123,12 +123,17 @@ def _store_new_key(path: Path, *, replace: bool) -> str:
                 # Never overwrites: a replica starting at the same moment keeps its key.
                 os.link(temp_name, path)
             except FileExistsError:
-                return browser_state_key(path)
+                # That replica's key, read once (a dangling symlink there raises, no loop).
+                return _read_key(path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
     _fsync_folder(path.parent)
     return key
+
+
+def _read_key(path: Path) -> str:
+    return path.read_bytes().decode(errors="replace").strip()
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -88,6 +88,21 @@ CREATE TABLE IF NOT EXISTS daily_aggregates (
 _INSERT = (
     f"INSERT INTO usage ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * (len(COLUMNS) - 1))})"
 )
+# The SQL statements, one place each (SQL is case-insensitive: no spelling of it is a promise).
+_PRAGMAS = (
+    # secure_delete zeroes deleted rows in the file. A rollback journal (not WAL) is deleted at
+    # each commit, so no old copy of a deleted row lingers in a -wal file.
+    "PRAGMA secure_delete = ON",
+    "PRAGMA journal_mode = DELETE",
+)
+_BEGIN = "BEGIN"
+_BEGIN_WRITING = "BEGIN IMMEDIATE"
+_SELECT_FOR = f"SELECT {', '.join(COLUMNS)} FROM usage WHERE pseudonym = ? ORDER BY ts, id"
+_DELETE_FOR = "DELETE FROM usage WHERE pseudonym = ?"
+_DELETE_BEFORE = "DELETE FROM usage WHERE ts < ?"
+_SELECT_AGGREGATES = (
+    f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM daily_aggregates ORDER BY day, endpoint, outcome"
+)
 _FOLD_INTO_AGGREGATES = """
 INSERT INTO daily_aggregates (day, endpoint, outcome, count)
 SELECT day, endpoint, outcome, COUNT(*) FROM usage WHERE ts < ? GROUP BY day, endpoint, outcome
@@ -110,10 +125,8 @@ class SqliteUsageStore:
             conn = sqlite3.connect(
                 path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-            # secure_delete zeroes deleted rows in the file. A rollback journal (not WAL) is
-            # deleted at each commit, so no old copy of a deleted row lingers in a -wal file.
-            conn.execute("PRAGMA secure_delete = ON")
-            conn.execute("PRAGMA journal_mode = DELETE")
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
             conn.executescript(_SCHEMA)
             return cls(conn)
         except (sqlite3.Error, OSError) as exc:
@@ -124,30 +137,24 @@ class SqliteUsageStore:
 
     def insert(self, rows: Sequence[UsageRow]) -> None:
         with self._conn:  # one transaction: commit on success, roll back on error
-            self._conn.execute("BEGIN")
+            self._conn.execute(_BEGIN)
             self._conn.executemany(_INSERT, [astuple(row) for row in rows])
 
     def rows_for(self, pseudonym: str) -> list[dict[str, Any]]:
-        cursor = self._conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM usage WHERE pseudonym = ? ORDER BY ts, id",
-            (pseudonym,),
-        )
+        cursor = self._conn.execute(_SELECT_FOR, (pseudonym,))
         return [dict(zip(COLUMNS, values)) for values in cursor]
 
     def delete_for(self, pseudonym: str) -> int:
-        return self._conn.execute("DELETE FROM usage WHERE pseudonym = ?", (pseudonym,)).rowcount
+        return self._conn.execute(_DELETE_FOR, (pseudonym,)).rowcount
 
     def purge_before(self, cutoff_ts: str) -> int:
         with self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(_BEGIN_WRITING)
             self._conn.execute(_FOLD_INTO_AGGREGATES, (cutoff_ts,))
-            return self._conn.execute("DELETE FROM usage WHERE ts < ?", (cutoff_ts,)).rowcount
+            return self._conn.execute(_DELETE_BEFORE, (cutoff_ts,)).rowcount
 
     def aggregates(self) -> list[dict[str, Any]]:
-        cursor = self._conn.execute(
-            f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM daily_aggregates"
-            " ORDER BY day, endpoint, outcome"
-        )
+        cursor = self._conn.execute(_SELECT_AGGREGATES)
         return [dict(zip(AGGREGATE_COLUMNS, values)) for values in cursor]
 
     def close(self) -> None:

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules that keep the privacy policy (issue 18). Not part of CI.
+#
+#   nice -n 19 bench/mutation.sh [module ...]      e.g. bench/mutation.sh privacy cache
+#
+# For each module (default: all of MODULES below, one after the other), a copy of this checkout
+# is made under $MUTATION_WORKDIR, mutmut 3.8 mutates that one module and runs every mutant
+# against only the tests that cover the mutated function (mutmut's stats run maps tests to
+# functions; the candidate tests are the module's files in TESTS below). Then it prints the
+# score per module and every survivor. Mutants judged equivalent are listed with the reason in
+# bench/mutation_equivalent.txt; they leave the count, at most 5% of a module's mutants.
+#
+# Settings (environment): MUTATION_SHOW_DIFFS (non-empty: print each survivor's change),
+# MUTATION_WORKDIR (default /tmp/zimage-mutation, wiped per module),
+# MUTATION_CHILDREN (parallel mutants, default 2), MUTATION_VENV (where mutmut is installed,
+# default ~/.cache/zimage-mutmut: a venv over the system packages, so the project's own pinned
+# packages are the ones under test).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORKDIR="${MUTATION_WORKDIR:-/tmp/zimage-mutation}"
+CHILDREN="${MUTATION_CHILDREN:-2}"
+VENV="${MUTATION_VENV:-$HOME/.cache/zimage-mutmut}"
+MUTMUT_VERSION="3.8.0"
+
+MODULES=(privacy cache images validation client_address uploads usage_store analytics admission)
+# The candidate tests of each module: the fast tests of the module itself. Tests that launch the
+# whole app are left out (each mutant would start a server); what they check of these modules is
+# also checked here. Node ids pick the fast tests of a file that also launches the app. Tests
+# that run the code in another process (test_decode_memory.py) cannot be traced to the functions
+# they cover, so mutmut would never run them: left out too.
+BROWSER_STATE=tests/test_security_browser_state.py
+declare -A TESTS=(
+  [privacy]="tests/test_privacy.py $BROWSER_STATE::test_pseudonym_signatures
+    $BROWSER_STATE::test_key_file_is_made_once_owner_only_and_kept
+    $BROWSER_STATE::test_empty_or_malformed_key_file_is_replaced
+    $BROWSER_STATE::test_key_file_that_can_be_neither_read_nor_made_raises
+    $BROWSER_STATE::test_a_short_operator_secret_is_refused_without_echoing_it"
+  [cache]="tests/test_cache.py"
+  [images]="tests/test_images.py"
+  [validation]="tests/test_validation.py"
+  [client_address]="tests/test_client_address.py"
+  [uploads]="tests/test_uploads.py"
+  [usage_store]="tests/test_analytics.py"
+  [analytics]="tests/test_analytics.py"
+  [admission]="tests/test_admission.py"
+)
+
+installed="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mutmut"))' \
+  2>/dev/null || true)"
+if [[ "$installed" != "$MUTMUT_VERSION" ]]; then
+  echo "installing mutmut $MUTMUT_VERSION into $VENV"
+  python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/pip" install --quiet "mutmut==$MUTMUT_VERSION"
+fi
+
+modules=("$@")
+[[ ${#modules[@]} -gt 0 ]] || modules=("${MODULES[@]}")
+commit="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD || echo +changes)"
+echo "mutmut $MUTMUT_VERSION, commit $commit, $(date -u +%Y-%m-%dT%H:%MZ), $CHILDREN children"
+
+# One thread per test process: the machine's cores are for the parallel mutants.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+
+for module in "${modules[@]}"; do
+  tests="${TESTS[$module]:?unknown module $module (one of: ${MODULES[*]})}"
+  copy="$WORKDIR/$module"
+  rm -rf "$copy"
+  mkdir -p "$copy"
+  # The checkout as it is (tracked and new files, not ignored ones), without the repository.
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+    | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$copy"
+  {
+    echo "[mutmut]"
+    echo "source_paths = zimage/"
+    echo "only_mutate = zimage/$module.py"
+    echo "also_copy ="
+    (cd "$copy" && ls -d -- * | grep -vx 'zimage\|tests\|mutants' | sed 's/^/    /')
+    echo "pytest_add_cli_args_test_selection ="
+    for test in $tests; do echo "    $test"; done
+    echo "pytest_add_cli_args ="
+    echo "    -p"
+    echo "    no:cacheprovider"
+  } >"$copy/setup.cfg"
+  echo
+  echo "== $module: mutants of zimage/$module.py against" $tests
+  start=$SECONDS
+  (cd "$copy" && "$VENV/bin/mutmut" run --max-children "$CHILDREN" >"$copy/run.log" 2>&1) \
+    || { tail -40 "$copy/run.log"; echo "mutmut failed on $module (log: $copy/run.log)"; continue; }
+  (cd "$copy" && "$VENV/bin/mutmut" results --all true) >"$copy/results.txt"
+  python3 "$ROOT/bench/mutation_score.py" "$module" "$copy/results.txt" \
+    "$ROOT/bench/mutation_equivalent.txt" "$((SECONDS - start))" | tee "$copy/score.txt"
+  if [[ -n "${MUTATION_SHOW_DIFFS:-}" ]]; then
+    # What each survivor changed, for writing the test that would notice.
+    for mutant in $(sed -n 's/^  survived: \([^ ]*\) .*/\1/p' "$copy/score.txt"); do
+      echo "-- $mutant"
+      (cd "$copy" && "$VENV/bin/mutmut" show "$mutant" 2>/dev/null | grep '^[-+][^-+]' || true)
+    done
+  fi
+done
+
+echo
+echo "== summary ($((SECONDS / 60)) min in all)"
+for module in "${modules[@]}"; do
+  head -1 "$WORKDIR/$module/score.txt" 2>/dev/null || echo "$module: no result"
+done
