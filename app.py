@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from zimage.mcp_server import McpEndpoint
     from zimage.server_state import GradioState
     from zimage.service import ZImageService
+    from zimage.shared_database import SharedDatabase
     from zimage.ui import RunningRequests
     from zimage.uploads import HeldUploads, UploadBudget
 
@@ -58,11 +59,14 @@ class Space:
     upload_budget: UploadBudget
     held_uploads: HeldUploads
     gradio_state: GradioState
+    shared_database: SharedDatabase | None = None
 
     def close(self) -> None:
         """Stop serving, stop the timers and delete every output and temp file."""
         self.demo.close()
         self.housekeeping.stop()
+        if self.shared_database is not None:
+            self.shared_database.close()
 
     def shut_down(self, grace_s: float) -> bool:
         """Answer the requests in flight (the running one is stopped at its next step), then
@@ -173,9 +177,10 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
 
     engine = engine or create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
+    shared = shared_database(settings, secret)
     usage_log = (
         UsageLog(
-            data_dir / "usage.sqlite3",
+            shared.usage_store if shared else settings.usage_db,
             retention_days=settings.log_retention_days,
             log_prompts=settings.log_prompts,
         )
@@ -207,8 +212,11 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         cache,
         usage_log,
         moderation=moderation,
-        rate_limiter=RateLimiter(settings.rate_per_min),
+        rate_limiter=shared.rate_limiter if shared else RateLimiter(settings.rate_per_min),
+        replicas=shared.link if shared else None,
     )
+    if shared:
+        shared.link.start(service.forget_browser_here)
     running = ui.RunningRequests()
     demo = ui.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
     held_uploads.expire_editor_blobs(demo.blocks.values())
@@ -225,8 +233,26 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     housekeeping.start()
     mcp = McpEndpoint(service, settings) if settings.mcp else None
     return Space(
-        demo, service, housekeeping, running, mcp, upload_budget, held_uploads, GradioState(demo)
+        demo,
+        service,
+        housekeeping,
+        running,
+        mcp,
+        upload_budget,
+        held_uploads,
+        GradioState(demo),
+        shared,
     )
+
+
+def shared_database(settings: Settings, secret: str) -> SharedDatabase | None:
+    """The PostgreSQL database replicas share, when ZIMAGE_USAGE_DB names one (else None: the
+    SQLite file of one machine)."""
+    if not settings.shared_usage_db:
+        return None
+    from zimage.shared_database import SharedDatabase
+
+    return SharedDatabase.open(settings, secret)
 
 
 def launch(space: Space, settings: Settings, **overrides: object) -> None:
@@ -248,7 +274,7 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "run_history": False,
         "enable_monitoring": False,
         "allowed_paths": [],
-        "blocked_paths": [*BLOCKED_PATHS, settings.data_dir],
+        "blocked_paths": [*BLOCKED_PATHS, settings.data_dir, *sqlite_file(settings)],
         "ssr_mode": False,
         "mcp_server": False,
         "pwa": False,
@@ -263,6 +289,11 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
     }
     options.update(overrides)
     space.demo.launch(**options)
+
+
+def sqlite_file(settings: Settings) -> list[str]:
+    """The usage log's file, when it is one (it may lie outside ZIMAGE_DATA_DIR)."""
+    return [] if settings.shared_usage_db else [settings.usage_db]
 
 
 def prepare_zero_gpu() -> None:

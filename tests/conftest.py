@@ -105,6 +105,19 @@ def client(running_app: RunningApp):
     )
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server (tests/postgres_server.py), shared by the session."""
+    from tests.postgres_server import PostgresServer, require_postgres_bin
+
+    server = PostgresServer(require_postgres_bin())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def gradio_temp_dir() -> Path:
     return Path(os.environ["GRADIO_TEMP_DIR"])

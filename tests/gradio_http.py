@@ -21,12 +21,18 @@ def fn_index(url: str, api_name: str) -> int:
     raise LookupError(f"no event named {api_name!r} in /config")
 
 
-def join(url: str, index: int, data: list[Any], session_hash: str | None = None) -> str:
-    """Run event ``index`` through the queue with ``data``; the raw event stream (or the
-    refusal's body) as text."""
+def join(
+    url: str,
+    index: int,
+    data: list[Any],
+    session_hash: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Run event ``index`` through the queue with ``data`` (and request ``headers``); the raw
+    event stream (or the refusal's body) as text."""
     session_hash = session_hash or uuid.uuid4().hex[:12]
     body = {"data": data, "fn_index": index, "session_hash": session_hash, "trigger_id": None}
-    with httpx.Client(timeout=TIMEOUT) as client:
+    with httpx.Client(timeout=TIMEOUT, headers=headers) as client:
         joined = client.post(f"{url}/gradio_api/queue/join", json=body)
         if joined.status_code != 200:
             return joined.text
@@ -48,9 +54,15 @@ def completed(stream: str) -> dict[str, Any]:
     raise AssertionError(f"no completion in {stream!r}")
 
 
-def run(url: str, api_name: str, data: list[Any], session_hash: str | None = None) -> Any:
+def run(
+    url: str,
+    api_name: str,
+    data: list[Any],
+    session_hash: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     """The outputs of a successful event, looked up by its API name."""
-    message = completed(join(url, fn_index(url, api_name), data, session_hash))
+    message = completed(join(url, fn_index(url, api_name), data, session_hash, headers))
     assert message["success"], message
     return message["output"]["data"]
 

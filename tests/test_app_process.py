@@ -140,6 +140,6 @@ def test_sigterm_during_a_long_generation_answers_it_and_exits_cleanly(tmp_path)
             process.kill()
     output = process.stdout.read().decode()
     assert exit_code == 0, output
-    assert stopped_in < 10 + 5, output
+    assert stopped_in < 10 + 10, output  # the grace, then the shutdown on a loaded machine
     assert "terminate called" not in output and "Traceback" not in output, output
     assert files_under(temp_dir) == [], "shutdown must delete every temp file"

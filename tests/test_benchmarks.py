@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,53 @@ def test_abuse_sessions_section_runs_against_the_launched_app() -> None:
     sessions = summary["sessions"]
     assert [row["sessions"] for row in sessions["rows"]] == [0, 10, 30]
     assert sessions["exit_status"] == 0 and sessions["last_over_first"] > 0
+
+
+def test_replicas_quick_compares_two_replicas_and_postgres_with_one_and_sqlite() -> None:
+    from tests.postgres_server import require_postgres_bin
+
+    require_postgres_bin()
+    completed = run_script("bench/replicas.py", "--quick", timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    last = lines[-1]
+    assert last.startswith("ratio two replicas + PostgreSQL / one replica + SQLite: throughput ")
+    assert "latency one at a time " in last and "rate-limit round trip " in last
+    assert any(line.startswith("database   PostgreSQL ") for line in lines)
+    stored = next(line for line in lines if line.startswith("rows stored "))
+    postgres, sqlite = re.findall(r"(\d+) of (\d+)", stored)
+    assert postgres[0] == postgres[1] and sqlite[0] == sqlite[1], stored
+    assert "local fallback   0 warnings in P1 and P2 logs (want 0)" in lines
+    assert not any(line.startswith("CHECK FAILED") for line in lines)
+    for row in ("rate limit, shared (as replicas count) ", "rate limit, in memory "):
+        assert any(line.startswith(row) for line in lines), row
+
+
+def test_batch_quick_times_both_runs_and_ends_with_the_ratio() -> None:
+    completed = run_script("bench/batch.py", "--quick", "--threads", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[-1].startswith(
+        "ratio time per image 4-image batch / 1-image run 256x256 2 steps: "
+    )
+    assert any(line.startswith("round 1: 1 image ") for line in lines)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
+def test_batch_full_without_a_gpu_says_one_is_needed() -> None:
+    completed = run_script("bench/batch.py", "--full", timeout=120)
+    assert completed.returncode != 0
+    assert "--full needs a CUDA GPU" in completed.stderr
+
+
+def test_batch_memory_finds_the_preview_engine_within_the_estimates_figures() -> None:
+    completed = run_script("bench/batch_memory.py", "--threads", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = completed.stdout
+    for part in ("transformer per token", "vae per pixel"):
+        measured, used = re.search(
+            part + r": ([\d.]+) x .* at most \(zimage/batch_memory.py uses ([\d.]+)\)", output
+        ).groups()
+        assert float(measured) <= float(used), part
+    ratio = float(re.search(r"engine run 4 x 320x320: .* estimate/peak ([\d.]+)", output)[1])
+    assert 1.0 <= ratio <= 1.5

@@ -538,6 +538,7 @@ def test_invalid_enhancer_settings_are_named_in_one_line(name: str, value: str, 
         ),
         ("a fox", "<think>\nThe visitor wants", ""),
         ("a fox", "“A red fox in snow.”", "A red fox in snow."),
+        ("a fox", "A red\x00 fox\x1b in\x07 snow.\x7f", "A red fox in snow."),
     ],
 )
 def test_replies_are_cleaned_without_touching_quoted_lettering(

@@ -42,8 +42,9 @@ def claim_in_child(base: Path, then: str) -> subprocess.Popen:
 def test_a_process_claims_one_folder_and_removes_only_dead_ones(tmp_path) -> None:
     base = tmp_path / "shared"
     live = claim_in_child(base, "time.sleep(60)")
-    dead = claim_in_child(base, "os.kill(os.getpid(), 9)")
+    # One after the other: a claim removes the folders of dead processes, the dead one's too.
     live_folder = Path(live.stdout.readline().strip())
+    dead = claim_in_child(base, "os.kill(os.getpid(), 9)")
     dead_folder = Path(dead.stdout.readline().strip())
     dead.wait(30)
     assert dead.returncode == -signal.SIGKILL

@@ -88,7 +88,7 @@ def copy_of_the_app(folder: Path) -> Path:
     app = folder / "app"
     ignore = shutil.ignore_patterns("__pycache__")
     app.mkdir()
-    for name in ("app.py", "PRIVACY.md"):
+    for name in ("app.py", "PRIVACY.md", "PRIVACY.zh.md"):
         shutil.copy2(ROOT / name, app / name)
     for name in ("zimage", "examples"):
         shutil.copytree(ROOT / name, app / name, ignore=ignore)

@@ -71,6 +71,8 @@ def test_values_are_read_and_normalised() -> None:
         ("ZIMAGE_QUEUE_MAX", "0", "1 to 10000"),
         ("ZIMAGE_RATE_PER_MIN", "-1", "0 to 10000"),
         ("ZIMAGE_TIME_LIMIT_S", "1", "5 to 3600"),
+        ("ZIMAGE_MEMORY_BUDGET_MB", "-1", "0 to 16777216"),
+        ("ZIMAGE_MEMORY_BUDGET_MB", "20GB", "0 to 16777216"),
         ("ZIMAGE_BLOCKLIST", "/no/such/file.txt", "existing file"),
         ("ZIMAGE_TRUSTED_PROXY_HOPS", "6", "0 to 5"),
         ("ZIMAGE_TRUSTED_PROXY_HOPS", "-1", "0 to 5"),
@@ -163,3 +165,15 @@ def test_proxy_hops_and_upload_defaults() -> None:
     roomy = Settings.from_env({"ZIMAGE_MAX_UPLOAD_MB": "150", "ZIMAGE_CACHE_MAX_MB": "100"})
     assert roomy.upload_visitor_mb == 150  # one upload of the largest size always fits
     assert roomy.upload_total_mb == 50  # half the memory the cache has for outputs
+
+
+def test_memory_budget_is_off_by_default_and_reaches_the_engine() -> None:
+    from zimage.batch_memory import MB
+    from zimage.loading import create_engine
+
+    assert Settings.from_env({}).memory_budget_mb == 0  # 0: what the device has free
+    settings = Settings.from_env({"ZIMAGE_ENGINE": "preview", "ZIMAGE_MEMORY_BUDGET_MB": "300"})
+    assert settings.memory_budget_mb == 300
+    engine = create_engine(settings)
+    assert engine.memory_budget_bytes == 300 * MB
+    assert engine.available_memory() <= 300 * MB

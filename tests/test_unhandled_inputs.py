@@ -16,6 +16,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from zimage.translations import EXAMPLE_EDITS
+
 GENERATE = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
 
 
@@ -57,6 +59,13 @@ def stream_of(url: str, api: str, data_json: str) -> str:
             "POST",
             "/gradio_api/queue/join",
             '{"data": [], "fn_index": 9999, "session_hash": "s1"}',
+            404,
+            "There is no function with fn_index 9999",
+        ),
+        (
+            "POST",
+            "/gradio_api/run/predict",
+            '{"data": [], "fn_index": 9999}',
             404,
             "There is no function with fn_index 9999",
         ),
@@ -111,6 +120,7 @@ def stream_of(url: str, api: str, data_json: str) -> str:
         "unknown-event",
         "unknown-session",
         "fn_index-9999",
+        "direct-fn_index-9999",
         "fn_index--1",
         "fn_index-as-text",
         "fn_index-missing",
@@ -133,6 +143,22 @@ def test_protocol_faults_get_a_4xx_with_a_sentence(
             )
     assert response.status_code == status, response.text
     assert detail in response.json()["detail"]
+
+
+def test_the_pages_direct_calls_name_their_function_by_index(running_app, server_log) -> None:
+    """The page posts its unqueued events (an example clicked) to /run/predict with an
+    fn_index: the address names no endpoint, and must not be refused for that."""
+    load_edit_example = next(
+        index
+        for index, fn in running_app.space.demo.fns.items()
+        if fn.name == "load_example" and fn.inputs[0].elem_id == "edit-examples-en"
+    )
+    answer = post_json(
+        f"{running_app.url}/gradio_api/run/predict",
+        json.dumps({"data": [1], "fn_index": load_edit_example}),
+    )
+    assert answer.status_code == 200, answer.text
+    assert EXAMPLE_EDITS["en"][1][1] in answer.text
 
 
 def test_the_app_still_answers_after_the_faults(running_app, server_log) -> None:

@@ -43,11 +43,15 @@ class RateLimiter:
             self._forget_before(now - WINDOW_S)
             recent = self._recent.setdefault(visitor, deque())
             if len(recent) >= self.per_minute:
-                wait = math.ceil(recent[0] + WINDOW_S - now)
-                raise RateLimited(
-                    f"Limit reached: {self.per_minute} images a minute. Try again in {wait} s."
-                )
+                raise self.refusal(recent[0] + WINDOW_S - now)
             recent.append(now)
+
+    def refusal(self, wait_s: float) -> RateLimited:
+        """What a visitor who must wait `wait_s` seconds is told."""
+        return RateLimited(
+            f"Limit reached: {self.per_minute} images a minute. "
+            f"Try again in {max(1, math.ceil(wait_s))} s."
+        )
 
     def _forget_before(self, cutoff: float) -> None:
         for visitor in list(self._recent):

@@ -62,12 +62,12 @@ def client_address(peer: str | None, headers: Any, trusted_hops: int) -> str:
 class AddressKey:
     """A keyed hash of an address, so that memory holds no raw address.
 
-    The key lives only in this process's memory: hashes cannot be reversed or linked to
-    another process's.
+    By default the key lives only in this process's memory: hashes cannot be reversed or linked
+    to another process's. Replicas that count visitors together pass a key they share.
     """
 
-    def __init__(self) -> None:
-        self._key = secrets.token_bytes(32)
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
 
     def __call__(self, address: str) -> str:
         return hmac.new(self._key, address.encode(), hashlib.sha256).hexdigest()

@@ -33,6 +33,13 @@ from diffusers import (
 from PIL import Image, ImageFilter
 
 from zimage import presets
+from zimage.batch_memory import (
+    BatchMemory,
+    available_bytes,
+    free_bytes,
+    refuse_unless_it_fits,
+    weight_bytes,
+)
 from zimage.embeddings import PromptEmbeddingCache
 from zimage.enhancer import PromptEnhancer
 from zimage.errors import (
@@ -131,6 +138,8 @@ class Engine:
         zero_gpu_max_s: float = 120.0,
         latent_preview: LatentPreview | None = None,
         enhancer: PromptEnhancer | None = None,
+        memory_budget_bytes: int = 0,
+        free_memory: Callable[[], int] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.latent_preview = latent_preview
@@ -147,12 +156,20 @@ class Engine:
         for edit_pipeline in (self.img2img, self.inpaint):
             edit_pipeline.set_progress_bar_config(disable=True)
         self.speed = DenoiseSpeed()
+        # What a text-to-image batch needs beyond the weights, and what it may use: the free
+        # memory of the device (`free_memory`, a probe), at most `memory_budget_bytes` if > 0.
+        self.batch_memory = BatchMemory.of_pipeline(pipeline)
+        self.memory_budget_bytes = memory_budget_bytes
+        self.free_memory = free_memory or self._free_device_memory
         self._slot = threading.Lock()
         self._job_ids = itertools.count(1)
         self._stop_board = StopBoard()
         self._base_scheduler_config = pipeline.scheduler.config
         gpu = zero_gpu_decorator()
         self.on_zero_gpu = gpu is not None
+        # On ZeroGPU the serving process cannot ask CUDA what is free: the workload's share
+        # less the weights is what a batch may use.
+        self._zero_gpu_weights = weight_bytes(pipeline) if self.on_zero_gpu else None
         # On ZeroGPU the GPU half runs in a forked worker: a generator, so that its progress
         # events come back one by one (spaces streams each yielded value back, pickled).
         self._stream_on_gpu = (
@@ -259,6 +276,8 @@ class Engine:
         started = time.monotonic()
         control = control or JobControl()
         with self._gpu_slot(control):
+            # Checked in the slot, so that the memory the previous job held counts as free.
+            self._refuse_what_memory_cannot_hold(request)
             job = self._job_for(
                 request, deadline=started + self.time_limit_s, want_previews=on_preview is not None
             )
@@ -278,6 +297,27 @@ class Engine:
                 f"This request would take about {predicted:.0f} s, over the "
                 f"{self.time_limit_s:g} s limit. Please try fewer steps or a smaller image."
             )
+
+    def available_memory(self) -> int:
+        """Bytes a batch may use now, beyond the loaded weights."""
+        return available_bytes(self.free_memory, self.memory_budget_bytes, self._zero_gpu_weights)
+
+    def _free_device_memory(self) -> int:
+        return free_bytes(self.device)
+
+    def _refuse_what_memory_cannot_hold(self, request: Request) -> None:
+        """Refuse, before any GPU work, a text-to-image batch the free memory cannot hold."""
+        if not isinstance(request, GenerateRequest):
+            return
+        on_gpu = self.on_zero_gpu or self.device.type == "cuda"
+        refuse_unless_it_fits(
+            self.batch_memory,
+            request.num_images,
+            request.width,
+            request.height,
+            self.available_memory(),
+            "GPU memory" if on_gpu else "memory",
+        )
 
     @contextmanager
     def _gpu_slot(self, control: JobControl) -> Iterator[None]:

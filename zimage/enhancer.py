@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -263,8 +264,8 @@ def next_token(logits: torch.Tensor, generator: torch.Generator | None) -> int:
 def clean_enhanced_prompt(text: str, original: str) -> str:
     """The model's reply as a bare one-paragraph prompt.
 
-    Drops thinking blocks, a lead-in such as "Here is the enhanced prompt:" and quotation marks
-    around the whole reply; never a quoted span of the original prompt (the lettering to draw).
+    Drops thinking blocks, a lead-in such as "Here is the enhanced prompt:", control characters
+    and quotation marks around the whole reply; never a quoted span of the original prompt (the lettering to draw).
     """
     text = THINKING.sub("", text).strip()
     preamble = PREAMBLE.match(text)
@@ -272,6 +273,9 @@ def clean_enhanced_prompt(text: str, original: str) -> str:
     if preamble is not None and _words(preamble.group()) not in _words(original):
         text = text[preamble.end() :]
     text = " ".join(text.split())
+    # A control character (NUL included) is no part of a picture, and the page could not send
+    # a prompt holding NUL back to the server.
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
     return _without_wrapping_quotes(text, QUOTED_SPAN.findall(original))
 
 

@@ -13,6 +13,7 @@ import torch
 from diffusers import ZImageOmniPipeline, ZImagePipeline
 
 from zimage import presets
+from zimage.batch_memory import MB
 from zimage.embeddings import PromptEmbeddingCache
 from zimage.engine import Engine
 from zimage.enhancer import create_enhancer
@@ -158,6 +159,7 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
         engine = create_preview_engine()
         engine.time_limit_s = settings.time_limit_s
         engine.zero_gpu_max_s = settings.zero_gpu_max_s
+        engine.memory_budget_bytes = settings.memory_budget_mb * MB
         if settings.edit_model:
             engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
     elif settings.engine == "auto" and device == "cpu":
@@ -193,6 +195,7 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
         omni=omni,
         time_limit_s=settings.time_limit_s,
         zero_gpu_max_s=settings.zero_gpu_max_s,
+        memory_budget_bytes=settings.memory_budget_mb * MB,
     )
     compile_blocks = settings.compile and not engine.on_zero_gpu
     if settings.compile and not compile_blocks:

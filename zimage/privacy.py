@@ -160,8 +160,8 @@ class BrowserKeys:
     def __init__(self, secret: str) -> None:
         if not secret:
             raise ValueError("the browser secret is empty")
-        self.browser_state_secret = _derive(secret, "browser-state encryption").hex()
-        self._signing_key = _derive(secret, "pseudonym signature")
+        self.browser_state_secret = derive_key(secret, "browser-state encryption").hex()
+        self._signing_key = derive_key(secret, "pseudonym signature")
 
     def new_pseudonym(self) -> str:
         """A fresh random per-browser pseudonym, signed."""
@@ -184,5 +184,7 @@ class BrowserKeys:
         return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
-def _derive(secret: str, purpose: str) -> bytes:
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A key for one purpose, derived from the operator's secret: every replica with the same
+    secret derives the same key, and no key reveals the secret or another purpose's key."""
     return hmac.new(secret.encode(), f"zimage-space {purpose} v1".encode(), hashlib.sha256).digest()

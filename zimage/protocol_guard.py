@@ -25,6 +25,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _NAMED_CALL = re.compile(r"/gradio_api/(?:call/v2|call|run|api)/(?P<name>[^/]+)/?$")
 _CALL_STREAM = re.compile(r"/gradio_api/call/(?:v2/)?(?P<name>[^/]+)/(?P<event_id>[^/]+)/?$")
 _QUEUE_JOIN = re.compile(r"/gradio_api/queue/join/?$")
+# Gradio's direct calls: a body's fn_index, when it has one, names the function, not the
+# address (the page itself posts its unqueued events to /run/predict this way).
+_DIRECT_CALL = re.compile(r"/gradio_api/(?:run|api)/(?P<name>[^/]+)/?$")
 _QUEUE_DATA = re.compile(r"/gradio_api/queue/data/?$")
 _INFO = "The endpoints are listed at /gradio_api/info."
 
@@ -72,6 +75,8 @@ class ProtocolGuard:
             if not self.endpoints.has_stream_for_event(event_id):
                 return 404, f"No event {event_id} is waiting to be read (or it was read already)."
         elif method == "POST" and (named := _NAMED_CALL.search(path)):
+            if _DIRECT_CALL.search(path):
+                return None  # checked with its body
             name = unquote(named["name"])
             if not self.endpoints.has_api_name(name):
                 return 404, f"There is no endpoint /{name}. {_INFO}"
@@ -93,6 +98,12 @@ class ProtocolGuard:
             )
         if _QUEUE_JOIN.search(path) and isinstance(document, dict):
             return self._check_fn_index(document.get("fn_index"))
+        if direct := _DIRECT_CALL.search(path):
+            if isinstance(document, dict) and document.get("fn_index") is not None:
+                return self._check_fn_index(document["fn_index"])
+            name = unquote(direct["name"])
+            if not self.endpoints.has_api_name(name):
+                return 404, f"There is no endpoint /{name}. {_INFO}"
         return None
 
     def _check_fn_index(self, value: object) -> tuple[int, str] | None:

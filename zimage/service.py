@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -50,6 +50,9 @@ from zimage.validation import (
     choose_seed,
     parse_resolution,
 )
+
+if TYPE_CHECKING:
+    from zimage.replica_link import ReplicaLink
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class ZImageService:
         usage_log: UsageLog | None = None,
         moderation: Moderation | None = None,
         rate_limiter: RateLimiter | None = None,
+        replicas: ReplicaLink | None = None,
     ) -> None:
         self.engine = engine
         self.image_limits = image_limits
@@ -105,6 +109,7 @@ class ZImageService:
         self.usage_log = usage_log
         self.moderation = moderation or Moderation()
         self.rate_limiter = rate_limiter or RateLimiter(0)
+        self.replicas = replicas  # other replicas sharing the usage database, if any
         self._shutting_down = False
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -293,10 +298,22 @@ class ZImageService:
         return self.usage_log.export_json(pseudonym)
 
     def delete_everything_of(self, visitor: Visitor) -> tuple[int, int]:
-        """Delete the visitor's usage rows and cached outputs now; returns (rows, outputs)."""
-        rows = self.usage_log.delete_for(visitor.pseudonym) if self.usage_log else 0
-        outputs = self.cache.purge_owner(visitor.owner) if visitor.owner else 0
-        self.engine.forget_prompts_of(visitor.owner)
+        """Delete the visitor's usage rows and cached outputs now, and have the other replicas
+        drop what they hold of this browser; returns (rows, outputs)."""
+        rows, outputs = self._forget(visitor.owner, visitor.pseudonym)
+        if self.replicas is not None and visitor.pseudonym:
+            self.replicas.announce_deletion(visitor.pseudonym)
+        return rows, outputs
+
+    def forget_browser_here(self, pseudonym: str) -> tuple[int, int]:
+        """What a browser deleted on another replica leaves here: its usage rows (queued ones
+        too), outputs and prompt embeddings, kept under its pseudonym (zimage/ui/visitors.py)."""
+        return self._forget(pseudonym, pseudonym)
+
+    def _forget(self, owner: str, pseudonym: str) -> tuple[int, int]:
+        rows = self.usage_log.delete_for(pseudonym) if self.usage_log else 0
+        outputs = self.cache.purge_owner(owner) if owner else 0
+        self.engine.forget_prompts_of(owner)
         return rows, outputs
 
     def _keep(

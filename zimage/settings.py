@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,6 +23,8 @@ SPACE_RATE_PER_MIN = 10
 # X-Forwarded-For; elsewhere the TCP peer is the client unless ZIMAGE_TRUSTED_PROXY_HOPS says so.
 SPACE_TRUSTED_PROXY_HOPS = 1
 MAX_TRUSTED_PROXY_HOPS = 5
+# ZIMAGE_USAGE_DB values that name a PostgreSQL server rather than a SQLite file.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _ON = ("on", "true", "1", "yes")
 _OFF = ("off", "false", "0", "no")
 # An operator secret shorter than this could be found from the key the page publishes.
@@ -61,6 +64,7 @@ class Settings:
     log_prompts: bool = False
     log_retention_days: int = 90
     data_dir: str = ""
+    usage_db: str = ""
     browser_secret: str = ""
     frame_ancestors: str = ""
     output_ttl_s: int = 600
@@ -76,6 +80,7 @@ class Settings:
     upload_total_mb: int = 256
     upload_unused_s: int = 120
     time_limit_s: int = 300
+    memory_budget_mb: int = 0
     blocklist: str = ""
     safety_model: str = ""
     reuse_prompts: bool = True
@@ -94,6 +99,16 @@ class Settings:
         on_space = bool(env.get("SPACE_ID"))
         max_upload_mb = reader.integer("ZIMAGE_MAX_UPLOAD_MB", cls.max_upload_mb, 1, 200)
         cache_max_mb = reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536)
+        data_dir = reader.text("ZIMAGE_DATA_DIR", _default_data_dir())
+        usage_db = reader.usage_db("ZIMAGE_USAGE_DB", str(Path(data_dir) / "usage.sqlite3"))
+        browser_secret = reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS)
+        if is_postgres_url(usage_db) and not browser_secret:
+            # Each replica would otherwise make its own key: pseudonyms signed by one would be
+            # refused by the others, and the shared rate limit would count each apart.
+            raise SettingsError(
+                "ZIMAGE_USAGE_DB names a database shared by replicas: set ZIMAGE_BROWSER_SECRET "
+                "to the same value on every replica."
+            )
         return cls(
             engine=reader.choice("ZIMAGE_ENGINE", ENGINE_CHOICES, cls.engine),
             model=reader.text("ZIMAGE_MODEL", cls.model),
@@ -115,8 +130,9 @@ class Settings:
             log_retention_days=reader.integer(
                 "ZIMAGE_LOG_RETENTION_DAYS", cls.log_retention_days, 1, 3650
             ),
-            data_dir=reader.text("ZIMAGE_DATA_DIR", _default_data_dir()),
-            browser_secret=reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS),
+            data_dir=data_dir,
+            usage_db=usage_db,
+            browser_secret=browser_secret,
             frame_ancestors=reader.frame_ancestors("ZIMAGE_FRAME_ANCESTORS"),
             output_ttl_s=reader.integer("ZIMAGE_OUTPUT_TTL_S", cls.output_ttl_s, 1, 86400),
             cache_max_mb=cache_max_mb,
@@ -156,6 +172,9 @@ class Settings:
             ),
             upload_unused_s=reader.integer("ZIMAGE_UPLOAD_UNUSED_S", cls.upload_unused_s, 1, 86400),
             time_limit_s=reader.integer("ZIMAGE_TIME_LIMIT_S", cls.time_limit_s, 5, 3600),
+            memory_budget_mb=reader.integer(
+                "ZIMAGE_MEMORY_BUDGET_MB", cls.memory_budget_mb, 0, 16 * 1024 * 1024
+            ),
             blocklist=reader.existing_file("ZIMAGE_BLOCKLIST"),
             safety_model=reader.text("ZIMAGE_SAFETY_MODEL", "", allow_empty=True),
             reuse_prompts=reader.flag("ZIMAGE_REUSE_PROMPTS", cls.reuse_prompts),
@@ -174,9 +193,41 @@ class Settings:
             ),
         )
 
+    @property
+    def shared_usage_db(self) -> bool:
+        """Whether the usage log is a PostgreSQL database that replicas share."""
+        return is_postgres_url(self.usage_db)
+
     def describe(self) -> dict[str, Any]:
-        """The settings as a plain dict for the start-up log, with the secret left out."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "browser_secret"}
+        """The settings as a plain dict for the start-up log, with the secret and any database
+        password left out."""
+        described = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "browser_secret"
+        }
+        if self.shared_usage_db:
+            described["usage_db"] = without_password(self.usage_db)
+        return described
+
+
+def is_postgres_url(value: str) -> bool:
+    return value.startswith(POSTGRES_SCHEMES)
+
+
+def without_password(url: str) -> str:
+    """A PostgreSQL URL fit for a log: the password (in the address or the query) removed."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, hosts = netloc.rpartition("@")
+        netloc = f"{credentials.split(':', 1)[0]}@{hosts}"
+    query = urllib.parse.urlencode(
+        [
+            (key, value)
+            for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            if key.lower() != "password"
+        ]
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 class _Reader:
@@ -214,6 +265,26 @@ class _Reader:
                 f"{name} is too short ({len(raw)} characters): use at least {min_chars} "
                 "random characters, or leave it empty to have one generated."
             )
+        return raw
+
+    def usage_db(self, name: str, default_path: str) -> str:
+        """A SQLite file path, or a postgresql:// URL that libpq can parse."""
+        raw = self._raw(name)
+        if not raw:
+            return default_path
+        if not is_postgres_url(raw):
+            return raw
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(raw)
+        except Exception:  # noqa: BLE001 - libpq's message may quote the URL, password and all
+            # The value itself is never echoed: it may hold a password.
+            raise SettingsError(
+                f"{name} is not a valid PostgreSQL URL: use "
+                "postgresql://user@host:port/database (the password may come from PGPASSWORD "
+                "or ~/.pgpass), or the path of a SQLite file."
+            ) from None
         return raw
 
     def frame_ancestors(self, name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,19 @@ def test_text_to_image_shows_progress_image_seed_and_downloads(
     expect(seed_used).to_have_value("")  # no result, no seed
     page.get_by_role("button", name="Generate", exact=True).click()
 
-    # While it runs, the Result shows the step progress ("Denoising") and the time, all at once.
+    # While it runs, the Result shows the step progress ("Denoising") and the time, all at once,
+    # until the first frame of the live preview takes its place (Gradio then shows the frames
+    # instead of the tracker's text).
     status = page.locator("#result").get_by_test_id("status-tracker")
-    expect(status).to_contain_text(
-        re.compile(rf"\d+/{STEPS} steps\s*\|\s*\d+\.\d+s[\s\S]*Denoising")
-    )
+    progress = re.compile(rf"\d+/{STEPS} steps\s*\|\s*\d+\.\d+s[\s\S]*Denoising")
+    shown: list[str] = []
+    deadline = time.monotonic() + 30
+    while not progress.search(status.inner_text()):
+        shown.append(current_src(page) or "")
+        if shown[-1].endswith("/image.png"):
+            break  # a frame of the live preview
+        assert time.monotonic() < deadline, f"neither progress nor a frame shown: {shown[-5:]}"
+        time.sleep(0.02)
 
     expect(result_image(page)).to_have_attribute("src", re.compile(r"/gradio_api/file=.+\.png$"))
     expect(result_image(page)).to_have_js_property("complete", True)
