@@ -57,3 +57,15 @@ def test_concurrent_requests_never_exceed_the_limit() -> None:
     for thread in threads:
         thread.join()
     assert len(admitted) == 50
+
+
+def test_the_wait_is_told_in_whole_seconds_rounded_up_and_never_below_one() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1, clock)
+    limiter.admit("203.0.113.5")
+    clock.now += 59.5  # half a second left
+    with pytest.raises(RateLimited, match=r"Try again in 1 s\.$"):
+        limiter.admit("203.0.113.5")
+    assert str(limiter.refusal(0.0)).endswith("Try again in 1 s.")
+    assert str(limiter.refusal(-3.0)).endswith("Try again in 1 s.")
+    assert str(limiter.refusal(1.01)).endswith("Try again in 2 s.")
