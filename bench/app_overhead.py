@@ -1,7 +1,7 @@
 """What the app adds to a generation, side by side with a bare Gradio app and the engine alone.
 
     python bench/app_overhead.py [--runs 30] [--warm-up 3] [--size 256x256] [--steps 2]
-                                 [--threads 1] [--cold-starts 1] [--quick]
+                                 [--threads 1] [--cold-starts 1] [--null-engine] [--quick]
 
 Starts three real processes on free ports of 127.0.0.1, one after the other, so that each cold
 start (from `Popen` to the first /text_to_image answered through gradio_client) is timed alone:
@@ -34,6 +34,13 @@ figure (app through gradio_client - engine) is printed too. The app's own time p
 (validation to usage log) is read from its usage log. The first request's pixels of every
 server and of the engine are compared, so all did the same work. The servers are stopped with
 SIGTERM.
+
+`--null-engine` runs all three (and the in-process engine) around an engine whose GPU half
+does nothing: it reports its steps and returns a fixed noise picture of the asked size. What
+is left is what the servers do around the engine, without the run-to-run spread of ~100 ms of
+torch work per request in each process (two processes of the same server differ by a few ms
+of CPU per request there, which no number of rounds averages out). The servers then run as
+`python bench/app_overhead.py --serve NAME`, so their cold starts say nothing of app.py.
 
 `--threads N` (default 1) gives every side N torch threads (OMP_NUM_THREADS for the servers): on
 a small shared machine two threads per process on two cores stall whenever anything else runs,
@@ -120,17 +127,60 @@ class Server:
         return stop_app(self.process)
 
 
-def start(name: str, folder: Path, threads: int) -> Server:
+def start(name: str, folder: Path, threads: int, null_engine: bool = False) -> Server:
     """Start `name` (one of APPS) on a free port, its output in folder/server.log."""
     folder.mkdir(parents=True)
     port = free_port()
     env = {**preview_app_env(folder, port), "OMP_NUM_THREADS": str(threads)}
+    command = ["bench/app_overhead.py", "--serve", name] if null_engine else APPS[name]
     started = time.perf_counter()
     with (folder / "server.log").open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, *APPS[name]], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+            [sys.executable, *command], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
     return Server(name, folder, process, f"http://127.0.0.1:{port}/", started)
+
+
+def null_engine() -> Any:
+    """The preview engine's serving half around a GPU half that does nothing."""
+    import numpy as np
+    from PIL import Image
+
+    from zimage.engine import Engine
+    from zimage.jobs import GpuJob, JobDone, StepDone
+    from zimage.preview import build_preview_pipeline
+    from zimage.requests import Timings
+
+    pictures: dict[tuple[int, int], Image.Image] = {}
+
+    class NullEngine(Engine):
+        def run_job(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
+            request = job.request
+            steps = request.steps_to_run
+            for step in range(1, steps + 1):
+                report(StepDone(step, steps))
+            size = (request.width, request.height)
+            if size not in pictures:
+                noise = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3))
+                pictures[size] = Image.fromarray(noise.astype(np.uint8))
+            images = [pictures[size]] * request.num_images
+            return JobDone(images, "text-to-image", Timings(0.0, 0.0, 0.0, 0.0), steps)
+
+    return NullEngine(build_preview_pipeline(), kind="preview", description="null engine")
+
+
+def serve(name: str) -> None:
+    """Serve `name` around the null engine until SIGTERM (a process of its own)."""
+    if name == "app":
+        import app
+        from zimage.settings import Settings
+
+        settings = Settings.from_env()
+        app.serve_until_stopped(app.build(settings, engine=null_engine()), settings)
+    else:
+        import bare_app  # a sibling: bench/ is on sys.path
+
+        bare_app.serve(null_engine(), plain=name == "plain")
 
 
 def wait_until_serving(server: Server) -> None:
@@ -186,10 +236,12 @@ def callers(server: Server, size: str, steps: int) -> dict[str, Callable[[str, i
     return {"client": through_client, "http": through_http}
 
 
-def cold_start(name: str, folder: Path, threads: int, size: str, steps: int) -> Server:
+def cold_start(
+    name: str, folder: Path, threads: int, size: str, steps: int, null_engine: bool
+) -> Server:
     """Start `name` alone and wait for its first /text_to_image answered through gradio_client;
     the server keeps running, its callers attached."""
-    server = start(name, folder, threads)
+    server = start(name, folder, threads, null_engine)
     wait_until_serving(server)
     calls = callers(server, size, steps)
     calls["client"](PROMPT, 0)
@@ -228,9 +280,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads on every side")
     parser.add_argument("--cold-starts", type=int, default=1, help="starts of each server")
     parser.add_argument(
+        "--null-engine", action="store_true", help="an engine whose GPU half does nothing"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="app and bare started at once, 3 rounds (a test)"
     )
+    parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
     names: tuple[str, ...] = tuple(APPS)
     if args.quick:
         args.runs, args.warm_up, args.cold_starts = 3, 1, 1
@@ -248,7 +307,9 @@ def main() -> None:
     service_ms: list[float] = []
     try:
         if args.quick:  # all at once: the smoke test stays short, the ratio is rough
-            started = {name: start(name, folder / name, args.threads) for name in names}
+            started = {
+                name: start(name, folder / name, args.threads, args.null_engine) for name in names
+            }
             for name, server in started.items():
                 wait_until_serving(server)
                 servers[name] = server
@@ -259,7 +320,12 @@ def main() -> None:
             ]
             for position, name in enumerate(order):
                 server = cold_start(
-                    name, folder / f"{name}-{position}", args.threads, args.size, args.steps
+                    name,
+                    folder / f"{name}-{position}",
+                    args.threads,
+                    args.size,
+                    args.steps,
+                    args.null_engine,
                 )
                 cold[name].append(server.cold_start_s)
                 if name in order[position + 1 :]:
@@ -283,7 +349,7 @@ def main() -> None:
         from zimage.requests import GenerateRequest
 
         torch.set_num_threads(args.threads)
-        engine = create_preview_engine()
+        engine = null_engine() if args.null_engine else create_preview_engine()
         made: list[Image.Image] = []
 
         def direct(prompt: str, seed: int) -> Image.Image:
@@ -341,8 +407,9 @@ def main() -> None:
     ) -> list[float]:
         return [(seconds - other) * 1000 for seconds, other in zip(measured[side], measured[base])]
 
+    engine_name = "null engine (GPU half does nothing)" if args.null_engine else "preview engine"
     print(
-        f"app overhead: preview engine, {args.size}, {args.steps} steps, {args.runs} rounds "
+        f"app overhead: {engine_name}, {args.size}, {args.steps} steps, {args.runs} rounds "
         f"(+{args.warm_up} warm-up), torch threads {args.threads}, {os.cpu_count()} CPUs"
     )
     how = "started together" if args.quick else f"each alone, {args.cold_starts} start(s) each"

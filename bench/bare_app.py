@@ -117,16 +117,20 @@ def build_bare_demo(engine: Any = None, plain: bool = False) -> Any:
     return demo
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plain", action="store_true", help="a plain function, not a generator")
-    args = parser.parse_args()
+def serve(engine: Any = None, plain: bool = False) -> None:
+    """Serve the bare app until SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    demo = build_bare_demo(plain=args.plain)
+    demo = build_bare_demo(engine, plain)
     demo.launch(ssr_mode=False, prevent_thread_lock=True)
     stop.wait()
     demo.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plain", action="store_true", help="a plain function, not a generator")
+    serve(plain=parser.parse_args().plain)
 
 
 if __name__ == "__main__":
