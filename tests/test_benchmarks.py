@@ -198,6 +198,26 @@ def test_app_overhead_quick_measures_the_app_beside_a_bare_gradio_app() -> None:
         assert any(line.startswith(pair) for line in lines), pair
 
 
+def test_throughput_reports_the_ratio_and_why_it_falls_short() -> None:
+    completed = run_script(
+        "bench/throughput.py",
+        "--compare",
+        "2",
+        "--clients",
+        "2",
+        "--requests",
+        "2",
+        "--gpu-seconds",
+        "0.1",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[-1].startswith("ratio to ideal: slots 2 "), lines[-1]
+    (measured,) = [line for line in lines if line.startswith("round 1 slots 2: ")]
+    assert "(4 answered); GPU busy " in measured and "CPU per request: server " in measured
+    assert any(line.startswith("slots 2: median ") for line in lines)
+
+
 def test_live_preview_quick_measures_both_paths_and_ends_with_the_ratio() -> None:
     completed = run_script("bench/live_preview.py", "--quick", "--threads", "1")
     assert completed.returncode == 0, completed.stderr[-3000:]
