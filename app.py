@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 # Before gradio and huggingface_hub are imported: both read these once.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Gradio's queue keeps its last 10,000 events (time, endpoint, session id) for the monitoring
+# page, which is off here, and after every event sums them up with pandas in a worker thread:
+# ~1.5 ms of CPU per event at first, ~11 ms once 10,000 are kept. Keep one, never sum up.
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(2**62))
 
 logger = logging.getLogger("zimage.app")
 
@@ -82,7 +87,8 @@ class Space:
 
     def app_kwargs(self, settings: Settings) -> dict[str, object]:
         """What Gradio's FastAPI app gets: our ASGI middleware and a lifespan for what runs on
-        its event loop (forgetting stale Gradio sessions, the MCP session manager).
+        its event loop (sessions without every config up front, forgetting stale sessions, the
+        MCP session manager).
 
         The middleware list runs outermost first (Gradio's CORS and compression wrap it).
         PublicErrors stays last: it then rewrites only what Gradio answers, never the messages
@@ -119,6 +125,9 @@ class Space:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
+        from zimage.ui import use_lazy_sessions
+
+        use_lazy_sessions(app)  # before the first request
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.gradio_state.lifespan(app))
             if self.mcp is not None:
@@ -220,13 +229,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     running = ui.RunningRequests()
     demo = ui.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
     held_uploads.expire_editor_blobs(demo.blocks.values())
-    # api_open=False: the HTTP API cannot skip the queue. The handlers holding GPU slots past the
-    # first count against ZIMAGE_QUEUE_MAX, so as many requests wait as before.
-    demo.queue(
-        api_open=False,
-        default_concurrency_limit=1,
-        max_size=max(1, settings.queue_max - (GPU_SLOTS - 1)),
-    )
+    demo.queue(**queue_options(settings))
     housekeeping = Housekeeping(
         cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None), held_uploads
     )
@@ -243,6 +246,19 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         GradioState(demo),
         shared,
     )
+
+
+def queue_options(settings: Settings) -> dict[str, object]:
+    """Gradio's queue as the Space sets it (bench/bare_app.py copies it).
+
+    api_open=False: the HTTP API cannot skip the queue. The handlers holding GPU slots past the
+    first count against ZIMAGE_QUEUE_MAX, so as many requests wait as before.
+    """
+    return {
+        "api_open": False,
+        "default_concurrency_limit": 1,
+        "max_size": max(1, settings.queue_max - (GPU_SLOTS - 1)),
+    }
 
 
 def shared_database(settings: Settings, secret: str) -> SharedDatabase | None:

@@ -25,7 +25,7 @@ from zimage.cache import OutputCache  # noqa: E402
 from zimage.housekeeping import SWEEP_INTERVAL_S  # noqa: E402
 from zimage.images import ImageLimits  # noqa: E402
 from zimage.loading import create_preview_engine
-from zimage.memory import release_free_memory  # noqa: E402
+from zimage.memory import TrimAfterFrees  # noqa: E402
 from zimage.service import Visitor, ZImageService  # noqa: E402
 
 # The benchmark attaches no files to outputs, so the cache's private folder stays unused.
@@ -89,7 +89,8 @@ def main() -> None:
     gc.collect()
 
     cache = OutputCache(ttl_s=3600, max_bytes=cap, max_entries_per_owner=1000, files_dir=NO_FILES)
-    cache.add_sweep_task(release_free_memory)  # the app's housekeeping timer does the same
+    # The app's housekeeping timer does the same (zimage/housekeeping.py).
+    cache.add_sweep_task(TrimAfterFrees(lambda: cache.freed_png_bytes))
     cache.start_sweeper(SWEEP_INTERVAL_S)
     peak, made, elapsed = run(cache, args.generations)
     cache.stop_sweeper()

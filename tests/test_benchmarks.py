@@ -181,13 +181,41 @@ def test_warm_up_sizes_are_the_1024_presets_scaled_to_the_benchmark_size() -> No
         assert width % 16 == 0 and height % 16 == 0
 
 
-def test_app_overhead_quick_measures_against_the_launched_app() -> None:
+def test_app_overhead_quick_measures_the_app_beside_a_bare_gradio_app() -> None:
     completed = run_script("bench/app_overhead.py", "--quick")
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.strip().splitlines()
-    assert lines[-1].startswith("overhead median ")
-    assert "same pixels (a vs b)       yes" in lines
-    assert "app exit status            0 after SIGTERM" in lines
+    last = lines[-1]
+    assert last.startswith("overhead over bare Gradio median "), last
+    assert " ms (plain HTTP), " in last and " ms (gradio_client); server CPU " in last
+    assert "; cold start ratio app/bare " in last
+    assert "same pixels (engine, app, bare) yes" in lines
+    assert "app exit status 0 after SIGTERM" in lines
+    assert "bare exit status 0 after SIGTERM" in lines
+    for side in ("engine", "app http", "bare http", "bare client", "app client"):
+        assert any(line.startswith(f"{side} ") and " median " in line for line in lines), side
+    for pair in ("app - bare, http", "app - bare, client"):
+        assert any(line.startswith(pair) for line in lines), pair
+
+
+def test_throughput_reports_the_ratio_and_why_it_falls_short() -> None:
+    completed = run_script(
+        "bench/throughput.py",
+        "--compare",
+        "2",
+        "--clients",
+        "2",
+        "--requests",
+        "2",
+        "--gpu-seconds",
+        "0.1",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[-1].startswith("ratio to ideal: slots 2 "), lines[-1]
+    (measured,) = [line for line in lines if line.startswith("round 1 slots 2: ")]
+    assert "(4 answered); GPU busy " in measured and "CPU per request: server " in measured
+    assert any(line.startswith("slots 2: median ") for line in lines)
 
 
 def test_live_preview_quick_measures_both_paths_and_ends_with_the_ratio() -> None:

@@ -83,6 +83,7 @@ class OutputCache:
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
         self._by_owner: dict[str, list[str]] = {}  # keys, oldest first
         self._total = 0
+        self._freed_png_bytes = 0
         self._tasks: list[Callable[[], object]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -181,6 +182,13 @@ class OutputCache:
         with self._lock:
             return self._total
 
+    @property
+    def freed_png_bytes(self) -> int:
+        """PNG bytes of every entry removed so far (expired, evicted or purged): grows by what
+        the process's heap got back, never shrinks."""
+        with self._lock:
+            return self._freed_png_bytes
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
@@ -240,6 +248,7 @@ class OutputCache:
     def _pop(self, key: str) -> CacheEntry:
         entry = self._entries.pop(key)
         self._total -= entry.size_bytes
+        self._freed_png_bytes += len(entry.png)
         keys = self._by_owner[entry.owner]
         keys.remove(key)
         if not keys:

@@ -12,7 +12,7 @@ from pathlib import Path
 from zimage.analytics import UsageLog
 from zimage.cache import OutputCache, delete_files_older_than, delete_tree_contents
 from zimage.embeddings import PromptEmbeddingCache
-from zimage.memory import release_free_memory
+from zimage.memory import TrimAfterFrees
 from zimage.uploads import HeldUploads
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Housekeeping:
         cache.add_sweep_task(self.sweep_temp_dir)
         if prompt_embeddings is not None:
             cache.add_sweep_task(prompt_embeddings.sweep_expired)
-        cache.add_sweep_task(release_free_memory)
+        cache.add_sweep_task(TrimAfterFrees(lambda: cache.freed_png_bytes))
 
     def sweep_unused_uploads(self) -> int:
         """Delete uploads no request used in time; outputs own (and count) the ones they use."""

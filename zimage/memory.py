@@ -31,3 +31,29 @@ def release_free_memory() -> bool:
     if _TRIM is None:
         return False
     return bool(_TRIM(0))
+
+
+class TrimAfterFrees:
+    """`release_free_memory` on a timer, only when outputs were freed since the last time.
+
+    A trim hands every free heap page back, and the next request takes them again, page by
+    page: +6 ms of CPU (3,700 more page faults) for a 256x256 preview generation right after a
+    trim, on the 2-core test machine; the trim itself takes 0.1 ms. The holes the trim is for
+    are those of evicted and expired outputs, so it runs after those only; under churn at the
+    cap, as before, on every tick.
+    """
+
+    def __init__(
+        self, freed_bytes: Callable[[], int], trim: Callable[[], bool] = release_free_memory
+    ) -> None:
+        self.freed_bytes = freed_bytes
+        self.trim = trim
+        self._trimmed_at = 0
+
+    def __call__(self) -> bool:
+        """Trim if anything was freed since the last call; True when it trimmed."""
+        freed = self.freed_bytes()
+        if freed == self._trimmed_at:
+            return False
+        self._trimmed_at = freed
+        return self.trim()

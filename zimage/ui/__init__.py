@@ -8,6 +8,7 @@ from zimage.ui.assets import PAGE_CSS, PAGE_HEAD, page_theme
 from zimage.ui.language import page_translations
 from zimage.ui.page import build_demo
 from zimage.ui.running import CancelRelay, RunningRequests
+from zimage.ui.sessions import use_lazy_sessions
 
 __all__ = [
     "PAGE_CSS",
@@ -17,4 +18,5 @@ __all__ = [
     "build_demo",
     "page_theme",
     "page_translations",
+    "use_lazy_sessions",
 ]
