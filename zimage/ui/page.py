@@ -3,6 +3,7 @@ and the endpoints for scripts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import gradio as gr
@@ -32,6 +33,17 @@ MIRROR = "(value) => value"
 def undo_enhance(original: str, current: str) -> str:
     """The text from before the last enhancement (the current one if none was enhanced)."""
     return original or current
+
+
+def stop_runs(running: RunningRequests, events: Iterable[Any]) -> Callable[[gr.Request], None]:
+    """A Stop button's handler: ends this page's runs of `events` (Gradio dependencies), running
+    or queued. Not Gradio's `cancels=`: see zimage/ui/running.py."""
+    functions = frozenset(event["id"] for event in events)
+
+    def stop(request: gr.Request) -> None:
+        running.stop(request.session_hash or "", functions)
+
+    return stop
 
 
 def build_demo(
@@ -162,7 +174,7 @@ def build_demo(
                 **gpu,
             )
             controls.undo.click(undo_enhance, inputs=[controls.original, box], outputs=box, **LIGHT)
-            stop.click(None, cancels=[run, enhancing], **LIGHT)
+            stop.click(stop_runs(running, [run, enhancing]), **LIGHT)
 
         def reuse(
             keys: list[str], browser_value: dict, request: gr.Request, selection: gr.SelectData

@@ -10,6 +10,12 @@ False`. Neither reaches the handler, so:
   the matching running request first (same event id and session);
 - `RunningRequests.control()` gives each handler a `JobControl` whose probe asks Gradio whether
   the event is still alive.
+
+The page's Stop buttons do not use Gradio's `cancels=`: its page marks a cancelled run
+"complete" and then, when the run's stream breaks off, "error", in an order that depends on
+timing, so a loaded server showed "Error" on every output after Stop. Stop is an event of its
+own instead (`RunningRequests.stop`): the run ends at its next step, quietly, and Gradio answers
+it as finished.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Generator, Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -30,18 +38,25 @@ logger = logging.getLogger(__name__)
 
 # A /cancel body is a few ids; anything longer is not ours to read.
 MAX_CANCEL_BODY_BYTES = 4096
+# Stop marks kept for runs still waiting in the queue: the most recent ones, one per session
+# and function (an older mark can only concern a run queued long ago).
+MAX_STOP_MARKS = 4096
 
 
 class RunningRequests:
-    """The handlers now running, by Gradio event id, with their session and JobControl."""
+    """The handlers now running, by Gradio event id, with their session, function and
+    JobControl; and when each session last pressed Stop for a function."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # Gradio's queue stamps events with time.monotonic
         self._lock = threading.Lock()
-        self._running: dict[str, tuple[str, JobControl]] = {}
+        self._running: dict[str, tuple[str, int | None, JobControl]] = {}
+        self._stopped_at: OrderedDict[tuple[str, int], float] = OrderedDict()
 
     @contextmanager
     def control(self) -> Iterator[JobControl]:
-        """A JobControl for the Gradio event this thread is handling, registered while it runs."""
+        """A JobControl for the Gradio event this thread is handling, registered while it runs
+        (already stopped if its page pressed Stop after queueing it)."""
         event_id = LocalContext.event_id.get(None)
         blocks = LocalContext.blocks.get(None)
         if event_id is None or blocks is None:  # called outside a queued event
@@ -50,8 +65,13 @@ class RunningRequests:
         event = _queued_event(blocks, event_id)
         control = JobControl(probe=lambda: _abandoned(event))
         session = getattr(event, "session_hash", "") if event is not None else ""
+        function = getattr(getattr(event, "fn", None), "_id", None)
+        queued_at = getattr(event, "enqueue_time", None)
         with self._lock:
-            self._running[event_id] = (session, control)
+            self._running[event_id] = (session, function, control)
+            stopped_at = self._stopped_at.get((session, function)) if function is not None else None
+        if stopped_at is not None and queued_at is not None and queued_at <= stopped_at:
+            control.stop(StopReason.CANCELLED)
         try:
             yield control
         finally:
@@ -64,8 +84,28 @@ class RunningRequests:
             found = self._running.get(event_id)
         if found is None or found[0] != session_hash:
             return False
-        found[1].stop(StopReason.CANCELLED)
+        found[2].stop(StopReason.CANCELLED)
         return True
+
+    def stop(self, session_hash: str, functions: Collection[int]) -> int:
+        """The page's Stop: end that session's running requests of these Gradio functions at
+        their next step, and those it queued until now as soon as they start. Returns how many
+        were running."""
+        now = self._clock()
+        with self._lock:
+            for function in functions:
+                self._stopped_at.pop((session_hash, function), None)
+                self._stopped_at[(session_hash, function)] = now
+            while len(self._stopped_at) > MAX_STOP_MARKS:
+                self._stopped_at.popitem(last=False)
+            found = [
+                control
+                for session, function, control in self._running.values()
+                if session == session_hash and function in functions
+            ]
+        for control in found:
+            control.stop(StopReason.CANCELLED)
+        return len(found)
 
     def __len__(self) -> int:
         with self._lock:
