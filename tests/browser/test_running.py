@@ -4,8 +4,10 @@ ticked in the very moment Generate is pressed."""
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 
+from gradio_client import Client
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.helpers import (
@@ -20,7 +22,7 @@ from tests.browser.helpers import (
     wait_idle,
     wait_new_result,
 )
-from tests.conftest import RunningApp
+from tests.conftest import TEST_FOLDER, RunningApp
 
 LONG_STEPS = 50
 
@@ -78,6 +80,46 @@ def test_stop_ends_the_run_and_frees_the_gpu(page: Page, running_app: RunningApp
     # Uncancelled, 50 steps at 768x768 take longer than this quick run may wait (and a longer
     # run could be refused up front on a loaded machine, its predicted time over the limit).
     assert quick_run_seconds(page) < 20
+
+
+def test_stop_while_waiting_in_the_queue_ends_the_run_as_its_turn_comes(
+    page: Page, running_app: RunningApp
+) -> None:
+    # A script's two long runs take both GPU slots, so the page's run waits in Gradio's queue.
+    script = Client(
+        running_app.url,
+        verbose=False,
+        analytics_enabled=False,
+        download_files=tempfile.mkdtemp(prefix="stop-", dir=TEST_FOLDER),
+    )
+    long_runs = [
+        script.submit(
+            f"a slow lighthouse {index}",
+            "768x768",
+            index,
+            False,
+            LONG_STEPS,
+            3.0,
+            1,
+            False,
+            api_name="/text_to_image",
+        )
+        for index in range(2)
+    ]
+    open_app(page, running_app.url)
+    fill_in(page.get_by_role("textbox", name="Prompt"), "a quick kite")
+    set_small_size(page)
+    set_steps(page, 1)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    tracker = page.locator("#result").get_by_test_id("status-tracker")
+    expect(tracker).to_contain_text(re.compile("queue", re.IGNORECASE))
+    page.get_by_role("button", name="Stop", exact=True).click()
+    for run in long_runs:
+        run.cancel()
+    wait_idle(page)
+    # Its turn came and it ended before any GPU work: no picture.
+    assert current_src(page) is None
+    script.close()
 
 
 def test_leaving_mid_run_frees_the_gpu(context: BrowserContext, running_app: RunningApp) -> None:

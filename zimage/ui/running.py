@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -38,39 +36,36 @@ logger = logging.getLogger(__name__)
 
 # A /cancel body is a few ids; anything longer is not ours to read.
 MAX_CANCEL_BODY_BYTES = 4096
-# Stop marks kept for runs still waiting in the queue: the most recent ones, one per session
-# and function (an older mark can only concern a run queued long ago).
-MAX_STOP_MARKS = 4096
 
 
 class RunningRequests:
     """The handlers now running, by Gradio event id, with their session, function and
-    JobControl; and when each session last pressed Stop for a function."""
+    JobControl; and the events a page stopped while they waited in Gradio's queue."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock  # Gradio's queue stamps events with time.monotonic
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, int | None, JobControl]] = {}
-        self._stopped_at: OrderedDict[tuple[str, int], float] = OrderedDict()
+        # Ids of stopped events not yet running (waiting in Gradio's queue): forgotten as they
+        # start, or at the next Stop once they left the queue unstarted (their page closed).
+        self._stopped_waiting: set[str] = set()
 
     @contextmanager
     def control(self) -> Iterator[JobControl]:
         """A JobControl for the Gradio event this thread is handling, registered while it runs
-        (already stopped if its page pressed Stop after queueing it)."""
+        (already stopped if its page pressed Stop while it waited)."""
         event_id = LocalContext.event_id.get(None)
         blocks = LocalContext.blocks.get(None)
         if event_id is None or blocks is None:  # called outside a queued event
             yield JobControl()
             return
-        event = _queued_event(blocks, event_id)
+        event = next((e for e in _gradio_events(blocks) if e._id == event_id), None)
         control = JobControl(probe=lambda: _abandoned(event))
         session = getattr(event, "session_hash", "") if event is not None else ""
-        function = getattr(getattr(event, "fn", None), "_id", None)
-        queued_at = getattr(event, "enqueue_time", None)
         with self._lock:
-            self._running[event_id] = (session, function, control)
-            stopped_at = self._stopped_at.get((session, function)) if function is not None else None
-        if stopped_at is not None and queued_at is not None and queued_at <= stopped_at:
+            self._running[event_id] = (session, _function_of(event), control)
+            stopped = event_id in self._stopped_waiting
+            self._stopped_waiting.discard(event_id)
+        if stopped:
             control.stop(StopReason.CANCELLED)
         try:
             yield control
@@ -88,16 +83,18 @@ class RunningRequests:
         return True
 
     def stop(self, session_hash: str, functions: Collection[int]) -> int:
-        """The page's Stop: end that session's running requests of these Gradio functions at
-        their next step, and those it queued until now as soon as they start. Returns how many
-        were running."""
-        now = self._clock()
+        """The page's Stop, from its own Gradio event: end that session's running requests of
+        these Gradio functions at their next step, and those still waiting as they start.
+        Returns how many were running."""
+        events = _gradio_events(LocalContext.blocks.get(None))
+        theirs = {
+            event._id
+            for event in events
+            if event.session_hash == session_hash and _function_of(event) in functions
+        }
         with self._lock:
-            for function in functions:
-                self._stopped_at.pop((session_hash, function), None)
-                self._stopped_at[(session_hash, function)] = now
-            while len(self._stopped_at) > MAX_STOP_MARKS:
-                self._stopped_at.popitem(last=False)
+            self._stopped_waiting &= {event._id for event in events}
+            self._stopped_waiting |= theirs
             found = [
                 control
                 for session, function, control in self._running.values()
@@ -136,14 +133,18 @@ def stream_while_running(
         raise
 
 
-def _queued_event(blocks: Any, event_id: str) -> Any:
-    """Gradio's Event object for `event_id` among the running jobs (None if not found)."""
+def _gradio_events(blocks: Any) -> list[Any]:
+    """Gradio's events waiting in its queue or handed to its workers (read from a worker
+    thread: copies of the lists, which the event loop changes)."""
     queue = getattr(blocks, "_queue", None)
-    for job in getattr(queue, "active_jobs", None) or ():
-        for event in job or ():
-            if getattr(event, "_id", None) == event_id:
-                return event
-    return None
+    event_queues = list(getattr(queue, "event_queue_per_concurrency_id", {}).values())
+    waiting = [event for event_queue in event_queues for event in list(event_queue.queue)]
+    jobs = list(getattr(queue, "active_jobs", None) or ())
+    return waiting + [event for job in jobs for event in job or ()]
+
+
+def _function_of(event: Any) -> int | None:
+    return getattr(getattr(event, "fn", None), "_id", None)
 
 
 def _abandoned(event: Any) -> StopReason | None:
