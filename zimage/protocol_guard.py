@@ -22,7 +22,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_NAMED_CALL = re.compile(r"/gradio_api/(?:call/v2|call|run|api)/(?P<name>[^/]+)/?$")
+_NAMED_CALL = re.compile(r"/gradio_api/(?:call/v2|call)/(?P<name>[^/]+)/?$")
 _CALL_STREAM = re.compile(r"/gradio_api/call/(?:v2/)?(?P<name>[^/]+)/(?P<event_id>[^/]+)/?$")
 _QUEUE_JOIN = re.compile(r"/gradio_api/queue/join/?$")
 # Gradio's direct calls: a body's fn_index, when it has one, names the function, not the
@@ -69,17 +69,13 @@ class ProtocolGuard:
 
     def _check_address(self, method: str, path: str, query: bytes) -> tuple[int, str] | None:
         if method == "GET" and (stream := _CALL_STREAM.search(path)):
-            name, event_id = unquote(stream["name"]), unquote(stream["event_id"])
-            if not self.endpoints.has_api_name(name):
-                return 404, f"There is no endpoint /{name}. {_INFO}"
+            if refusal := self._check_api_name(unquote(stream["name"])):
+                return refusal
+            event_id = unquote(stream["event_id"])
             if not self.endpoints.has_stream_for_event(event_id):
                 return 404, f"No event {event_id} is waiting to be read (or it was read already)."
         elif method == "POST" and (named := _NAMED_CALL.search(path)):
-            if _DIRECT_CALL.search(path):
-                return None  # checked with its body
-            name = unquote(named["name"])
-            if not self.endpoints.has_api_name(name):
-                return 404, f"There is no endpoint /{name}. {_INFO}"
+            return self._check_api_name(unquote(named["name"]))
         elif method == "GET" and _QUEUE_DATA.search(path):
             session = parse_qs(query.decode("latin-1")).get("session_hash", [""])[0]
             if session and not self.endpoints.has_stream_for_session(session):
@@ -101,10 +97,13 @@ class ProtocolGuard:
         if direct := _DIRECT_CALL.search(path):
             if isinstance(document, dict) and document.get("fn_index") is not None:
                 return self._check_fn_index(document["fn_index"])
-            name = unquote(direct["name"])
-            if not self.endpoints.has_api_name(name):
-                return 404, f"There is no endpoint /{name}. {_INFO}"
+            return self._check_api_name(unquote(direct["name"]))
         return None
+
+    def _check_api_name(self, name: str) -> tuple[int, str] | None:
+        if self.endpoints.has_api_name(name):
+            return None
+        return 404, f"There is no endpoint /{name}. {_INFO}"
 
     def _check_fn_index(self, value: object) -> tuple[int, str] | None:
         if value is None:
@@ -125,7 +124,7 @@ class ProtocolGuard:
 
 
 def _takes_json_body(path: str) -> bool:
-    return bool(_QUEUE_JOIN.search(path) or _NAMED_CALL.search(path))
+    return bool(_QUEUE_JOIN.search(path) or _NAMED_CALL.search(path) or _DIRECT_CALL.search(path))
 
 
 def _holds_null_character(document: object) -> bool:
