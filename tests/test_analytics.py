@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,20 @@ def make_event(**overrides: Any) -> UsageEvent:
 def store_bytes(path: Path) -> bytes:
     """Every byte SQLite keeps for this database: the file and any journal, WAL or SHM."""
     return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+
+
+@contextmanager
+def locked_by_another_program(path: Path) -> Iterator[sqlite3.Connection]:
+    """The database file locked by another connection (a backup, a reader) until the block
+    ends, or until the block rolls it back itself."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield other
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
 
 
 def count_rows(path: Path) -> int:
@@ -308,9 +324,7 @@ def test_a_locked_database_never_holds_the_caller_and_drops_are_counted(
     db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     usage = UsageLog(db_path, clock=clock)
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(db_path):
         with caplog.at_level(logging.WARNING):
             start = time.monotonic()
             for _ in range(20):
@@ -322,9 +336,6 @@ def test_a_locked_database_never_holds_the_caller_and_drops_are_counted(
         assert usage.dropped == 20 and usage.pending == 0
         assert "20 dropped since start" in caplog.text or "dropped since start" in caplog.text
         assert RAW_IP not in caplog.text and CHROME_UA not in caplog.text
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     assert usage.record(make_event())  # recovers once the lock is gone
     assert len(usage.rows_for("pseudo-alice-7f3a")) == 1
     usage.close()
@@ -333,16 +344,11 @@ def test_a_locked_database_never_holds_the_caller_and_drops_are_counted(
 
 def test_a_full_queue_drops_new_rows_and_counts_them(db_path: Path, clock: FakeClock) -> None:
     usage = UsageLog(db_path, clock=clock, max_pending=5)
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(db_path):
         accepted = [usage.record(make_event()) for _ in range(40)]
         # Accepted: at most the writer's batch in hand (<= 5) and a full queue (5).
         assert accepted.count(True) <= 2 * 5
         assert usage.pending <= 5
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     usage.close()
     assert usage.dropped + count_rows(db_path) == 40
 
@@ -351,17 +357,12 @@ def test_delete_removes_queued_rows_so_none_is_written_later(
     db_path: Path, clock: FakeClock
 ) -> None:
     usage = UsageLog(db_path, clock=clock)
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(db_path):
         usage.record(make_event(pseudonym="pseudo-bob"))
         time.sleep(0.1)  # the writer has Bob's row in hand and waits on the lock
         for _ in range(3):
             usage.record(make_event())
         assert usage.delete_for("pseudo-alice-7f3a") == 3  # still queued: removed there
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     usage.record(make_event(pseudonym="pseudo-bob"))
     usage.close()
     assert b"pseudo-alice-7f3a" not in store_bytes(db_path)
@@ -370,17 +371,13 @@ def test_delete_removes_queued_rows_so_none_is_written_later(
 
 def test_reads_see_rows_still_queued_and_close_writes_them(db_path: Path, clock: FakeClock) -> None:
     usage = UsageLog(db_path, clock=clock)
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(db_path) as other:
         usage.record(make_event(pseudonym="pseudo-bob"))
         time.sleep(0.1)  # the writer holds Bob's row; Alice's waits in the queue
         usage.record(make_event())
         other.execute("ROLLBACK")
         (row,) = usage.rows_for("pseudo-alice-7f3a")
         assert row["outcome"] == "ok"
-    finally:
-        other.close()
     for _ in range(50):
         usage.record(make_event(pseudonym="pseudo-carol"))
     start = time.monotonic()
@@ -777,19 +774,14 @@ def test_a_locked_store_gives_up_a_write_after_half_a_second(db_path: Path) -> N
     deletions for visitors queue behind it."""
     store = SqliteUsageStore.open(db_path)
     assert store is not None
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
     row = UsageRow(
         "2026-03-01T12:00:00.000000Z", "2026-03-01", "g", "{}", 1, "ok", "", "", "", "p", None
     )
-    try:
+    with locked_by_another_program(db_path):
         started = time.monotonic()
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             store.insert([row])
         waited = time.monotonic() - started
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     assert 0.4 <= waited < 4.0, waited  # SQLite's own default would be 5 s
     store.insert([row])
     assert count_rows(db_path) == 1
@@ -1003,14 +995,9 @@ def test_after_a_failure_the_writer_tries_again_within_a_second_and_closes_at_on
     db_path: Path, clock: FakeClock
 ) -> None:
     usage = UsageLog(db_path, clock=clock)
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(db_path):
         usage.record(make_event())
         assert wait_until(lambda: usage.dropped == 1)  # the lock outlasted the busy timeout
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     usage.record(make_event())  # queued while the writer waits before trying again
     started = time.monotonic()
     assert wait_until(lambda: count_rows(db_path) == 1, timeout_s=5)
@@ -1018,14 +1005,9 @@ def test_after_a_failure_the_writer_tries_again_within_a_second_and_closes_at_on
     usage.close()
 
     usage = UsageLog(db_path, clock=clock)
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(db_path):
         usage.record(make_event())
         assert wait_until(lambda: usage.dropped == 1)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     started = time.monotonic()
     usage.close()  # the writer is in its wait after the failure: it stops at once
     assert time.monotonic() - started < 0.8
