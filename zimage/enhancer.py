@@ -265,7 +265,8 @@ def clean_enhanced_prompt(text: str, original: str) -> str:
     """The model's reply as a bare one-paragraph prompt.
 
     Drops thinking blocks, a lead-in such as "Here is the enhanced prompt:", control characters
-    and quotation marks around the whole reply; never a quoted span of the original prompt (the lettering to draw).
+    and quotation marks around the whole reply; never a quoted span of the original prompt (the
+    lettering to draw).
     """
     text = THINKING.sub("", text).strip()
     preamble = PREAMBLE.match(text)
