@@ -8,7 +8,7 @@ import tempfile
 import time
 
 from gradio_client import Client
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.browser.helpers import (
     banner_opt_out,
@@ -38,6 +38,15 @@ def start_long_run(page: Page, size: str = "768x768") -> None:
     )
 
 
+def start_small_run(page: Page, prompt: str, steps: int) -> Locator:
+    """Press Generate for a 256x256 run of `steps` steps; the result's status tracker."""
+    fill_in(page.get_by_role("textbox", name="Prompt"), prompt)
+    set_small_size(page)
+    set_steps(page, steps)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    return page.locator("#result").get_by_test_id("status-tracker")
+
+
 def quick_run_seconds(page: Page) -> float:
     """Seconds for a 1-step 256x256 run on this page."""
     fill_in(page.get_by_role("textbox", name="Prompt"), "a quick kite")
@@ -52,11 +61,7 @@ def quick_run_seconds(page: Page) -> float:
 
 def test_the_picture_forms_while_it_is_made(page: Page, running_app: RunningApp) -> None:
     open_app(page, running_app.url)
-    fill_in(page.get_by_role("textbox", name="Prompt"), "a lighthouse at dusk")
-    set_small_size(page)
-    set_steps(page, 20)
-    page.get_by_role("button", name="Generate", exact=True).click()
-    tracker = page.locator("#result").get_by_test_id("status-tracker")
+    tracker = start_small_run(page, "a lighthouse at dusk", steps=20)
     expect(tracker).to_contain_text("/20 steps")
     seen: list[str] = []
     while "hide" not in (tracker.get_attribute("class") or "").split():
@@ -107,11 +112,7 @@ def test_stop_while_waiting_in_the_queue_ends_the_run_as_its_turn_comes(
         for index in range(2)
     ]
     open_app(page, running_app.url)
-    fill_in(page.get_by_role("textbox", name="Prompt"), "a quick kite")
-    set_small_size(page)
-    set_steps(page, 1)
-    page.get_by_role("button", name="Generate", exact=True).click()
-    tracker = page.locator("#result").get_by_test_id("status-tracker")
+    tracker = start_small_run(page, "a quick kite", steps=1)
     expect(tracker).to_contain_text(re.compile("queue", re.IGNORECASE))
     page.get_by_role("button", name="Stop", exact=True).click()
     for run in long_runs:
