@@ -18,21 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zimage.privacy import BrowserKeys, KeyFileError, browser_state_key
+from zimage.privacy.policy import BrowserKeys, KeyFileError, browser_state_key
 from zimage.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     import gradio as gr
 
-    from zimage.engine import Engine
-    from zimage.housekeeping import Housekeeping
-    from zimage.loading import UnavailableEngine
-    from zimage.mcp_server import McpEndpoint
-    from zimage.server_state import GradioState
-    from zimage.service import ZImageService
-    from zimage.shared_database import SharedDatabase
-    from zimage.ui import RunningRequests
-    from zimage.uploads import HeldUploads, UploadBudget
+    from zimage.agents.mcp_server import McpEndpoint
+    from zimage.engine.engine import Engine
+    from zimage.engine.loading import UnavailableEngine
+    from zimage.guards.uploads import HeldUploads, UploadBudget
+    from zimage.page import RunningRequests
+    from zimage.page.gradio_state import GradioState
+    from zimage.privacy.housekeeping import Housekeeping
+    from zimage.replicas.database import SharedDatabase
+    from zimage.service.service import ZImageService
 
 # Before gradio and huggingface_hub are imported: both read these once.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -96,13 +96,13 @@ class Space:
         """
         from starlette.middleware import Middleware
 
-        from zimage.mcp_server import McpRoute
-        from zimage.page_language import PageLanguage
-        from zimage.protocol_guard import ProtocolGuard
-        from zimage.public_errors import PublicErrors, server_paths
-        from zimage.security_headers import SecurityHeaders
-        from zimage.ui import CancelRelay
-        from zimage.upload_guard import UploadGuard
+        from zimage.agents.mcp_server import McpRoute
+        from zimage.guards.page_language import PageLanguage
+        from zimage.guards.protocol_guard import ProtocolGuard
+        from zimage.guards.public_errors import PublicErrors, server_paths
+        from zimage.guards.security_headers import SecurityHeaders
+        from zimage.guards.upload_guard import UploadGuard
+        from zimage.page import CancelRelay
 
         hidden = server_paths(settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS)
         middleware = [
@@ -125,7 +125,7 @@ class Space:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
-        from zimage.ui import use_lazy_sessions
+        from zimage.page import use_lazy_sessions
 
         use_lazy_sessions(app)  # before the first request
         async with contextlib.AsyncExitStack() as stack:
@@ -144,10 +144,10 @@ def use_private_temp_dir(settings: Settings) -> Path:
     """This process's own folder for Gradio's files, removed at exit.
 
     Inside the operator's GRADIO_TEMP_DIR, else inside a private RAM-backed one; never shared
-    with another instance (see zimage/process_temp.py).
+    with another instance (see zimage/privacy/temp_folder.py).
     """
-    from zimage.cache import default_temp_dir
-    from zimage.process_temp import process_temp_dir
+    from zimage.privacy.output_cache import default_temp_dir
+    from zimage.privacy.temp_folder import process_temp_dir
 
     try:
         base = Path(settings.temp_dir) if settings.temp_dir else default_temp_dir()
@@ -171,18 +171,18 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     data_dir = Path(settings.data_dir)
     secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
 
-    from zimage import ui
-    from zimage.admission import RateLimiter
-    from zimage.analytics import UsageLog
-    from zimage.cache import OutputCache
-    from zimage.housekeeping import Housekeeping
-    from zimage.images import ImageLimits
-    from zimage.loading import create_engine
-    from zimage.mcp_server import McpEndpoint
-    from zimage.moderation import Moderation
-    from zimage.server_state import GradioState
-    from zimage.service import ZImageService
-    from zimage.uploads import HeldUploads, UploadBudget
+    from zimage import page
+    from zimage.agents.mcp_server import McpEndpoint
+    from zimage.engine.loading import create_engine
+    from zimage.guards.rate_limit import RateLimiter
+    from zimage.guards.uploads import HeldUploads, UploadBudget
+    from zimage.page.gradio_state import GradioState
+    from zimage.privacy.housekeeping import Housekeeping
+    from zimage.privacy.output_cache import OutputCache
+    from zimage.privacy.usage_log import UsageLog
+    from zimage.service.images import ImageLimits
+    from zimage.service.moderation import Moderation
+    from zimage.service.service import ZImageService
 
     engine = engine or create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
@@ -226,8 +226,8 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     )
     if shared:
         shared.link.start(service.forget_browser_here)
-    running = ui.RunningRequests()
-    demo = ui.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
+    running = page.RunningRequests()
+    demo = page.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
     held_uploads.expire_editor_blobs(demo.blocks.values())
     demo.queue(**queue_options(settings))
     housekeeping = Housekeeping(
@@ -266,26 +266,26 @@ def shared_database(settings: Settings, secret: str) -> SharedDatabase | None:
     SQLite file of one machine)."""
     if not settings.shared_usage_db:
         return None
-    from zimage.shared_database import SharedDatabase
+    from zimage.replicas.database import SharedDatabase
 
     return SharedDatabase.open(settings, secret)
 
 
 def launch(space: Space, settings: Settings, **overrides: object) -> None:
     """Serve with every Gradio default that would break the privacy policy switched off."""
-    from zimage import ui
+    from zimage import page
 
     # uvicorn rewrites the peer address from X-Forwarded-For when the peer is loopback (its
     # ProxyHeadersMiddleware, FORWARDED_ALLOW_IPS): a local client could pick its address.
-    # Trusting no one there leaves the real peer; zimage/client_address.py alone reads the
+    # Trusting no one there leaves the real peer; zimage/guards/client_address.py alone reads the
     # header, for ZIMAGE_TRUSTED_PROXY_HOPS hops.
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     options: dict[str, object] = {
         "server_name": settings.server_name,
         "server_port": settings.server_port,
-        "theme": ui.page_theme(),
-        "css": ui.PAGE_CSS,
-        "i18n": ui.page_translations(settings, space.service.engine),
+        "theme": page.page_theme(),
+        "css": page.PAGE_CSS,
+        "i18n": page.page_translations(settings, space.service.engine),
         "max_file_size": f"{settings.max_upload_mb}mb",
         "run_history": False,
         "enable_monitoring": False,
@@ -298,7 +298,7 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         # Only our gr.Error texts reach clients; Gradio's own exception texts (paths, reprs)
         # stay in the server log. PublicErrors (below) makes the blanks readable.
         "show_error": False,
-        "head": ui.PAGE_HEAD,
+        "head": page.PAGE_HEAD,
         # Gradio keeps every session (each script call is one) until this many exist.
         "state_session_capacity": settings.session_capacity,
         "app_kwargs": space.app_kwargs(settings),

@@ -146,10 +146,10 @@ def null_engine() -> Any:
     import numpy as np
     from PIL import Image
 
-    from zimage.engine import Engine
-    from zimage.jobs import GpuJob, JobDone, StepDone
-    from zimage.preview import build_preview_pipeline
-    from zimage.requests import Timings
+    from zimage.engine.engine import Engine
+    from zimage.engine.jobs import GpuJob, JobDone, StepDone
+    from zimage.engine.tiny_pipelines import build_preview_pipeline
+    from zimage.tools.requests import Timings
 
     pictures: dict[tuple[int, int], Image.Image] = {}
 
@@ -344,9 +344,9 @@ def main() -> None:
         import torch
         from PIL import Image
 
-        from zimage.images import encode_png
-        from zimage.loading import create_preview_engine
-        from zimage.requests import GenerateRequest
+        from zimage.engine.loading import create_preview_engine
+        from zimage.service.images import encode_png
+        from zimage.tools.requests import GenerateRequest
 
         torch.set_num_threads(args.threads)
         engine = null_engine() if args.null_engine else create_preview_engine()

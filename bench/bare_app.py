@@ -7,7 +7,7 @@ call. One `gr.Blocks` with the same 8 inputs (prompt, resolution, seed, randomiz
 shift, num_images, live_preview) and outputs (a PNG gallery and a number) as the app's
 `/text_to_image`, the same queue (`app.queue_options`: `api_open=False`, the same size) and the
 same concurrency group and limit (`app.GPU_SLOTS`). Its handler calls the same preview engine
-directly, encodes the PNG as the app does (`zimage.images.encode_png`) and hands Gradio the file
+directly, encodes the PNG as the app does (`zimage.service.images.encode_png`) and hands Gradio the file
 as the app does; no validation, moderation, output cache, usage log, visitor, rate limit,
 middleware or progress, and Gradio's defaults otherwise (its queue's summary of events too,
 which the app turns off).
@@ -51,10 +51,10 @@ def build_bare_demo(engine: Any = None, plain: bool = False) -> Any:
     from gradio.processing_utils import save_bytes_to_cache
     from gradio.utils import get_upload_folder
 
-    from zimage.images import encode_png
-    from zimage.loading import create_preview_engine
-    from zimage.requests import GenerateRequest
-    from zimage.ui.api import GPU_QUEUE, OFFICIAL_RESOLUTION
+    from zimage.engine.loading import create_preview_engine
+    from zimage.page.api import GPU_QUEUE, OFFICIAL_RESOLUTION
+    from zimage.service.images import encode_png
+    from zimage.tools.requests import GenerateRequest
 
     engine = engine or create_preview_engine()
 

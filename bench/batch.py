@@ -3,7 +3,7 @@
     python bench/batch.py [--size 512x512] [--steps 8] [--images 4] [--runs 5]
                           [--full] [--quick] [--threads N]
 
-Runs the engine's text-to-image (zimage/engine.py: one request of `--images` images is one
+Runs the engine's text-to-image (zimage/engine/engine.py: one request of `--images` images is one
 batch through the transformer and the VAE) against 1-image requests of the same size and steps,
 in rounds: each round runs both once, the order alternating between rounds, with a new prompt
 and seed each run, so that a drift in the machine's speed falls on both. Per round the ratio is
@@ -11,7 +11,7 @@ and seed each run, so that a drift in the machine's speed falls on both. Per rou
 batch makes each image faster). The engine's own stage times (text encoder, denoising, VAE)
 are printed per image as well.
 
-Default: the preview engine (zimage.preview: tiny, float32) on the CPU. `--full`: the full
+Default: the preview engine (zimage.engine.tiny_pipelines: tiny, float32) on the CPU. `--full`: the full
 Z-Image-Turbo architecture with random bfloat16 weights on a CUDA GPU (bench/configs/full;
 speed does not depend on weight values). `--quick`: 256x256, 2 steps, 1 round, a smoke test.
 """
@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gpu_latency import CONFIGS, build_pipeline, parse_size  # noqa: E402
 from zimage import presets  # noqa: E402
-from zimage.engine import Engine  # noqa: E402
-from zimage.loading import create_preview_engine  # noqa: E402
-from zimage.requests import GenerateRequest, Timings  # noqa: E402
+from zimage.engine.engine import Engine  # noqa: E402
+from zimage.engine.loading import create_preview_engine  # noqa: E402
+from zimage.tools.requests import GenerateRequest, Timings  # noqa: E402
 
 PROMPTS = [
     "A lighthouse on a basalt cliff at dusk, waves breaking on the rocks below",

@@ -1,11 +1,11 @@
-"""The memory a text-to-image batch needs beyond the weights: the figures of zimage/batch_memory.py.
+"""The memory a text-to-image batch needs beyond the weights: the figures of zimage/engine/batch_memory.py.
 
     python bench/batch_memory.py [--full] [--threads N]
 
 Measures the peak of one transformer forward and of one VAE decode at a few sizes, batch sizes
 and caption lengths, and prints each as the units `BatchMemory` counts in: per token, bytes /
 (model width x element size); per pixel, bytes / (widest full-size VAE channels x element size).
-The last lines give the largest of each against the figure zimage/batch_memory.py uses, and a
+The last lines give the largest of each against the figure zimage/engine/batch_memory.py uses, and a
 whole engine run of 4 images against `BatchMemory.needed_bytes`.
 
 On the CPU the peak is the most bytes of tensors alive at once (`LiveTensorBytes`: a dispatch
@@ -13,7 +13,7 @@ mode that notes each new tensor storage and its release), which is what the mode
 allocate; kernels' own scratch memory is not in it. On a CUDA GPU it is
 `torch.cuda.max_memory_allocated` over the allocation before (workspaces included).
 
-Default: the preview engine (zimage.preview, float32). `--full`: the full Z-Image-Turbo
+Default: the preview engine (zimage.engine.tiny_pipelines, float32). `--full`: the full Z-Image-Turbo
 architecture (bench/configs/full) with random bfloat16 weights; on the CPU its transformer is cut
 to one layer of each kind (under inference mode each layer's activations are freed before the
 next, so the peak of a forward is one layer's) and the text encoder is left out (the prompt
@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gpu_latency import CONFIGS, build_pipeline, default_dtype, read_config  # noqa: E402
-from zimage import batch_memory  # noqa: E402
-from zimage.batch_memory import BatchMemory  # noqa: E402
-from zimage.loading import create_preview_engine  # noqa: E402
-from zimage.requests import GenerateRequest  # noqa: E402
+from zimage.engine import batch_memory  # noqa: E402
+from zimage.engine.batch_memory import BatchMemory  # noqa: E402
+from zimage.engine.loading import create_preview_engine  # noqa: E402
+from zimage.tools.requests import GenerateRequest  # noqa: E402
 
 MB = 1e6
 # (images, side, caption tokens) for the transformer; (images, side) for the VAE.
@@ -198,11 +198,11 @@ def main() -> None:
     pixel_rows = max(vae_rows(vae, device))
     print(
         f"transformer per token: {token_rows:.2f} x width x element size at most "
-        f"(zimage/batch_memory.py uses {batch_memory.TRANSFORMER_ROWS_PER_TOKEN})"
+        f"(zimage/engine/batch_memory.py uses {batch_memory.TRANSFORMER_ROWS_PER_TOKEN})"
     )
     print(
         f"vae per pixel: {pixel_rows:.2f} x channels x element size at most "
-        f"(zimage/batch_memory.py uses {batch_memory.VAE_ROWS_PER_PIXEL})"
+        f"(zimage/engine/batch_memory.py uses {batch_memory.VAE_ROWS_PER_PIXEL})"
     )
     if not args.full:
         peak, estimate = engine_run(device)

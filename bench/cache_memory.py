@@ -21,12 +21,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zimage.cache import OutputCache  # noqa: E402
-from zimage.housekeeping import SWEEP_INTERVAL_S  # noqa: E402
-from zimage.images import ImageLimits  # noqa: E402
-from zimage.loading import create_preview_engine
-from zimage.memory import TrimAfterFrees  # noqa: E402
-from zimage.service import Visitor, ZImageService  # noqa: E402
+from zimage.engine.loading import create_preview_engine
+from zimage.privacy.heap_trim import TrimAfterFrees  # noqa: E402
+from zimage.privacy.housekeeping import SWEEP_INTERVAL_S  # noqa: E402
+from zimage.privacy.output_cache import OutputCache  # noqa: E402
+from zimage.service.images import ImageLimits  # noqa: E402
+from zimage.service.service import Visitor, ZImageService  # noqa: E402
 
 # The benchmark attaches no files to outputs, so the cache's private folder stays unused.
 NO_FILES = Path("/nonexistent/zimage-bench")
@@ -89,7 +89,7 @@ def main() -> None:
     gc.collect()
 
     cache = OutputCache(ttl_s=3600, max_bytes=cap, max_entries_per_owner=1000, files_dir=NO_FILES)
-    # The app's housekeeping timer does the same (zimage/housekeeping.py).
+    # The app's housekeeping timer does the same (zimage/privacy/housekeeping.py).
     cache.add_sweep_task(TrimAfterFrees(lambda: cache.freed_png_bytes))
     cache.start_sweeper(SWEEP_INTERVAL_S)
     peak, made, elapsed = run(cache, args.generations)

@@ -58,7 +58,7 @@ def _rle8_bmp(path: Path, side: int) -> None:
     path.write_bytes(header + info + palette + pixels)
 
 
-# Sides from zimage.images' memory model at ZIMAGE_EDIT_MAX_MP=1 (192 MiB for a decode): each
+# Sides from zimage.service.images' memory model at ZIMAGE_EDIT_MAX_MP=1 (192 MiB for a decode): each
 # the largest square that model accepts, give or take 1%; the baseline JPEG is at the pixel
 # limit (it is decoded at 1/8 scale).
 CASES = [
@@ -149,7 +149,7 @@ def main() -> int:
     parser.add_argument("--app-root", type=Path, default=ROOT, help="checkout whose zimage reads")
     args = parser.parse_args()
     sys.path.insert(0, str(args.app_root))
-    from zimage.images import ImageInputError, ImageLimits, load_input_image
+    from zimage.service.images import ImageInputError, ImageLimits, load_input_image
 
     limits = ImageLimits(max_megapixels=args.edit_max_mp)
     before = _memory_status_bytes("VmRSS")

@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zimage import presets  # noqa: E402
-from zimage.engine import Engine  # noqa: E402
-from zimage.enhancer import PromptEnhancer  # noqa: E402
-from zimage.loading import apply_speedups, create_preview_engine  # noqa: E402
-from zimage.requests import GenerateRequest  # noqa: E402
+from zimage.engine.engine import Engine  # noqa: E402
+from zimage.engine.enhancer import PromptEnhancer  # noqa: E402
+from zimage.engine.loading import apply_speedups, create_preview_engine  # noqa: E402
+from zimage.tools.requests import GenerateRequest  # noqa: E402
 
 PROMPT = 'A lighthouse on a basalt cliff at dusk, a sign reading "KEEP OUT"'
 MIB = 1024**2

@@ -7,7 +7,7 @@
 Builds the full Z-Image-Turbo architecture (6.15B transformer, Qwen3-4B text encoder, FLUX VAE)
 from the configs in bench/configs/full with random bfloat16 weights created directly on the GPU:
 nothing is downloaded, and the speed of a model does not depend on its weights. The tokenizer is
-the preview's byte-level one (zimage.preview.build_tokenizer).
+the preview's byte-level one (zimage.engine.tiny_pipelines.build_tokenizer).
 
 Paths, each with its own copy of the same transformer weights (text encoder and VAE shared):
   (a) plain diffusers: `ZImagePipeline(...)(prompt, height, width, num_inference_steps,
@@ -95,12 +95,12 @@ from bench.latency_tools import (  # noqa: E402
     print_table,
 )
 from zimage import presets  # noqa: E402
-from zimage.embeddings import PromptEmbeddingCache  # noqa: E402
-from zimage.engine import Engine  # noqa: E402
-from zimage.loading import apply_speedups  # noqa: E402
-from zimage.preview import build_tokenizer  # noqa: E402
-from zimage.quantization import fp8_linear_count, fp8_refusal  # noqa: E402
-from zimage.requests import EditRequest, GenerateRequest, Timings  # noqa: E402
+from zimage.engine.engine import Engine  # noqa: E402
+from zimage.engine.loading import apply_speedups  # noqa: E402
+from zimage.engine.prompt_embeddings import PromptEmbeddingCache  # noqa: E402
+from zimage.engine.quantization import fp8_linear_count, fp8_refusal  # noqa: E402
+from zimage.engine.tiny_pipelines import build_tokenizer  # noqa: E402
+from zimage.tools.requests import EditRequest, GenerateRequest, Timings  # noqa: E402
 
 CONFIGS = ROOT / "bench" / "configs"
 PROMPT = "A lighthouse on a basalt cliff at dusk, waves breaking on the rocks below"

@@ -3,7 +3,7 @@
     python bench/live_preview.py [--size 1024x1024] [--steps 8] [--runs 5] [--batch 1]
                                  [--full] [--quick] [--threads N]
 
-Default: the preview engine's tiny pipeline (zimage.preview) on the CPU, float32. `--full`: the
+Default: the preview engine's tiny pipeline (zimage.engine.tiny_pipelines) on the CPU, float32. `--full`: the
 full Z-Image-Turbo architecture (bench/configs/full: 6.15B transformer, FLUX VAE) with random
 bfloat16 weights made on a CUDA GPU (bench/gpu_latency.build_pipeline; speed does not depend on
 weight values). `--quick`: 256x256, 3 steps, 1 run, a smoke test.
@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gpu_latency import CONFIGS, build_pipeline, parse_size  # noqa: E402
 from zimage import presets  # noqa: E402
-from zimage.latent_preview import LatentPreview  # noqa: E402
-from zimage.preview import build_preview_pipeline  # noqa: E402
+from zimage.engine.latent_preview import LatentPreview  # noqa: E402
+from zimage.engine.tiny_pipelines import build_preview_pipeline  # noqa: E402
 
 PROMPT = "A lighthouse on a basalt cliff at dusk, waves breaking on the rocks below"
 GOAL = 1.05

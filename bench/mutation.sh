@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the modules that keep the privacy policy (issue 18). Not part of CI.
 #
-#   nice -n 19 bench/mutation.sh [module ...]      e.g. bench/mutation.sh privacy cache
+#   nice -n 19 bench/mutation.sh [module ...]   e.g. bench/mutation.sh privacy/policy privacy/output_cache
 #
 # For each module (default: all of MODULES below, one after the other), a copy of this checkout
 # is made under $MUTATION_WORKDIR, mutmut 3.8 mutates that one module and runs every mutant
@@ -23,7 +23,8 @@ CHILDREN="${MUTATION_CHILDREN:-2}"
 VENV="${MUTATION_VENV:-$HOME/.cache/zimage-mutmut}"
 MUTMUT_VERSION="3.8.0"
 
-MODULES=(privacy cache images validation client_address uploads usage_store analytics admission)
+MODULES=(privacy/policy privacy/output_cache service/images tools/checks guards/client_address
+  guards/uploads privacy/usage_store privacy/usage_log guards/rate_limit)
 # The candidate tests of each module: the fast tests of the module itself. Tests that launch the
 # whole app are left out (each mutant would start a server); what they check of these modules is
 # also checked here. Node ids pick the fast tests of a file that also launches the app. Tests
@@ -31,19 +32,19 @@ MODULES=(privacy cache images validation client_address uploads usage_store anal
 # they cover, so mutmut would never run them: left out too.
 BROWSER_STATE=tests/test_security_browser_state.py
 declare -A TESTS=(
-  [privacy]="tests/test_privacy.py $BROWSER_STATE::test_pseudonym_signatures
+  [privacy/policy]="tests/test_privacy.py $BROWSER_STATE::test_pseudonym_signatures
     $BROWSER_STATE::test_key_file_is_made_once_owner_only_and_kept
     $BROWSER_STATE::test_empty_or_malformed_key_file_is_replaced
     $BROWSER_STATE::test_key_file_that_can_be_neither_read_nor_made_raises
     $BROWSER_STATE::test_a_short_operator_secret_is_refused_without_echoing_it"
-  [cache]="tests/test_cache.py"
-  [images]="tests/test_images.py"
-  [validation]="tests/test_validation.py"
-  [client_address]="tests/test_client_address.py"
-  [uploads]="tests/test_uploads.py"
-  [usage_store]="tests/test_analytics.py"
-  [analytics]="tests/test_analytics.py"
-  [admission]="tests/test_admission.py"
+  [privacy/output_cache]="tests/test_cache.py"
+  [service/images]="tests/test_images.py"
+  [tools/checks]="tests/test_validation.py"
+  [guards/client_address]="tests/test_client_address.py"
+  [guards/uploads]="tests/test_uploads.py"
+  [privacy/usage_store]="tests/test_analytics.py"
+  [privacy/usage_log]="tests/test_analytics.py"
+  [guards/rate_limit]="tests/test_admission.py"
 )
 
 installed="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mutmut"))' \

@@ -66,7 +66,7 @@ def parse_equivalents(text: str) -> dict[str, str]:
 
 
 def score(module: str, statuses: dict[str, str], equivalents: dict[str, str]) -> Score:
-    prefix = f"zimage.{module}."
+    prefix = f"zimage.{module.replace('/', '.')}."
     result = Score(module)
     for name, status in sorted(statuses.items()):
         if not name.startswith(prefix):

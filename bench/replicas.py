@@ -203,9 +203,9 @@ def throughput_run(
 
 def round_trips(database: str, count: int) -> dict[str, list[float]]:
     """Seconds per call, as a replica makes them on its request path, interleaved."""
-    from zimage.admission import RateLimiter
-    from zimage.pg_connection import Lane
-    from zimage.shared_rate_limit import SharedRateLimiter, rate_limit_lane
+    from zimage.guards.rate_limit import RateLimiter
+    from zimage.replicas.connection import Lane
+    from zimage.replicas.rate_limit import SharedRateLimiter, rate_limit_lane
 
     visitors = [f"192.0.2.{n}" for n in range(VISITORS)]
     # A generous deadline, so every timed call is a round trip (the replicas' is 0.25 s, past

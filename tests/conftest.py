@@ -21,8 +21,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
-from zimage.engine import Engine  # noqa: E402
-from zimage.loading import create_preview_engine  # noqa: E402
+from zimage.engine.engine import Engine  # noqa: E402
+from zimage.engine.loading import create_preview_engine  # noqa: E402
 from zimage.settings import Settings  # noqa: E402
 
 
@@ -39,9 +39,9 @@ def preview_engine() -> Engine:
 
 def make_service(engine: Engine, limits: Any = None, usage_log: Any = None) -> Any:
     """A service with a roomy in-memory cache, as app.build wires it."""
-    from zimage.cache import OutputCache
-    from zimage.images import ImageLimits
-    from zimage.service import ZImageService
+    from zimage.privacy.output_cache import OutputCache
+    from zimage.service.images import ImageLimits
+    from zimage.service.service import ZImageService
 
     cache = OutputCache(
         ttl_s=600,

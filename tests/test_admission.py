@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from zimage.admission import RateLimited, RateLimiter
+from zimage.guards.rate_limit import RateLimited, RateLimiter
 
 
 class Clock:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from zimage.analytics import IpHasher, UsageEvent, UsageLog, browser_family, os_family
-from zimage.usage_store import SqliteUsageStore, UsageRow
+from zimage.privacy.usage_log import IpHasher, UsageEvent, UsageLog, browser_family, os_family
+from zimage.privacy.usage_store import SqliteUsageStore, UsageRow
 
 CHROME_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -761,7 +761,7 @@ def test_a_store_that_cannot_be_opened_is_named_with_the_reason(
 ) -> None:
     (tmp_path / "plain-file").write_text("x")
     path = tmp_path / "plain-file" / "usage.db"
-    with caplog.at_level(logging.WARNING, logger="zimage.usage_store"):
+    with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_store"):
         assert SqliteUsageStore.open(path) is None
     (record,) = caplog.records
     assert record.getMessage() == (
@@ -820,14 +820,14 @@ class FailingStore:
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "zimage.analytics"]
+    return [r.getMessage() for r in caplog.records if r.name == "zimage.privacy.usage_log"]
 
 
 def test_a_failing_store_is_reported_per_operation_and_breaks_nothing(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     usage = UsageLog(FailingStore(), clock=clock)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+    with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_log"):
         assert usage.aggregates() == []  # nothing queued: nothing to report dropped
         assert warnings_of(caplog) == ["Usage aggregates not read: disk I/O error"]
         caplog.clear()
@@ -886,7 +886,7 @@ def test_a_row_that_cannot_be_made_is_reported_and_never_breaks_the_request(
     db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     usage = UsageLog(db_path, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+    with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_log"):
         assert usage.record(make_event(duration_s=None)) is False
     (message,) = warnings_of(caplog)
     assert message == (
@@ -906,7 +906,7 @@ def test_drops_are_reported_with_their_reason_at_most_every_ten_seconds(
     seconds = {"now": 0.0}  # a machine just started: the first drop is reported all the same
     monkeypatch.setattr(time, "monotonic", lambda: seconds["now"])
     usage = UsageLog(db_path, clock=clock, max_pending=0)  # every row finds the queue full
-    with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+    with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_log"):
         assert usage.record(make_event()) is False
         seconds["now"] += 9.99
         assert usage.record(make_event()) is False

@@ -1,6 +1,6 @@
 """A text-to-image batch that would not fit in memory is refused before it runs (issue 15.2).
 
-The estimate (zimage/batch_memory.py) is checked against the peak measured on the preview
+The estimate (zimage/engine/batch_memory.py) is checked against the peak measured on the preview
 engine; the free memory is given to the engine as a probe (or capped by the
 ZIMAGE_MEMORY_BUDGET_MB setting), so refusals are exact here without a GPU.
 """
@@ -19,7 +19,7 @@ from PIL import Image
 
 from bench.batch_memory import LiveTensorBytes
 from tests.conftest import TEST_FOLDER, RunningApp, make_service, serve
-from zimage.batch_memory import (
+from zimage.engine.batch_memory import (
     MB,
     ZERO_GPU_WORKLOAD_BYTES,
     BatchMemory,
@@ -29,10 +29,10 @@ from zimage.batch_memory import (
     refuse_unless_it_fits,
     weight_bytes,
 )
-from zimage.engine import Engine
-from zimage.loading import create_preview_engine
-from zimage.requests import GenerateRequest
-from zimage.service import Visitor, outcome_of
+from zimage.engine.engine import Engine
+from zimage.engine.loading import create_preview_engine
+from zimage.service.service import Visitor, outcome_of
+from zimage.tools.requests import GenerateRequest
 
 REFUSED_4_AT_512 = (
     "4 images at 512x512 need about 244 MB of memory; 100 MB are available. "

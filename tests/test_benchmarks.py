@@ -299,7 +299,8 @@ def test_batch_memory_finds_the_preview_engine_within_the_estimates_figures() ->
     output = completed.stdout
     for part in ("transformer per token", "vae per pixel"):
         measured, used = re.search(
-            part + r": ([\d.]+) x .* at most \(zimage/batch_memory.py uses ([\d.]+)\)", output
+            part + r": ([\d.]+) x .* at most \(zimage/engine/batch_memory.py uses ([\d.]+)\)",
+            output,
         ).groups()
         assert float(measured) <= float(used), part
     ratio = float(re.search(r"engine run 4 x 320x320: .* estimate/peak ([\d.]+)", output)[1])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zimage.cache import (
+from zimage.privacy.output_cache import (
     OutputCache,
     default_temp_dir,
     delete_files_older_than,
@@ -652,7 +652,7 @@ def test_a_failing_sweep_task_is_logged_by_name_with_its_traceback(
         raise RuntimeError("boom")
 
     cache.add_sweep_task(bad)
-    with caplog.at_level("ERROR", logger="zimage.cache"):
+    with caplog.at_level("ERROR", logger="zimage.privacy.output_cache"):
         cache.start_sweeper(interval_s=0.01)
         try:
             assert failed.wait(2)
@@ -672,7 +672,7 @@ def test_a_file_outside_the_private_folder_is_kept_and_named_in_a_warning(
     cache = make_cache(clock, files_dir=private)
     entry = put(cache)
     cache.attach_files(entry.key, [example])
-    with caplog.at_level("WARNING", logger="zimage.cache"):
+    with caplog.at_level("WARNING", logger="zimage.privacy.output_cache"):
         cache.purge_all()
     assert example.exists()
     assert [r.getMessage() for r in caplog.records] == [
@@ -681,7 +681,7 @@ def test_a_file_outside_the_private_folder_is_kept_and_named_in_a_warning(
 
 
 def test_nothing_is_inside_a_folder_but_entries_below_it(tmp_path: Path) -> None:
-    from zimage.cache import is_inside
+    from zimage.privacy.output_cache import is_inside
 
     assert is_inside(tmp_path / "a.png", tmp_path)
     assert is_inside(tmp_path / "x" / "a.png", tmp_path)
@@ -757,7 +757,7 @@ def test_each_refused_temp_folder_is_named_with_the_reason(
     planted.mkdir()
     (planted / name).symlink_to(own, target_is_directory=True)
     own.mkdir()
-    with caplog.at_level("WARNING", logger="zimage.cache"):
+    with caplog.at_level("WARNING", logger="zimage.privacy.output_cache"):
         assert default_temp_dir([not_a_folder, planted, own]) == own / name
     cannot, refusing = (r.getMessage() for r in caplog.records)
     assert cannot.startswith(f"cannot use temp folder {not_a_folder / name}: [Errno 20] ")
@@ -837,14 +837,14 @@ def test_files_someone_else_removed_first_are_not_counted_and_undeletable_ones_a
         real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "unlink", unlink)
-    with caplog.at_level("WARNING", logger="zimage.cache"):
+    with caplog.at_level("WARNING", logger="zimage.privacy.output_cache"):
         assert delete_files_older_than(tmp_path, 600) == 1
     assert not plain.exists() and stuck.exists()
     assert [r.getMessage() for r in caplog.records] == [
         f"could not delete {stuck}: [Errno 1] Operation not permitted"
     ]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="zimage.cache"):
+    with caplog.at_level("WARNING", logger="zimage.privacy.output_cache"):
         assert delete_tree_contents(tmp_path) == 0
     assert [r.getMessage() for r in caplog.records] == [
         f"could not delete {stuck}: [Errno 1] Operation not permitted"
@@ -878,7 +878,7 @@ def test_a_folder_that_cannot_be_removed_is_reported_and_the_rest_goes(
         real_rmdir(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "rmdir", rmdir)
-    with caplog.at_level("WARNING", logger="zimage.cache"):
+    with caplog.at_level("WARNING", logger="zimage.privacy.output_cache"):
         delete_tree_contents(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["busy"]
     assert [r.getMessage() for r in caplog.records] == [

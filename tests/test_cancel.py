@@ -11,9 +11,9 @@ import pytest
 from gradio_client import Client
 
 from tests.conftest import TEST_FOLDER, serve
-from zimage.errors import Cancelled
-from zimage.jobs import JobControl, StopReason
-from zimage.requests import GenerateRequest
+from zimage.engine.errors import Cancelled
+from zimage.engine.jobs import JobControl, StopReason
+from zimage.tools.requests import GenerateRequest
 
 LONG = dict(prompt="a long job", resolution="1024x1024", seed=1, randomize_seed=False, steps=50)
 SMALL = dict(prompt="a small job", resolution="256x256", seed=2, randomize_seed=False, steps=1)

@@ -8,8 +8,8 @@ import logging
 import pytest
 from starlette.datastructures import Headers
 
-from zimage import client_address as client_address_module
-from zimage.client_address import AddressKey, client_address, forwarded_for_entries
+from zimage.guards import client_address as client_address_module
+from zimage.guards.client_address import AddressKey, client_address, forwarded_for_entries
 
 
 @pytest.mark.parametrize(

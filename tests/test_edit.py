@@ -5,13 +5,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.conftest import make_service
-from zimage.engine import Engine
-from zimage.images import ImageLimits, encode_png
-from zimage.loading import create_engine, create_preview_engine
-from zimage.preview import build_preview_omni_pipeline, build_preview_pipeline
-from zimage.requests import EditRequest
-from zimage.service import Visitor
+from zimage.engine.engine import Engine
+from zimage.engine.loading import create_engine, create_preview_engine
+from zimage.engine.tiny_pipelines import build_preview_omni_pipeline, build_preview_pipeline
+from zimage.service.images import ImageLimits, encode_png
+from zimage.service.service import Visitor
 from zimage.settings import Settings
+from zimage.tools.requests import EditRequest
 
 SCRIPT = Visitor(owner="session:test")
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from tests.conftest import make_service
-from zimage.embeddings import PromptEmbeddingCache
-from zimage.images import encode_png
-from zimage.loading import create_preview_engine
-from zimage.requests import GenerateRequest
-from zimage.service import Visitor
+from zimage.engine.loading import create_preview_engine
+from zimage.engine.prompt_embeddings import PromptEmbeddingCache
+from zimage.service.images import encode_png
+from zimage.service.service import Visitor
+from zimage.tools.requests import GenerateRequest
 
 
 class Clock:

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from zimage.engine import Engine
-from zimage.errors import EngineUnavailable, TimedOut
-from zimage.images import encode_png
-from zimage.loading import UnavailableEngine, create_engine, load_pipeline
-from zimage.preview import build_preview_pipeline
-from zimage.requests import GenerateRequest
+from zimage.engine.engine import Engine
+from zimage.engine.errors import EngineUnavailable, TimedOut
+from zimage.engine.loading import UnavailableEngine, create_engine, load_pipeline
+from zimage.engine.tiny_pipelines import build_preview_pipeline
+from zimage.engine.zero_gpu import zero_gpu_decorator
+from zimage.service.images import encode_png
 from zimage.settings import Settings
-from zimage.zero_gpu import zero_gpu_decorator
+from zimage.tools.requests import GenerateRequest
 
 
 def request(seed: int = 1, width: int = 256, height: int = 256, **overrides) -> GenerateRequest:

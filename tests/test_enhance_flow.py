@@ -15,17 +15,17 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
 from tests.conftest import make_service
-from zimage.analytics import UsageLog
-from zimage.engine import Engine
-from zimage.enhancer import create_enhancer
-from zimage.errors import Cancelled, EngineUnavailable, TimedOut
-from zimage.jobs import JobControl, StopReason
-from zimage.loading import create_engine
-from zimage.moderation import ContentFlagged, Moderation
-from zimage.preview import build_preview_pipeline
-from zimage.requests import EnhanceRequest
-from zimage.service import Visitor
+from zimage.engine.engine import Engine
+from zimage.engine.enhancer import create_enhancer
+from zimage.engine.errors import Cancelled, EngineUnavailable, TimedOut
+from zimage.engine.jobs import JobControl, StopReason
+from zimage.engine.loading import create_engine
+from zimage.engine.tiny_pipelines import build_preview_pipeline
+from zimage.privacy.usage_log import UsageLog
+from zimage.service.moderation import ContentFlagged, Moderation
+from zimage.service.service import Visitor
 from zimage.settings import Settings
+from zimage.tools.requests import EnhanceRequest
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 PROMPT = "a red kite over the sea"

@@ -20,18 +20,18 @@ import torch
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from zimage import presets
-from zimage.engine import Engine
-from zimage.enhancer import (
+from zimage.engine.engine import Engine
+from zimage.engine.enhancer import (
     PromptEnhancer,
     clean_enhanced_prompt,
     create_enhancer,
     next_token,
 )
-from zimage.errors import TimedOut
-from zimage.loading import create_preview_engine
-from zimage.preview import build_text_encoder, build_tokenizer
-from zimage.requests import GenerateRequest
+from zimage.engine.errors import TimedOut
+from zimage.engine.loading import create_preview_engine
+from zimage.engine.tiny_pipelines import build_text_encoder, build_tokenizer
 from zimage.settings import Settings, SettingsError
+from zimage.tools.requests import GenerateRequest
 
 PROMPT = 'A lighthouse on a basalt cliff, a sign reading "OPEN"'
 # With this prompt, the preview's random weights draw an end-of-turn token as the 23rd token for
@@ -314,7 +314,7 @@ def test_a_text_encoder_missing_a_layer_is_refused_with_one_log_line(
     tokenizer = build_tokenizer()
     encoder = build_text_encoder(len(tokenizer))
     del encoder.layers[1]
-    caplog.set_level(logging.INFO, logger="zimage.enhancer")
+    caplog.set_level(logging.INFO, logger="zimage.engine.enhancer")
     assert PromptEnhancer.from_text_encoder(encoder, tokenizer, len) is None
     assert [record.getMessage() for record in caplog.records] == [
         "prompt enhancer off: the text encoder cannot write text: "
@@ -348,7 +348,7 @@ def test_other_missing_parts_are_refused_and_named(
     tokenizer = build_tokenizer()
     encoder = build_text_encoder(len(tokenizer))
     damage(encoder)
-    caplog.set_level(logging.INFO, logger="zimage.enhancer")
+    caplog.set_level(logging.INFO, logger="zimage.engine.enhancer")
     assert PromptEnhancer.from_text_encoder(encoder, tokenizer, len) is None
     assert len(caplog.records) == 1 and reason in caplog.records[0].getMessage()
 
@@ -382,7 +382,7 @@ def test_the_enhancer_model_setting_loads_a_separate_instruct_model(
         {"ZIMAGE_ENHANCER_MODEL": str(small_instruct_model), "ZIMAGE_ENHANCER_MAX_TOKENS": "20"}
     )
     encoder = engine.pipeline.text_encoder
-    caplog.set_level(logging.INFO, logger="zimage.enhancer")
+    caplog.set_level(logging.INFO, logger="zimage.engine.enhancer")
     enhancer = create_enhancer(settings, encoder, engine.pipeline.tokenizer, engine.prompt_tokens)
     assert enhancer is not None
     assert isinstance(enhancer.model, Qwen3ForCausalLM) and enhancer.model.model is not encoder
@@ -419,7 +419,7 @@ def test_an_enhancer_model_that_cannot_load_turns_it_off_with_one_log_line(
     engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings.from_env({"ZIMAGE_ENHANCER_MODEL": str(tmp_path / "nothing-here")})
-    caplog.set_level(logging.INFO, logger="zimage.enhancer")
+    caplog.set_level(logging.INFO, logger="zimage.engine.enhancer")
     pipeline = engine.pipeline
     assert create_enhancer(settings, pipeline.text_encoder, pipeline.tokenizer, len) is None
     assert len(caplog.records) == 1
@@ -429,7 +429,7 @@ def test_an_enhancer_model_that_cannot_load_turns_it_off_with_one_log_line(
 def test_off_and_no_text_encoder_give_no_enhancer(
     engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="zimage.enhancer")
+    caplog.set_level(logging.INFO, logger="zimage.engine.enhancer")
     pipeline = engine.pipeline
     off = Settings.from_env({"ZIMAGE_ENHANCER": "off"})
     assert create_enhancer(off, pipeline.text_encoder, pipeline.tokenizer, len) is None

@@ -1,4 +1,4 @@
-"""Tests for zimage.images: every fixture is built here with Pillow."""
+"""Tests for zimage.service.images: every fixture is built here with Pillow."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageFile
 from PIL.PngImagePlugin import PngInfo
 
-from zimage.images import (
+from zimage.service.images import (
     ImageInputError,
     ImageLimits,
     encode_png,

@@ -17,8 +17,8 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageInpa
 from PIL import Image
 
 from zimage import presets
-from zimage.engine import Engine
-from zimage.latent_preview import (
+from zimage.engine.engine import Engine
+from zimage.engine.latent_preview import (
     LatentPreview,
     colour_pictures,
     decode_pooled,

@@ -2,7 +2,7 @@ import platform
 
 import pytest
 
-from zimage.memory import release_free_memory
+from zimage.privacy.heap_trim import release_free_memory
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
@@ -14,8 +14,8 @@ def test_freed_heap_pages_are_returned_to_the_system() -> None:
 
 
 def test_the_timer_trims_only_after_outputs_were_freed(tmp_path) -> None:
-    from zimage.cache import OutputCache
-    from zimage.memory import TrimAfterFrees
+    from zimage.privacy.heap_trim import TrimAfterFrees
+    from zimage.privacy.output_cache import OutputCache
 
     now = [0.0]
     cache = OutputCache(

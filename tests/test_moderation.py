@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zimage.moderation import (
+from zimage.service.moderation import (
     IMAGE_WITHHELD,
     PROMPT_REFUSED,
     ContentFlagged,

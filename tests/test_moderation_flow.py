@@ -6,9 +6,14 @@ from gradio_client.exceptions import AppError
 
 from tests.conftest import make_service, serve
 from tests.test_moderation import save_tiny_safety_model
-from zimage.analytics import UsageLog
-from zimage.moderation import ContentFlagged, ImageSafetyClassifier, Moderation, PromptBlocklist
-from zimage.service import Visitor
+from zimage.privacy.usage_log import UsageLog
+from zimage.service.moderation import (
+    ContentFlagged,
+    ImageSafetyClassifier,
+    Moderation,
+    PromptBlocklist,
+)
+from zimage.service.service import Visitor
 
 VISITOR = Visitor(owner="p-mod", pseudonym="p-mod", client_ip="198.51.100.4")
 

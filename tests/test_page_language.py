@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningApp
-from zimage.page_language import language_script
+from zimage.guards.page_language import language_script
 from zimage.translations import CHINESE, ENGLISH, LANGUAGE_COOKIE
 
 

@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import free_port
 from tests.test_analytics import CHROME_UA, PROMPT, RAW_IP, FakeClock, make_event
-from zimage.analytics import IpHasher, UsageLog
-from zimage.pg_connection import DatabaseUnavailable, Lane
-from zimage.pg_schema import LATEST, MIGRATIONS, RETENTION_LOCK, Schema, migrate
-from zimage.pg_usage_store import PostgresUsageStore
+from zimage.privacy.usage_log import IpHasher, UsageLog
+from zimage.replicas.connection import DatabaseUnavailable, Lane
+from zimage.replicas.schema import LATEST, MIGRATIONS, RETENTION_LOCK, Schema, migrate
+from zimage.replicas.usage_store import PostgresUsageStore
 
 
 def postgres_store(url: str, timeout_s: float = 5.0) -> PostgresUsageStore:

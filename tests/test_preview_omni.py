@@ -10,7 +10,7 @@ import torch
 from diffusers import ZImageOmniPipeline, ZImagePipeline
 from PIL import Image
 
-from zimage.preview import (
+from zimage.engine.tiny_pipelines import (
     SIGLIP_DIM,
     build_preview_omni_pipeline,
     build_preview_pipeline,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from zimage.privacy import (
+from zimage.privacy.policy import (
     POLICY_VERSION,
     BrowserKeys,
     KeyFileError,

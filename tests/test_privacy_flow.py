@@ -11,9 +11,9 @@ import pytest
 from gradio_client import Client
 
 from tests.conftest import RunningApp, make_service, serve
-from zimage.analytics import UsageLog
-from zimage.privacy import POLICY_VERSION, BrowserKeys
-from zimage.service import Visitor
+from zimage.privacy.policy import POLICY_VERSION, BrowserKeys
+from zimage.privacy.usage_log import UsageLog
+from zimage.service.service import Visitor
 from zimage.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from zimage.admission import WINDOW_S
-from zimage.analytics import IpHasher
-from zimage.pg_schema import MIGRATIONS
-from zimage.pg_usage_store import STORE_TIMEOUT_S
-from zimage.replica_link import TIDY_INTERVAL_S
+from zimage.guards.rate_limit import WINDOW_S
+from zimage.privacy.usage_log import IpHasher
+from zimage.replicas.link import TIDY_INTERVAL_S
+from zimage.replicas.rate_limit import SHARED_LIMIT_TIMEOUT_S
+from zimage.replicas.schema import MIGRATIONS
+from zimage.replicas.usage_store import STORE_TIMEOUT_S
 from zimage.settings import Settings, SettingsError
-from zimage.shared_rate_limit import SHARED_LIMIT_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s" * 32

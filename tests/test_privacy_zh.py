@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from zimage.privacy import POLICY_VERSION
+from zimage.privacy.policy import POLICY_VERSION
 from zimage.translations import CHINESE, ENGLISH, PAGE_TEXT, words
 
 ROOT = Path(__file__).resolve().parent.parent

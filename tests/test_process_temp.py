@@ -17,7 +17,7 @@ import httpx
 from gradio_client import Client, handle_file
 
 from bench.local_app import free_port, preview_app_env, serving, stop_app
-from zimage.process_temp import process_temp_dir, release
+from zimage.privacy.temp_folder import process_temp_dir, release
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "house.png"
@@ -30,7 +30,7 @@ def claim_in_child(base: Path, then: str) -> subprocess.Popen:
         "import sys, time, os\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from pathlib import Path\n"
-        "from zimage.process_temp import process_temp_dir\n"
+        "from zimage.privacy.temp_folder import process_temp_dir\n"
         f"folder = process_temp_dir(Path({str(base)!r}))\n"
         "(folder / 'upload.png').write_bytes(b'x')\n"
         "print(folder, flush=True)\n"

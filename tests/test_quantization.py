@@ -14,19 +14,19 @@ import pytest
 import torch
 
 from bench import gpu_latency
-from zimage.engine import Engine
-from zimage.images import encode_png
-from zimage.loading import create_engine
-from zimage.preview import build_preview_pipeline
-from zimage.quantization import fp8_linear_count, is_fp8_candidate, quantize_transformer
-from zimage.requests import GenerateRequest
+from zimage.engine.engine import Engine
+from zimage.engine.loading import create_engine
+from zimage.engine.quantization import fp8_linear_count, is_fp8_candidate, quantize_transformer
+from zimage.engine.tiny_pipelines import build_preview_pipeline
+from zimage.service.images import encode_png
 from zimage.settings import Settings
+from zimage.tools.requests import GenerateRequest
 
 BLOCKS = ("layers", "noise_refiner", "context_refiner")
 
 
 def quantization_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [record for record in caplog.records if record.name == "zimage.quantization"]
+    return [record for record in caplog.records if record.name == "zimage.engine.quantization"]
 
 
 def engine_from_saved_model(folder: str, quant: str) -> Engine:
@@ -48,7 +48,7 @@ def test_fp8_on_the_cpu_is_refused_in_one_log_line_and_changes_nothing(
 ) -> None:
     build_preview_pipeline().save_pretrained(tmp_path)
     request = GenerateRequest("a red fox in snow", 256, 256, seed=3)
-    with caplog.at_level(logging.DEBUG, logger="zimage.quantization"):
+    with caplog.at_level(logging.DEBUG, logger="zimage.engine.quantization"):
         plain = engine_from_saved_model(str(tmp_path), "off")
         assert quantization_records(caplog) == []
         refused = engine_from_saved_model(str(tmp_path), "fp8")
@@ -76,7 +76,7 @@ def test_off_leaves_the_transformer_alone_without_a_word(
 ) -> None:
     transformer = build_preview_pipeline().transformer
     before = {name: tensor.clone() for name, tensor in transformer.state_dict().items()}
-    with caplog.at_level(logging.DEBUG, logger="zimage.quantization"):
+    with caplog.at_level(logging.DEBUG, logger="zimage.engine.quantization"):
         assert quantize_transformer(transformer, "off") == "off"
     assert quantization_records(caplog) == []
     after = transformer.state_dict()

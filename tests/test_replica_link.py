@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from zimage.pg_schema import Schema
-from zimage.replica_link import ReplicaLink
+from zimage.replicas.link import ReplicaLink
+from zimage.replicas.schema import Schema
 
 WAIT_S = 15
 

@@ -24,8 +24,8 @@ import pytest
 from tests.conftest import free_port
 from tests.gradio_http import completed, fn_index, join, run
 from tests.test_app_process import serving
-from zimage.pg_schema import migrate
-from zimage.privacy import BrowserKeys
+from zimage.privacy.policy import BrowserKeys
+from zimage.replicas.schema import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "replicas share this operator secret, 32+ characters"

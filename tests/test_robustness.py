@@ -11,11 +11,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.conftest import make_service, serve
-from zimage.errors import OutOfGpuMemory, TimedOut
-from zimage.loading import create_preview_engine
-from zimage.requests import GenerateRequest
-from zimage.service import Visitor
-from zimage.validation import InputError
+from zimage.engine.errors import OutOfGpuMemory, TimedOut
+from zimage.engine.loading import create_preview_engine
+from zimage.service.service import Visitor
+from zimage.tools.checks import InputError
+from zimage.tools.requests import GenerateRequest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPT = Visitor(owner="session:robustness", client_ip="203.0.113.1")

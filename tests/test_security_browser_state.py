@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import TEST_FOLDER, RunningApp, serve
 from tests.gradio_http import run
-from zimage.privacy import BrowserKeys, KeyFileError, browser_state_key
+from zimage.privacy.policy import BrowserKeys, KeyFileError, browser_state_key
 from zimage.settings import Settings, SettingsError
 
 OPERATOR_SECRET = "operator-secret-never-published-0123456789"

@@ -17,8 +17,8 @@ from gradio_client.exceptions import AppError
 
 from app import BLOCKED_PATHS
 from tests.gradio_http import call, file_data, fn_index, join
-from zimage.public_errors import REQUEST_REFUSED
-from zimage.ui.edit import SAMPLES
+from zimage.guards.public_errors import REQUEST_REFUSED
+from zimage.page.edit import SAMPLES
 
 INTERNALS = re.compile(
     r"\b[A-Z]\w*(Error|Exception)\b|<[\w.]+ object at 0x|Traceback|'\w+' object|pydantic"

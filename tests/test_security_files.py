@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import free_port
 from tests.gradio_http import completed, file_data, fn_index, join
 from tests.test_app_process import files_under, serving, wait_until
-from zimage.cache import OutputCache
+from zimage.privacy.output_cache import OutputCache
 
 ROOT = Path(__file__).resolve().parent.parent
 TTL_S = 3

@@ -17,7 +17,7 @@ from gradio_client import Client, handle_file
 from tests.conftest import free_port
 from tests.gradio_http import run
 from tests.test_app_process import serving, wait_until
-from zimage.privacy import BrowserKeys
+from zimage.privacy.policy import BrowserKeys
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "house.png"

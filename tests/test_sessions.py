@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from tests.conftest import serve
-from zimage.server_state import SWEEP_INTERVAL_S
+from zimage.page.gradio_state import SWEEP_INTERVAL_S
 
 SAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CAPACITY = 10
@@ -151,7 +151,7 @@ def test_no_clean_up_of_gradios_own_iterates_the_temp_sets_at_shutdown(capfd) ->
 def test_a_new_session_computes_no_config_for_an_event(small_app) -> None:
     from gradio.state_holder import SessionState
 
-    from zimage.ui.sessions import LazySessionState
+    from zimage.page.sessions import LazySessionState
 
     demo = small_app.space.demo
     holder = demo.state_holder
@@ -176,7 +176,7 @@ def test_a_lazy_session_lists_the_same_components_as_gradios_own(small_app) -> N
     # The one reader of all configs is Gradio's deep link: it must see what it saw before.
     from gradio.state_holder import SessionState
 
-    from zimage.ui.sessions import LazySessionState
+    from zimage.page.sessions import LazySessionState
 
     demo = small_app.space.demo
     fn = next(fn for fn in demo.fns.values() if fn.api_name == "text_to_image")

@@ -168,8 +168,8 @@ def test_proxy_hops_and_upload_defaults() -> None:
 
 
 def test_memory_budget_is_off_by_default_and_reaches_the_engine() -> None:
-    from zimage.batch_memory import MB
-    from zimage.loading import create_engine
+    from zimage.engine.batch_memory import MB
+    from zimage.engine.loading import create_engine
 
     assert Settings.from_env({}).memory_budget_mb == 0  # 0: what the device has free
     settings = Settings.from_env({"ZIMAGE_ENGINE": "preview", "ZIMAGE_MEMORY_BUDGET_MB": "300"})

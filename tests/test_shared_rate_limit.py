@@ -10,10 +10,10 @@ import psycopg
 import pytest
 
 from tests.conftest import free_port
-from zimage.admission import RateLimited
-from zimage.pg_connection import Lane
-from zimage.pg_schema import Schema
-from zimage.shared_rate_limit import SHARED_LIMIT_TIMEOUT_S, SharedRateLimiter, rate_limit_lane
+from zimage.guards.rate_limit import RateLimited
+from zimage.replicas.connection import Lane
+from zimage.replicas.rate_limit import SHARED_LIMIT_TIMEOUT_S, SharedRateLimiter, rate_limit_lane
+from zimage.replicas.schema import Schema
 
 SECRET = "an operator secret of at least thirty-two characters"
 ADDRESS = "203.0.113.41"
@@ -125,8 +125,8 @@ def test_only_the_rate_limit_commits_without_waiting_for_the_disk(database) -> N
 def test_a_replica_connects_its_rate_limit_before_the_first_request(database) -> None:
     """The first request would otherwise wait for the connection, and past the short deadline
     be counted on this replica only."""
+    from zimage.replicas.database import SharedDatabase
     from zimage.settings import Settings
-    from zimage.shared_database import SharedDatabase
 
     settings = Settings.from_env(
         {"ZIMAGE_USAGE_DB": database, "ZIMAGE_BROWSER_SECRET": SECRET, "ZIMAGE_RATE_PER_MIN": "5"}

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 from gradio.context import LocalContext
 
-from zimage.jobs import JobControl, StopReason
-from zimage.ui.running import RunningRequests
+from zimage.engine.jobs import JobControl, StopReason
+from zimage.page.running import RunningRequests
 
 GENERATE, ENHANCE, EDIT = 5, 6, 7
 

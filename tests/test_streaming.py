@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from zimage.streaming import ReusedThreads, stream_from_thread
+from zimage.engine.streaming import ReusedThreads, stream_from_thread
 
 
 def drain(stream):

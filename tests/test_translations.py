@@ -7,6 +7,7 @@ import string
 
 import pytest
 
+from zimage.page.edit import SAMPLES
 from zimage.translations import (
     CHINESE,
     ENGLISH,
@@ -21,7 +22,6 @@ from zimage.translations import (
     page_language,
     words,
 )
-from zimage.ui.edit import SAMPLES
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from zimage.cache import OutputCache
-from zimage.uploads import (
+from zimage.guards.uploads import (
     MIN_FILE_CHARGE,
     ExpiringBlobs,
     HeldUploads,
     UploadBudget,
     is_out_of_space,
 )
+from zimage.privacy.output_cache import OutputCache
 
 
 class Clock:
@@ -412,7 +412,7 @@ def test_partial_files_that_vanish_or_resist_are_skipped_and_not_counted(
     monkeypatch.setattr(os, "lstat", lstat)
     monkeypatch.setattr(os, "open", open_)
     monkeypatch.setattr(os, "unlink", unlink)
-    with caplog.at_level("WARNING", logger="zimage.uploads"):
+    with caplog.at_level("WARNING", logger="zimage.guards.uploads"):
         assert held.delete_partial_files() == 3  # tmp0, tmp4, tmp5
     assert sorted(os.listdir(tmp_path)) == ["tmp1", "tmp3"]
     assert [r.getMessage() for r in caplog.records] == [

@@ -43,7 +43,7 @@ def test_a_locked_usage_database_does_not_slow_requests(tmp_path, caplog) -> Non
     try:
         timed_request(0)  # warm-up; also creates the database file
         free, locked = [], []
-        with caplog.at_level(logging.WARNING, logger="zimage.analytics"):
+        with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_log"):
             for round_ in range(ROUNDS):  # interleaved, so that the machine's load hits both
                 free += [timed_request(round_ * 100 + i) for i in range(PER_ROUND)]
                 other = sqlite3.connect(running.usage_db, isolation_level=None)

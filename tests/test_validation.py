@@ -3,7 +3,7 @@ import math
 import pytest
 
 from zimage import presets
-from zimage.validation import (
+from zimage.tools.checks import (
     InputError,
     check_integer,
     check_number,

@@ -22,15 +22,15 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from tests.conftest import free_port
-from zimage.engine import Engine
-from zimage.errors import Cancelled, TimedOut
-from zimage.images import encode_png
-from zimage.jobs import GpuJob, JobControl, StopReason
-from zimage.loading import create_engine
-from zimage.preview import build_preview_pipeline
-from zimage.requests import EditRequest, GenerateRequest
+from zimage.engine.engine import Engine
+from zimage.engine.errors import Cancelled, TimedOut
+from zimage.engine.jobs import GpuJob, JobControl, StopReason
+from zimage.engine.loading import create_engine
+from zimage.engine.tiny_pipelines import build_preview_pipeline
+from zimage.engine.zero_gpu import gpu_seconds_needed, zero_gpu_decorator
+from zimage.service.images import encode_png
 from zimage.settings import Settings
-from zimage.zero_gpu import gpu_seconds_needed, zero_gpu_decorator
+from zimage.tools.requests import EditRequest, GenerateRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "tests" / "standins"

@@ -1,9 +1,9 @@
 """Everything the page says, in English and Simplified Chinese: plain data, no Gradio.
 
 Each entry is a pair (English, Simplified Chinese) under a key. The page shows the static ones
-through Gradio's `I18n` (zimage/ui/language.py), so the browser switches them in place; text made
+through Gradio's `I18n` (zimage/page/language.py), so the browser switches them in place; text made
 per request (history captions, messages) is formatted here with `words()` in the visitor's
-language. Error messages of the core (zimage/validation.py, ...) stay English: scripts get the
+language. Error messages of the core (zimage/tools/checks.py, ...) stay English: scripts get the
 same text.
 """
 
@@ -122,7 +122,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "engine.unavailable": ("**Not available:** {reason}", "**不可用**：{reason}"),
     "engine.running": ("Running {description}.", "正在运行 {description}。"),
-    # The privacy notice (zimage/privacy.py puts it together).
+    # The privacy notice (zimage/privacy/policy.py puts it together).
     "banner.updated": ("**The privacy policy was updated.** ", "**隐私政策已更新**。"),
     "banner.logged": (
         "a usage log: time, settings, duration, outcome, browser and OS family, and a "

@@ -18,7 +18,7 @@ from zimage.translations import words
 Scope = Page | Frame
 
 OPT_OUT = "Keep my requests out of the usage log"
-STORAGE_KEY = "zimage-space"  # gr.BrowserState's storage_key in zimage/ui/page.py
+STORAGE_KEY = "zimage-space"  # gr.BrowserState's storage_key in zimage/page/page.py
 SMALL = "256x256"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -28,8 +28,8 @@ from tests.browser.helpers import (
     wait_idle,
 )
 from tests.conftest import RunningApp
+from zimage.page.edit import SAMPLES
 from zimage.translations import EXAMPLE_EDITS, words
-from zimage.ui.edit import SAMPLES
 
 ZH = "zh-CN"
 

@@ -25,8 +25,8 @@ from tests.browser.helpers import (
     wait_idle,
 )
 from tests.conftest import RunningApp
-from zimage.privacy import POLICY_VERSION
-from zimage.ui.edit import SAMPLES
+from zimage.page.edit import SAMPLES
+from zimage.privacy.policy import POLICY_VERSION
 
 # In frames: storage throws, as in a browser that refuses it there; refusals are counted in
 # `window.storageRefusals`, uncaught errors kept in `window.uncaughtErrors`.

@@ -26,7 +26,7 @@ from tests.browser.helpers import (
     wait_idle,
 )
 from tests.conftest import RunningApp
-from zimage.ui.edit import SAMPLES
+from zimage.page.edit import SAMPLES
 
 STEPS = 20  # enough denoising steps (about 0.1 s each at 256x256 here) to watch the progress
 

@@ -19,7 +19,7 @@ from tests.browser.helpers import (
     wait_idle,
 )
 from tests.conftest import RunningApp
-from zimage.privacy import POLICY_VERSION
+from zimage.privacy.policy import POLICY_VERSION
 from zimage.translations import EXAMPLE_PROMPTS, LANGUAGE_COOKIE, words
 
 ZH = "zh-CN"

@@ -6,8 +6,8 @@ import re
 
 from playwright.sync_api import Page, expect
 
-import zimage.privacy
-import zimage.ui.handlers
+import zimage.page.handlers
+import zimage.privacy.policy
 from tests.browser.helpers import (
     OPT_OUT,
     banner,
@@ -22,8 +22,8 @@ from tests.browser.helpers import (
     wait_stored_change,
 )
 from tests.conftest import RunningApp
-from zimage.privacy import POLICY_VERSION
-from zimage.ui.language import POLICY_FILES
+from zimage.page.language import POLICY_FILES
+from zimage.privacy.policy import POLICY_VERSION
 
 
 def test_first_visit_shows_the_notice_and_the_full_policy_opens(
@@ -93,8 +93,8 @@ def test_notice_stays_closed_once_read_and_opens_again_for_a_new_policy(
 
     # A new policy version: the handlers read it when called, so the running app sees it.
     new_version = "2099-01-31"
-    monkeypatch.setattr(zimage.privacy, "POLICY_VERSION", new_version)
-    monkeypatch.setattr(zimage.ui.handlers, "POLICY_VERSION", new_version)
+    monkeypatch.setattr(zimage.privacy.policy, "POLICY_VERSION", new_version)
+    monkeypatch.setattr(zimage.page.handlers, "POLICY_VERSION", new_version)
     reload(page)
     expect(banner_body(page)).to_be_visible()
     expect(banner_body(page)).to_contain_text("The privacy policy was updated.")

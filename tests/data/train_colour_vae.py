@@ -4,7 +4,7 @@
 
 The preview engine's VAE has random weights: its decoded pictures are noise with no colour that
 a linear map can follow, so it cannot show that a fitted preview gets colours right. This script
-trains the same architecture (`zimage.preview.build_vae`) for a few minutes on the CPU to
+trains the same architecture (`zimage.engine.tiny_pipelines.build_vae`) for a few minutes on the CPU to
 reconstruct solid colours, two-colour gradients and smooth colour fields, then sets the config's
 `shift_factor` and `scaling_factor` from its latents' mean and spread (as the FLUX VAE's were
 chosen), so pipeline-scaled latents have unit variance. Seeded; the saved folder
@@ -24,8 +24,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from zimage.latent_preview import colour_pictures  # noqa: E402
-from zimage.preview import build_vae  # noqa: E402
+from zimage.engine.latent_preview import colour_pictures  # noqa: E402
+from zimage.engine.tiny_pipelines import build_vae  # noqa: E402
 
 SIDE = 32
 BATCH = 16

@@ -1,0 +1,325 @@
+"""ASGI middleware: request bodies within a visitor's budget, uploads within the folder's cap.
+
+Gradio 6.31 accepts files from anyone, outside the queue and the rate limit, in several ways:
+
+- `POST /gradio_api/upload`: any number of files (1,000 per request), each up to the size
+  limit, kept in the temp folder (RAM with /dev/shm) until something deletes them;
+- `POST /gradio_api/component_server` (multipart): the image editor's blobs, read into the
+  process's memory and kept there until an edit uses them;
+- `POST /gradio_api/process_recording`: a screen-recording helper this app never uses, which
+  copies the file into /tmp and the temp folder;
+- the JSON body of any event (`/queue/join`, `/call/...`, `/run/...`, `/stream/...`): images
+  as `data:` URLs are decoded into the temp folder, and a file "path" that is an http(s) URL
+  makes the server download it, whatever its size, into the temp folder.
+
+So every request body counts against the sender's byte budget as it arrives (Content-Length is
+checked first but not trusted); reading stops at the limit. Upload files are followed by
+`HeldUploads` against a total cap; event bodies are small, parsed, and a remote file URL is
+refused; the recording route is closed. A full disk gives a readable 507, not Gradio's 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.datastructures import Headers
+
+from zimage.guards.client_address import AddressKey, client_address
+from zimage.guards.public_errors import AnsweredOutside
+from zimage.guards.uploads import OUT_OF_SPACE_MESSAGE, HeldUploads, UploadBudget, is_out_of_space
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UPLOAD_ROUTE = "/gradio_api/upload"
+# Gradio routes that take files and that this app never uses: refused before any byte is read.
+CLOSED_ROUTES = ("/gradio_api/process_recording",)
+# Event bodies name files by path; files themselves travel through the upload route.
+EVENT_BODY_SLACK = 64 * 1024
+# How many file paths of one event body are looked up (Gradio events have a few inputs).
+MAX_PATHS_PER_BODY = 64
+MB = 1024 * 1024
+
+
+class Refused(AnsweredOutside):
+    """A request the guard answers itself, with a status and a readable message."""
+
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class UploadGuard:
+    """Pure ASGI middleware; see the module docstring for what it bounds and why."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        budget: UploadBudget,
+        held: HeldUploads,
+        trusted_proxy_hops: int,
+        max_upload_bytes: int,
+    ) -> None:
+        self.app = app
+        self.budget = budget
+        self.held = held
+        self.trusted_proxy_hops = trusted_proxy_hops
+        # Room for one image of the largest allowed size as a base64 `data:` URL.
+        self.max_event_body_bytes = max_upload_bytes * 4 // 3 + EVENT_BODY_SLACK
+        self._visitor_key = AddressKey()
+        self.multipart_running = 0
+        self.multipart_bytes_arriving = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if path.endswith(CLOSED_ROUTES):
+            await respond(send, Refused(404, "Not found."))
+            return
+        headers = Headers(scope=scope)
+        peer = scope.get("client")
+        address = client_address(peer[0] if peer else "", headers, self.trusted_proxy_hops)
+        request = _Request(self, self._visitor_key(address), headers, path.endswith(UPLOAD_ROUTE))
+        try:
+            request.check_declared_length()
+        except Refused as refusal:
+            await respond(send, refusal)
+            return
+        await request.run(scope, receive, send)
+
+    def room_for_upload(self, nbytes: int) -> bool:
+        return self.held.room_for(self.multipart_bytes_arriving + nbytes)
+
+    def out_of_room(self) -> Refused:
+        return Refused(507, OUT_OF_SPACE_MESSAGE, int(self.held.unused_s))
+
+
+class _Request:
+    """One request body on its way through the guard."""
+
+    def __init__(self, guard: UploadGuard, visitor: str, headers: Headers, upload: bool) -> None:
+        self.guard = guard
+        self.visitor = visitor
+        self.upload = upload
+        content_type = headers.get("content-type", "").lower()
+        self.multipart = content_type.startswith("multipart/form-data")
+        try:
+            self.declared: int | None = int(headers.get("content-length", ""))
+        except ValueError:
+            self.declared = None
+        self.received = 0
+        self.started = False
+        self.finished = False
+
+    def check_declared_length(self) -> None:
+        """Refuse at once what the declared length already rules out."""
+        if self.declared is None or self.declared <= 0:
+            return
+        self._check_size(self.declared)
+        if self.declared > self.guard.budget.remaining(self.visitor):
+            raise self._over_budget(self.declared)
+        if self.multipart and not self.guard.room_for_upload(self.declared):
+            raise self.guard.out_of_room()
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self.guard
+        if self.multipart:
+            guard.multipart_running += 1
+        response_body = bytearray()
+        status = 0
+
+        async def counted_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                self.started = True
+                status = message["status"]
+            elif message["type"] == "http.response.body" and self.upload and status == 200:
+                response_body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Before the client has the paths, so a request naming one finds it.
+                    self._follow_uploaded(bytes(response_body))
+            await send(message)
+
+        try:
+            if self.multipart:
+                await guard.app(scope, self._counted(receive), counted_send)
+            else:
+                body = await self._read_event_body(receive)
+                await guard.app(scope, _replay(body, receive), counted_send)
+        except Refused as refusal:
+            self._finish(succeeded=False)
+            await self._answer(send, refusal)
+        except OSError as error:
+            if not is_out_of_space(error):
+                raise
+            logger.warning("temp folder full while receiving a request: %s", error)
+            self._finish(succeeded=False)
+            await self._answer(send, guard.out_of_room())
+        finally:
+            self._finish(succeeded=status == 200)
+
+    def _finish(self, succeeded: bool) -> None:
+        """Once: stop counting this body as arriving; clear what a failed upload left.
+
+        Before the refusal is answered, so the client never sees its partial file.
+        """
+        if not self.multipart or self.finished:
+            return
+        self.finished = True
+        guard = self.guard
+        guard.multipart_running -= 1
+        guard.multipart_bytes_arriving -= self.received
+        if not succeeded and guard.multipart_running == 0:
+            guard.held.delete_partial_files()
+
+    def _counted(self, receive: Receive) -> Receive:
+        async def counted() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                self._count(len(message.get("body", b"")))
+            return message
+
+        return counted
+
+    def _count(self, nbytes: int) -> None:
+        """Charge bytes as they arrive; stop the request once past a limit."""
+        if not nbytes:
+            return
+        self.received += nbytes
+        if self.multipart:
+            self.guard.multipart_bytes_arriving += nbytes
+        self._check_size(self.received)
+        if not self.guard.budget.charge(self.visitor, nbytes):
+            raise self._over_budget(0)
+        if self.multipart and not self.guard.room_for_upload(0):
+            raise self.guard.out_of_room()
+
+    def _check_size(self, nbytes: int) -> None:
+        budget = self.guard.budget
+        if nbytes > budget.max_bytes:
+            raise Refused(
+                413,
+                f"This request is larger than the {budget.max_bytes // MB} MB a visitor may "
+                f"send in {_duration(budget.window_s)}.",
+            )
+        if not self.multipart and nbytes > self.guard.max_event_body_bytes:
+            raise Refused(
+                413,
+                "This request body is too large. Send files through POST /gradio_api/upload "
+                "and pass the returned path.",
+            )
+
+    def _over_budget(self, nbytes: int) -> Refused:
+        budget = self.guard.budget
+        wait = budget.seconds_until(self.visitor, nbytes)
+        return Refused(
+            429,
+            f"Upload limit reached: {budget.max_bytes // MB} MB per visitor in "
+            f"{_duration(budget.window_s)}. Try again in {wait} s.",
+            wait,
+        )
+
+    async def _read_event_body(self, receive: Receive) -> bytes:
+        """The whole (small) body of an event; remote file URLs refused, uploads marked used."""
+        chunks = bytearray()
+        counted = self._counted(receive)
+        while True:
+            message = await counted()
+            if message["type"] != "http.request":
+                break
+            chunks.extend(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = bytes(chunks)
+        paths = file_paths_in(body)
+        remote = [p for p in paths if p.lower().startswith(("http://", "https://"))]
+        if remote:
+            raise Refused(
+                400,
+                "This Space does not fetch files from other sites. Upload the file "
+                "(POST /gradio_api/upload) and pass the returned path.",
+            )
+        self.guard.held.mark_used(paths[:MAX_PATHS_PER_BODY])
+        return body
+
+    async def _answer(self, send: Send, refusal: Refused) -> None:
+        if self.started:  # too late for our own answer: end the connection instead
+            raise refusal
+        await respond(send, refusal)
+
+    def _follow_uploaded(self, response_body: bytes) -> None:
+        """Follow the files the upload route wrote (its answer lists their paths)."""
+        try:
+            written = json.loads(response_body)
+        except ValueError:
+            return
+        if isinstance(written, list):
+            self.guard.held.add(p for p in written if isinstance(p, str))
+
+
+def file_paths_in(body: bytes) -> list[str]:
+    """The string values of every "path" key in a JSON body ([] if it is not JSON)."""
+    if not body:
+        return []
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return []  # Gradio cannot read it either
+    paths: list[str] = []
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            value = node.get("path")
+            if isinstance(value, str):
+                paths.append(value)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return paths
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that gives the body already read, then whatever the connection says."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def respond(send: Send, refusal: Refused) -> None:
+    body = json.dumps({"detail": refusal.message}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if refusal.retry_after_s is not None:
+        headers.append((b"retry-after", str(refusal.retry_after_s).encode()))
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute" + ("" if minutes == 1 else "s")
+    return f"{int(seconds)} s"

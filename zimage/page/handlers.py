@@ -1,0 +1,273 @@
+"""The functions behind the page's buttons: the tabs, the history and the visitor's data."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar
+
+import gradio as gr
+from gradio.processing_utils import save_bytes_to_cache
+from gradio.utils import get_upload_folder
+
+from zimage import presets
+from zimage.engine.jobs import JobControl, PreviewCallback, TextCallback
+from zimage.page.language import language_of, t
+from zimage.page.outputs import (
+    attach_inputs,
+    gallery_of,
+    preview_items,
+    progress_reporter,
+    save_output,
+    seed_caption,
+)
+from zimage.page.running import RunningRequests, stream_while_running
+from zimage.page.visitors import browser_defaults, visitor_of
+from zimage.privacy.policy import POLICY_VERSION, BrowserKeys, banner_needs_showing
+from zimage.service.service import ImageOutcome, Visitor, ZImageService
+from zimage.settings import Settings
+from zimage.translations import method_name, words
+
+Outputs = TypeVar("Outputs")
+
+
+class PageHandlers:
+    def __init__(
+        self,
+        service: ZImageService,
+        settings: Settings,
+        running: RunningRequests,
+        keys: BrowserKeys,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.running = running
+        self.keys = keys
+
+    def _visitor(
+        self, request: gr.Request | None, browser: dict | None, opt_out: bool | None = None
+    ) -> Visitor:
+        return visitor_of(request, self.settings, browser, opt_out, self.keys)
+
+    # -- the two tabs -------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        resolution: str,
+        seed: float,
+        randomize_seed: bool,
+        steps: float,
+        shift: float,
+        num_images: float,
+        enhance_first: bool,
+        browser: dict,
+        opt_out: bool,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Iterator[tuple[Any, ...]]:
+        """Text to image, yielding (images, seed used, prompt box, original prompt): the prompt
+        being enhanced when asked, the picture forming at each step, then the images with their
+        seeds."""
+        visitor = self._visitor(request, browser, opt_out)
+        keep = gr.skip()
+        with self.running.control() as control:
+            if enhance_first:
+                yield keep, keep, keep, prompt  # what Undo brings back
+                prompt = yield from self._enhancing(
+                    prompt, None, visitor, control, lambda text: (keep, keep, text, keep)
+                )
+
+            def work(on_preview: PreviewCallback, prompt: str = prompt) -> list[ImageOutcome]:
+                return self.service.generate(
+                    prompt,
+                    resolution,
+                    seed,
+                    randomize_seed,
+                    steps,
+                    shift,
+                    visitor,
+                    progress_reporter(progress),
+                    control,
+                    num_images,
+                    on_preview,
+                )
+
+            outcomes = yield from stream_while_running(
+                control, work, lambda frames: (preview_items(frames), keep, keep, keep)
+            )
+        yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed, keep, keep
+
+    def edit(
+        self,
+        editor: dict | None,
+        instruction: str,
+        strength: float,
+        seed: float,
+        randomize_seed: bool,
+        steps: float,
+        enhance_first: bool,
+        browser: dict,
+        opt_out: bool,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Iterator[tuple[Any, ...]]:
+        """The Edit tab: the editor's background is the image, its brush layers the mask.
+        Yields (before/after, seed used, method, instruction box, original instruction); the
+        after side shows the edit forming, then the result."""
+        editor = editor or {}
+        background = editor.get("background")
+        layers = editor.get("layers") or []
+        visitor = self._visitor(request, browser, opt_out)
+        keep = gr.skip()
+        with self.running.control() as control:
+            if enhance_first:
+                yield keep, keep, keep, keep, instruction
+                instruction = yield from self._enhancing(
+                    instruction, None, visitor, control, lambda text: (keep, keep, keep, text, keep)
+                )
+
+            def work(on_preview: PreviewCallback, instruction: str = instruction) -> ImageOutcome:
+                return self.service.edit(
+                    background,
+                    instruction,
+                    None,
+                    strength,
+                    seed,
+                    randomize_seed,
+                    steps,
+                    visitor,
+                    progress_reporter(progress),
+                    mask_layers=layers,
+                    control=control,
+                    on_preview=on_preview,
+                )
+
+            outcome = yield from stream_while_running(
+                control, work, lambda frames: ((background, frames[0]), keep, keep, keep, keep)
+            )
+        result = save_output(outcome, self.service)
+        attach_inputs(self.service, outcome, [background, editor.get("composite"), *layers])
+        yield (background, result), outcome.seed, outcome.method, keep, keep
+
+    def enhance(
+        self, text: str, browser: dict, opt_out: bool, request: gr.Request
+    ) -> Iterator[tuple[Any, Any]]:
+        """The Enhance button: the rewrite streams into the box (a new variant each press);
+        yields (box, original for Undo)."""
+        visitor = self._visitor(request, browser, opt_out)
+        with self.running.control() as control:
+            yield gr.skip(), text
+            variant = secrets.randbelow(presets.MAX_SEED + 1)
+            enhanced = yield from self._enhancing(
+                text, variant, visitor, control, lambda so_far: (so_far, gr.skip())
+            )
+        yield enhanced, gr.skip()
+
+    def _enhancing(
+        self,
+        text: str,
+        seed: int | None,
+        visitor: Visitor,
+        control: JobControl,
+        as_outputs: Callable[[str], Outputs],
+    ) -> Generator[Outputs, None, str]:
+        """The prompt enhancer's rewrite of `text`, streamed as outputs; returns the result."""
+
+        def work(on_text: TextCallback) -> str:
+            return self.service.enhance_prompt(text, seed, visitor, on_text, control)
+
+        return (yield from stream_while_running(control, work, as_outputs))
+
+    # -- privacy ------------------------------------------------------------------------------
+
+    def banner_text(self, policy_updated: bool) -> str:
+        """The notice in the visitor's language: its key (zimage/page/language.py), then the
+        policy version read now."""
+        key = "privacy.banner_updated" if policy_updated else "privacy.banner"
+        return f"{t(key)}{POLICY_VERSION}"
+
+    def on_page_load(self, browser: dict | None) -> tuple[dict, Any, str, bool, bool]:
+        """Give a new browser (or one with a forged pseudonym) a signed pseudonym; show the
+        banner until this policy version is read."""
+        browser = {**browser_defaults(), **(browser or {})}
+        if not self.keys.verified_id(browser["pseudonym"]):
+            browser["pseudonym"] = self.keys.new_pseudonym()
+        seen = browser["policy_seen"]
+        show = banner_needs_showing(seen)
+        text = self.banner_text(policy_updated=show and seen is not None)
+        return browser, gr.Accordion(open=show), text, browser["opt_out"], browser["opt_out"]
+
+    def acknowledge_policy(self, browser: dict) -> tuple[dict, Any, str]:
+        browser = {**browser_defaults(), **(browser or {}), "policy_seen": POLICY_VERSION}
+        return browser, gr.Accordion(open=False), self.banner_text(policy_updated=False)
+
+    def set_opt_out(self, opt_out: bool, browser: dict) -> dict:
+        """Remember the analytics toggle in the browser."""
+        return {**browser_defaults(), **(browser or {}), "opt_out": bool(opt_out)}
+
+    def show_my_data(self, browser: dict, request: gr.Request) -> tuple[dict, Any]:
+        visitor = self._visitor(request, browser)
+        outputs = self.service.outputs_of(visitor.owner)
+        shown = {
+            "usage_rows": self.service.usage_rows_of(visitor.pseudonym),
+            "images_in_memory": [
+                {
+                    "seed": entry.seed,
+                    "method": entry.settings.get("method"),
+                    "deleted_in_s": round(self.service.cache.seconds_left(entry)),
+                }
+                for entry in outputs
+            ],
+        }
+        export = self.service.usage_export_of(visitor.pseudonym)
+        path = save_bytes_to_cache(export.encode(), "my-usage-data.json", get_upload_folder())
+        return shown, gr.DownloadButton(value=path, visible=True)
+
+    def delete_my_data(self, browser: dict, request: gr.Request) -> tuple[dict, str, dict]:
+        """Delete rows and images of this browser now, then give it a fresh pseudonym."""
+        visitor = self._visitor(request, browser)
+        rows, outputs = self.service.delete_everything_of(visitor)
+        browser = {**browser_defaults(), **(browser or {}), "pseudonym": self.keys.new_pseudonym()}
+        message = words("message.deleted", language_of(request), rows=rows, images=outputs)
+        return {"usage_rows": [], "images_in_memory": []}, message, browser
+
+    # -- history ------------------------------------------------------------------------------
+
+    def history(self, browser: dict, request: gr.Request) -> tuple[list, list[str]]:
+        """This browser's images still in memory, newest first, with time left."""
+        visitor = self._visitor(request, browser)
+        language = language_of(request)
+        items, keys = [], []
+        for entry in self.service.outputs_of(visitor.owner):
+            if not entry.files:
+                continue
+            left = int(self.service.cache.seconds_left(entry))
+            caption = words(
+                "history.caption",
+                language,
+                method=method_name(str(entry.settings.get("method")), language),
+                seed=entry.seed,
+                left=f"{left // 60}:{left % 60:02d}",
+            )
+            items.append((str(entry.files[0]), caption))  # the output is attached first
+            keys.append(entry.key)
+        return items, keys
+
+    def delete_my_images(self, browser: dict, request: gr.Request) -> tuple[list, list[str]]:
+        self.service.cache.purge_owner(self._visitor(request, browser).owner)
+        return [], []
+
+    def settings_of(
+        self, keys: list[str], browser: dict, request: gr.Request, selection: gr.SelectData
+    ) -> dict[str, Any]:
+        """The settings of a history image, as field values for the tab that made it."""
+        entry = None
+        if 0 <= selection.index < len(keys):
+            entry = self.service.cache.get(
+                keys[selection.index], self._visitor(request, browser).owner
+            )
+        if entry is None:
+            message = words("message.image_gone", language_of(request))
+            raise gr.Error(message, print_exception=False)
+        return entry.settings

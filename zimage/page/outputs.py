@@ -1,0 +1,54 @@
+"""Outputs as files Gradio serves, tied to their cache entries so they go together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import gradio as gr
+import numpy as np
+from gradio.processing_utils import save_bytes_to_cache
+from gradio.utils import get_upload_folder
+
+from zimage.service.service import ImageOutcome, ZImageService
+
+
+def save_output(outcome: ImageOutcome, service: ZImageService) -> str:
+    """Write the PNG where Gradio serves files from and tie the file to the cache entry.
+
+    The file is named by its content, as Gradio names it, so Gradio serves it without a copy;
+    it is deleted with the entry. Call it before `attach_inputs`: the history shows an entry's
+    first file.
+    """
+    path = save_bytes_to_cache(outcome.png, "zimage.png", cache_dir=get_upload_folder())
+    service.cache.attach_files(outcome.cache_key, [path])
+    return path
+
+
+def attach_inputs(
+    service: ZImageService, outcome: ImageOutcome, paths: Iterable[str | None]
+) -> None:
+    """Delete the request's uploads with its output (the cache deletes only the app's files)."""
+    service.cache.attach_files(outcome.cache_key, [path for path in paths if path])
+
+
+def seed_caption(seed: int) -> str:
+    return f"seed {seed}"
+
+
+def gallery_of(
+    outcomes: list[ImageOutcome], service: ZImageService, caption: Callable[[int], str | None]
+) -> list[tuple[str, str | None]]:
+    """(file, caption) pairs for a gr.Gallery, one per image, in seed order."""
+    return [(save_output(outcome, service), caption(outcome.seed)) for outcome in outcomes]
+
+
+def preview_items(frames: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+    """A step's preview frames as gallery items (small; the gallery scales them up)."""
+    return [(frame, "forming…") for frame in frames]
+
+
+def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
+    def report(step: int, total: int) -> None:
+        progress((step, total), desc="Denoising")
+
+    return report
