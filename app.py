@@ -285,7 +285,7 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "server_port": settings.server_port,
         "theme": page.page_theme(),
         "css": page.PAGE_CSS,
-        "i18n": page.page_translations(settings, space.service.engine),
+        "i18n": page.page_translations(settings, space.service.engine_facts),
         "max_file_size": f"{settings.max_upload_mb}mb",
         "run_history": False,
         "enable_monitoring": False,

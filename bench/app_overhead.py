@@ -148,8 +148,8 @@ def null_engine() -> Any:
 
     from zimage.engine.engine import Engine
     from zimage.engine.jobs import GpuJob, JobDone, StepDone
+    from zimage.engine.results import Timings
     from zimage.engine.tiny_pipelines import build_preview_pipeline
-    from zimage.tools.requests import Timings
 
     pictures: dict[tuple[int, int], Image.Image] = {}
 
@@ -346,15 +346,19 @@ def main() -> None:
 
         from zimage.engine.loading import create_preview_engine
         from zimage.service.images import encode_png
-        from zimage.tools.requests import GenerateRequest
+        from zimage.tools.text_to_image import TextToImage
 
         torch.set_num_threads(args.threads)
         engine = null_engine() if args.null_engine else create_preview_engine()
         made: list[Image.Image] = []
 
         def direct(prompt: str, seed: int) -> Image.Image:
-            request = GenerateRequest(
-                prompt, width, height, seed=seed, steps=args.steps, shift=SHIFT
+            request = TextToImage(
+                prompt=prompt,
+                resolution=f"{width}x{height}",
+                seed=seed,
+                steps=args.steps,
+                shift=SHIFT,
             )
             made[:] = [engine.text_to_image(request).image]
             return made[0]

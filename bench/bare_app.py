@@ -52,9 +52,10 @@ def build_bare_demo(engine: Any = None, plain: bool = False) -> Any:
     from gradio.utils import get_upload_folder
 
     from zimage.engine.loading import create_preview_engine
-    from zimage.page.api import GPU_QUEUE, OFFICIAL_RESOLUTION
+    from zimage.page.api import GPU_QUEUE
     from zimage.service.images import encode_png
-    from zimage.tools.requests import GenerateRequest
+    from zimage.tools.official import OFFICIAL_RESOLUTION
+    from zimage.tools.text_to_image import TextToImage
 
     engine = engine or create_preview_engine()
 
@@ -69,10 +70,9 @@ def build_bare_demo(engine: Any = None, plain: bool = False) -> Any:
         live_preview: bool = False,
     ) -> tuple[Gallery, int]:
         width, height = (int(side) for side in resolution.split(" ")[0].split("x"))
-        request = GenerateRequest(
-            prompt,
-            width,
-            height,
+        request = TextToImage(
+            prompt=prompt,
+            resolution=f"{width}x{height}",
             seed=int(seed),
             steps=int(steps),
             shift=float(shift),

@@ -36,7 +36,8 @@ from bench.gpu_latency import CONFIGS, build_pipeline, parse_size  # noqa: E402
 from zimage import presets  # noqa: E402
 from zimage.engine.engine import Engine  # noqa: E402
 from zimage.engine.loading import create_preview_engine  # noqa: E402
-from zimage.tools.requests import GenerateRequest, Timings  # noqa: E402
+from zimage.engine.results import Timings  # noqa: E402
+from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
 PROMPTS = [
     "A lighthouse on a basalt cliff at dusk, waves breaking on the rocks below",
@@ -45,7 +46,7 @@ PROMPTS = [
 ]
 
 
-def timed_run(engine: Engine, request: GenerateRequest) -> tuple[float, Timings]:
+def timed_run(engine: Engine, request: TextToImage) -> tuple[float, Timings]:
     started = time.perf_counter()
     result = engine.text_to_image(request)
     if engine.device.type == "cuda":
@@ -92,10 +93,14 @@ def main() -> None:
         flush=True,
     )
 
-    def request(images: int, index: int) -> GenerateRequest:
+    def request(images: int, index: int) -> TextToImage:
         prompt = f"{PROMPTS[index % len(PROMPTS)]}, take {index}"
-        return GenerateRequest(
-            prompt, width, height, seed=index, steps=args.steps, num_images=images
+        return TextToImage(
+            prompt=prompt,
+            resolution=f"{width}x{height}",
+            seed=index,
+            steps=args.steps,
+            num_images=images,
         )
 
     timed_run(engine, request(1, 0))  # warm-up: first-call work, allocator

@@ -42,11 +42,12 @@ from torch.utils._pytree import tree_leaves  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+
 from bench.gpu_latency import CONFIGS, build_pipeline, default_dtype, read_config  # noqa: E402
 from zimage.engine import batch_memory  # noqa: E402
 from zimage.engine.batch_memory import BatchMemory  # noqa: E402
 from zimage.engine.loading import create_preview_engine  # noqa: E402
-from zimage.tools.requests import GenerateRequest  # noqa: E402
+from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
 MB = 1e6
 # (images, side, caption tokens) for the transformer; (images, side) for the VAE.
@@ -162,7 +163,9 @@ def engine_run(device: torch.device) -> tuple[int, int]:
     """(measured peak, estimate) of a whole preview-engine run of 4 images, 1 step."""
     engine = create_preview_engine()
     images, side = ENGINE_RUN
-    request = GenerateRequest("a lighthouse", side, side, seed=0, steps=1, num_images=images)
+    request = TextToImage(
+        prompt="a lighthouse", resolution=f"{side}x{side}", seed=0, steps=1, num_images=images
+    )
     engine.text_to_image(request)  # warm-up: first-call work stays out of the count
     peak = peak_bytes(device, lambda: engine.text_to_image(request))
     return peak, engine.batch_memory.needed_bytes(images, side, side)

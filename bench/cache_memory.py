@@ -26,7 +26,9 @@ from zimage.privacy.heap_trim import TrimAfterFrees  # noqa: E402
 from zimage.privacy.housekeeping import SWEEP_INTERVAL_S  # noqa: E402
 from zimage.privacy.output_cache import OutputCache  # noqa: E402
 from zimage.service.images import ImageLimits  # noqa: E402
-from zimage.service.service import Visitor, ZImageService  # noqa: E402
+from zimage.service.service import ZImageService  # noqa: E402
+from zimage.service.visitors import Visitor  # noqa: E402
+from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
 # The benchmark attaches no files to outputs, so the cache's private folder stays unused.
 NO_FILES = Path("/nonexistent/zimage-bench")
@@ -77,7 +79,17 @@ def main() -> None:
             for index in range(count):
                 visitor = visitors[index % len(visitors)]
                 made += len(
-                    service.generate("benchmark", args.size, index, False, 2, 3.0, visitor)[0].png
+                    service.text_to_image(
+                        TextToImage(
+                            prompt="benchmark",
+                            resolution=args.size,
+                            seed=index,
+                            randomize_seed=False,
+                            steps=2,
+                            shift=3.0,
+                        ),
+                        visitor,
+                    )[0].png
                 )
         return sampler.peak, made, time.perf_counter() - started
 

@@ -44,11 +44,12 @@ from gpu_latency import CONFIGS, build_pipeline, count, parse_size  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+
 from zimage import presets  # noqa: E402
 from zimage.engine.engine import Engine  # noqa: E402
 from zimage.engine.enhancer import PromptEnhancer  # noqa: E402
 from zimage.engine.loading import apply_speedups, create_preview_engine  # noqa: E402
-from zimage.tools.requests import GenerateRequest  # noqa: E402
+from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
 PROMPT = 'A lighthouse on a basalt cliff at dusk, a sign reading "KEEP OUT"'
 MIB = 1024**2
@@ -129,7 +130,9 @@ def time_enhance(enhancer: PromptEnhancer, seed: int | None, runs: EnhanceRuns) 
 
 
 def time_image(engine: Engine, width: int, height: int, steps: int, index: int) -> float:
-    request = GenerateRequest(f"{PROMPT}, take {index}", width, height, seed=index, steps=steps)
+    request = TextToImage(
+        prompt=f"{PROMPT}, take {index}", resolution=f"{width}x{height}", seed=index, steps=steps
+    )
     started = time.perf_counter()
     engine.text_to_image(request)
     return time.perf_counter() - started

@@ -13,8 +13,8 @@ Paths, each with its own copy of the same transformer weights (text encoder and 
   (a) plain diffusers: `ZImagePipeline(...)(prompt, height, width, num_inference_steps,
       guidance_scale=0.0, generator)` with its defaults (PyTorch SDPA, nothing compiled);
   (b) the engine, through its public API only: `Engine` + `apply_speedups(attention,
-      compile_blocks)`, prompt-embedding reuse, `text_to_image(GenerateRequest)` and
-      `edit(EditRequest)`;
+      compile_blocks)`, prompt-embedding reuse, `text_to_image(TextToImage)` and
+      `edit(Edit)`;
   (c) the same engine with `apply_speedups(..., quant="fp8")` (torchao float8 linear layers),
       only on a GPU of compute capability >= 8.9; elsewhere the row is skipped with the reason.
 
@@ -99,8 +99,10 @@ from zimage.engine.engine import Engine  # noqa: E402
 from zimage.engine.loading import apply_speedups  # noqa: E402
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache  # noqa: E402
 from zimage.engine.quantization import fp8_linear_count, fp8_refusal  # noqa: E402
+from zimage.engine.results import Timings  # noqa: E402
 from zimage.engine.tiny_pipelines import build_tokenizer  # noqa: E402
-from zimage.tools.requests import EditRequest, GenerateRequest, Timings  # noqa: E402
+from zimage.tools.edit import Edit  # noqa: E402
+from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
 CONFIGS = ROOT / "bench" / "configs"
 PROMPT = "A lighthouse on a basalt cliff at dusk, waves breaking on the rocks below"
@@ -402,8 +404,12 @@ class Paths:
         self, engine: Engine, prompt: Callable[[int], str], width: int, height: int
     ) -> Callable[[int], Timings]:
         def run(index: int) -> Timings:
-            request = GenerateRequest(
-                prompt(index), width, height, seed=index + 1, steps=self.setup.steps, owner=OWNER
+            request = TextToImage(
+                prompt=prompt(index),
+                resolution=f"{width}x{height}",
+                seed=index + 1,
+                steps=self.setup.steps,
+                owner=OWNER,
             )
             return engine.text_to_image(request).timings
 
@@ -411,7 +417,7 @@ class Paths:
 
     def edit(self, engine: Engine) -> Callable[[int], Timings]:
         def run(index: int) -> Timings:
-            request = EditRequest(
+            request = Edit(
                 self.image,
                 INSTRUCTION,
                 seed=index + 1,

@@ -53,9 +53,9 @@ def serve(gpu_seconds: float, gpu_slots: int, job_log: Path) -> None:
     import app
     from zimage.engine.engine import Engine
     from zimage.engine.jobs import GpuJob, JobDone, StepDone
+    from zimage.engine.results import Timings
     from zimage.engine.tiny_pipelines import build_preview_pipeline
     from zimage.settings import Settings
-    from zimage.tools.requests import Timings
 
     rng = np.random.default_rng(0)
     base = Image.open(ROOT / "examples" / "house.png").convert("RGB").resize((1024, 1024))

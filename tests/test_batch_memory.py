@@ -30,9 +30,11 @@ from zimage.engine.batch_memory import (
     weight_bytes,
 )
 from zimage.engine.engine import Engine
+from zimage.engine.jobs import RunHooks
 from zimage.engine.loading import create_preview_engine
-from zimage.service.service import Visitor, outcome_of
-from zimage.tools.requests import GenerateRequest
+from zimage.service.service import outcome_of
+from zimage.service.visitors import Visitor
+from zimage.tools.text_to_image import TextToImage
 
 REFUSED_4_AT_512 = (
     "4 images at 512x512 need about 244 MB of memory; 100 MB are available. "
@@ -43,8 +45,10 @@ FULL = BatchMemory(bytes_per_token=18.5 * 3840 * 2, bytes_per_pixel=3.05 * 256 *
 GB = 1024**3
 
 
-def request(width: int = 512, height: int = 512, images: int = 4, seed: int = 5) -> GenerateRequest:
-    return GenerateRequest("a lighthouse", width, height, seed=seed, steps=1, num_images=images)
+def request(width: int = 512, height: int = 512, images: int = 4, seed: int = 5) -> TextToImage:
+    return TextToImage(
+        prompt="a lighthouse", resolution=f"{width}x{height}", seed=seed, steps=1, num_images=images
+    )
 
 
 def engine_with(free: int, budget: int = 0) -> Engine:
@@ -164,7 +168,7 @@ def test_a_batch_that_does_not_fit_is_refused_before_any_work_and_its_suggestion
         module.register_forward_pre_hook(lambda *_, name=name: calls.append(name))
     steps: list[int] = []
     with pytest.raises(BatchTooLarge) as refused:
-        engine.text_to_image(request(), progress=lambda step, total: steps.append(step))
+        engine.text_to_image(request(), RunHooks(progress=lambda step, total: steps.append(step)))
     assert str(refused.value) == REFUSED_4_AT_512
     assert calls == [] and steps == []  # refused before the text encoder ran
 
@@ -196,8 +200,17 @@ def test_the_budget_setting_caps_what_the_engine_may_use() -> None:
 def test_the_service_passes_the_refusal_on_and_logs_it_as_out_of_memory() -> None:
     service = make_service(engine_with(free=100 * MB))
     with pytest.raises(BatchTooLarge) as refused:
-        service.generate(
-            "a lighthouse", "512x512", 5, False, 1, 3.0, Visitor(owner="script"), num_images=4
+        service.text_to_image(
+            TextToImage(
+                prompt="a lighthouse",
+                resolution="512x512",
+                seed=5,
+                randomize_seed=False,
+                steps=1,
+                shift=3.0,
+                num_images=4,
+            ),
+            Visitor(owner="script"),
         )
     assert str(refused.value) == REFUSED_4_AT_512
     assert outcome_of(refused.value) == "error:out_of_memory"

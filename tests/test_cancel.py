@@ -12,8 +12,8 @@ from gradio_client import Client
 
 from tests.conftest import TEST_FOLDER, serve
 from zimage.engine.errors import Cancelled
-from zimage.engine.jobs import JobControl, StopReason
-from zimage.tools.requests import GenerateRequest
+from zimage.engine.jobs import JobControl, RunHooks, StopReason
+from zimage.tools.text_to_image import TextToImage
 
 LONG = dict(prompt="a long job", resolution="1024x1024", seed=1, randomize_seed=False, steps=50)
 SMALL = dict(prompt="a small job", resolution="256x256", seed=2, randomize_seed=False, steps=1)
@@ -102,9 +102,8 @@ def test_a_request_stopped_while_waiting_for_the_gpu_never_runs(preview_engine) 
     steps: list[int] = []
     with pytest.raises(Cancelled):
         preview_engine.text_to_image(
-            GenerateRequest("a kite", 256, 256, seed=1, steps=4),
-            progress=lambda step, total: steps.append(step),
-            control=control,
+            TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=4),
+            RunHooks(progress=lambda step, total: steps.append(step), control=control),
         )
     assert steps == []
 
@@ -120,8 +119,7 @@ def test_an_abandoned_request_stops_at_its_next_step(preview_engine) -> None:
 
     with pytest.raises(Cancelled):
         preview_engine.text_to_image(
-            GenerateRequest("a kite", 256, 256, seed=1, steps=30),
-            progress=leave_after_two,
-            control=control,
+            TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=30),
+            RunHooks(progress=leave_after_two, control=control),
         )
     assert steps == [1, 2]

@@ -1,17 +1,20 @@
 """Editing: shared weights, the three methods, mask locality and reproducibility."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from tests.conftest import make_service
 from zimage.engine.engine import Engine
+from zimage.engine.jobs import RunHooks
 from zimage.engine.loading import create_engine, create_preview_engine
 from zimage.engine.tiny_pipelines import build_preview_omni_pipeline, build_preview_pipeline
 from zimage.service.images import ImageLimits, encode_png
-from zimage.service.service import Visitor
+from zimage.service.visitors import Visitor
 from zimage.settings import Settings
-from zimage.tools.requests import EditRequest
+from zimage.tools.edit import Edit
 
 SCRIPT = Visitor(owner="session:test")
 
@@ -47,13 +50,13 @@ def test_edit_pipelines_share_every_weight_with_text_to_image(preview_engine: En
 
 
 def test_whole_image_edit_is_img2img_and_reproducible(preview_engine: Engine) -> None:
-    request = EditRequest(image=scene(), instruction="make it green", seed=3)
+    request = Edit(image=scene(), instruction="make it green", seed=3)
     first = preview_engine.edit(request)
     second = preview_engine.edit(request)
     assert first.method == "img2img"
     assert first.image.size == (256, 256)
     assert encode_png(first.image) == encode_png(second.image)
-    other = preview_engine.edit(EditRequest(image=scene(), instruction="make it green", seed=4))
+    other = preview_engine.edit(Edit(image=scene(), instruction="make it green", seed=4))
     assert encode_png(other.image) != encode_png(first.image)
 
 
@@ -62,7 +65,7 @@ def test_strength_controls_how_much_changes(preview_engine: Engine) -> None:
 
     def change(strength: float) -> float:
         edited = preview_engine.edit(
-            EditRequest(image=scene(), instruction="x", seed=1, strength=strength)
+            Edit(image=scene(), instruction="x", seed=1, strength=strength)
         )
         return float(np.abs(np.asarray(edited.image).astype(int) - original).mean())
 
@@ -72,8 +75,8 @@ def test_strength_controls_how_much_changes(preview_engine: Engine) -> None:
 def test_tiny_strength_still_runs_one_step(preview_engine: Engine) -> None:
     steps: list[tuple[int, int]] = []
     preview_engine.edit(
-        EditRequest(image=scene(), instruction="x", seed=1, strength=0.05, steps=8),
-        progress=lambda done, total: steps.append((done, total)),
+        Edit(image=scene(), instruction="x", seed=1, strength=0.05, steps=8),
+        RunHooks(progress=lambda done, total: steps.append((done, total))),
     )
     assert steps and steps[-1][0] == steps[-1][1] >= 1
 
@@ -82,7 +85,7 @@ def test_inpainting_changes_only_the_masked_region(preview_engine: Engine) -> No
     original = scene()
     mask = square_mask(original.size, (96, 96, 159, 159))
     result = preview_engine.edit(
-        EditRequest(image=original, instruction="a yellow star", seed=2, mask=mask, strength=1.0)
+        Edit(image=original, instruction="a yellow star", seed=2, mask=mask, strength=1.0)
     )
     assert result.method == "inpaint"
     before = np.asarray(original).astype(int)
@@ -94,12 +97,12 @@ def test_inpainting_changes_only_the_masked_region(preview_engine: Engine) -> No
 
 
 def test_omni_model_runs_whole_image_edits_and_mask_still_inpaints(omni_engine: Engine) -> None:
-    request = EditRequest(image=scene(), instruction="add a hat", seed=5)
+    request = Edit(image=scene(), instruction="add a hat", seed=5)
     first = omni_engine.edit(request)
     assert first.method == "omni"
     assert first.image.size == (256, 256)
     assert encode_png(first.image) == encode_png(omni_engine.edit(request).image)
-    masked = EditRequest(
+    masked = Edit(
         image=scene(), instruction="add a hat", seed=5, mask=square_mask((256, 256), (0, 0, 63, 63))
     )
     assert omni_engine.edit(masked).method == "inpaint"
@@ -113,7 +116,7 @@ def test_edit_model_setting_loads_an_omni_checkpoint(tmp_path) -> None:
     )
     engine = create_engine(settings)
     assert type(engine.omni).__name__ == "ZImageOmniPipeline"
-    assert engine.edit(EditRequest(image=scene(), instruction="x", seed=1)).method == "omni"
+    assert engine.edit(Edit(image=scene(), instruction="x", seed=1)).method == "omni"
 
 
 def test_service_normalises_the_upload_and_reads_a_mask_file(tmp_path, preview_engine) -> None:
@@ -122,7 +125,16 @@ def test_service_normalises_the_upload_and_reads_a_mask_file(tmp_path, preview_e
     scene(600, 400).save(upload)
     mask_file = tmp_path / "mask.png"
     square_mask((600, 400), (0, 0, 100, 100)).save(mask_file)
-    outcome = service.edit(str(upload), "paint it", str(mask_file), 0.6, 9, False, 4, SCRIPT)
+    asked = Edit(
+        image=str(upload),
+        instruction="paint it",
+        mask=str(mask_file),
+        strength=0.6,
+        seed=9,
+        randomize_seed=False,
+        steps=4,
+    )
+    outcome = service.edit(asked, SCRIPT)
     assert outcome.method == "inpaint"
     assert outcome.width % 16 == 0 and outcome.height % 16 == 0
     assert outcome.width * outcome.height <= 100_000
@@ -140,19 +152,10 @@ def test_service_treats_unpainted_editor_layers_as_no_mask(tmp_path, preview_eng
     painted = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
     ImageDraw.Draw(painted).ellipse((10, 10, 80, 80), fill=(255, 255, 255, 255))
     painted.save(painted_layer)
-    plain = service.edit(
-        str(upload), "x", None, 0.6, 1, False, 2, SCRIPT, mask_layers=[str(blank_layer)]
-    )
+    asked = Edit(image=str(upload), instruction="x", seed=1, randomize_seed=False, steps=2)
+    plain = service.edit(dataclasses.replace(asked, mask_layers=[str(blank_layer)]), SCRIPT)
     assert plain.method == "img2img"
     masked = service.edit(
-        str(upload),
-        "x",
-        None,
-        0.6,
-        1,
-        False,
-        2,
-        SCRIPT,
-        mask_layers=[str(blank_layer), str(painted_layer)],
+        dataclasses.replace(asked, mask_layers=[str(blank_layer), str(painted_layer)]), SCRIPT
     )
     assert masked.method == "inpaint"

@@ -7,8 +7,8 @@ from tests.conftest import make_service
 from zimage.engine.loading import create_preview_engine
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.service.images import encode_png
-from zimage.service.service import Visitor
-from zimage.tools.requests import GenerateRequest
+from zimage.service.visitors import Visitor
+from zimage.tools.text_to_image import TextToImage
 
 
 class Clock:
@@ -62,27 +62,33 @@ def counted_engine():
 def test_a_new_seed_skips_the_text_encoder_with_identical_pixels(counted_engine) -> None:
     engine, calls = counted_engine
     first = engine.text_to_image(
-        GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="alice")
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2, owner="alice")
     )
     assert len(calls) == 1
-    engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=2, steps=2, owner="alice"))
+    engine.text_to_image(
+        TextToImage(prompt="a kite", resolution="256x256", seed=2, steps=2, owner="alice")
+    )
     assert len(calls) == 1
     again = engine.text_to_image(
-        GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="alice")
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2, owner="alice")
     )
     assert encode_png(again.image) == encode_png(first.image)
     fresh = create_preview_engine().text_to_image(
-        GenerateRequest("a kite", 256, 256, seed=1, steps=2)
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2)
     )
     assert encode_png(fresh.image) == encode_png(first.image)
 
 
 def test_no_reuse_across_owners_or_without_owner(counted_engine) -> None:
     engine, calls = counted_engine
-    engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="alice"))
-    engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2, owner="bob"))
-    engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2))
-    engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2))
+    engine.text_to_image(
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2, owner="alice")
+    )
+    engine.text_to_image(
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2, owner="bob")
+    )
+    engine.text_to_image(TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2))
+    engine.text_to_image(TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2))
     assert len(calls) == 4
 
 
@@ -90,7 +96,12 @@ def test_deleting_my_data_forgets_my_prompts(counted_engine) -> None:
     engine, _ = counted_engine
     service = make_service(engine)
     alice = Visitor(owner="alice", pseudonym="alice")
-    service.generate("a kite", "256x256", 1, False, 2, 3.0, alice)
+    service.text_to_image(
+        TextToImage(
+            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
+        ),
+        alice,
+    )
     assert engine.prompt_embeddings.get("alice", "a kite") is not None
     service.delete_everything_of(alice)
     assert engine.prompt_embeddings.get("alice", "a kite") is None

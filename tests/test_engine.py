@@ -6,17 +6,18 @@ import torch
 
 from zimage.engine.engine import Engine
 from zimage.engine.errors import EngineUnavailable, TimedOut
+from zimage.engine.jobs import RunHooks
 from zimage.engine.loading import UnavailableEngine, create_engine, load_pipeline
 from zimage.engine.tiny_pipelines import build_preview_pipeline
 from zimage.engine.zero_gpu import zero_gpu_decorator
 from zimage.service.images import encode_png
 from zimage.settings import Settings
-from zimage.tools.requests import GenerateRequest
+from zimage.tools.text_to_image import TextToImage
 
 
-def request(seed: int = 1, width: int = 256, height: int = 256, **overrides) -> GenerateRequest:
-    return GenerateRequest(
-        prompt="a red fox in snow", width=width, height=height, seed=seed, **overrides
+def request(seed: int = 1, width: int = 256, height: int = 256, **overrides) -> TextToImage:
+    return TextToImage(
+        prompt="a red fox in snow", resolution=f"{width}x{height}", seed=seed, **overrides
     )
 
 
@@ -51,7 +52,9 @@ def test_other_seed_prompt_or_shift_changes_the_image(preview_engine: Engine) ->
     other_seed = np.asarray(preview_engine.text_to_image(request(seed=12)).image)
     other_shift = np.asarray(preview_engine.text_to_image(request(seed=11, shift=6.0)).image)
     other_prompt = np.asarray(
-        preview_engine.text_to_image(GenerateRequest("a blue boat", 256, 256, seed=11)).image
+        preview_engine.text_to_image(
+            TextToImage(prompt="a blue boat", resolution="256x256", seed=11)
+        ).image
     )
     for other in (other_seed, other_shift, other_prompt):
         assert np.abs(base.astype(int) - other.astype(int)).mean() > 0.5
@@ -60,7 +63,7 @@ def test_other_seed_prompt_or_shift_changes_the_image(preview_engine: Engine) ->
 def test_progress_reports_every_step_and_timings_add_up(preview_engine: Engine) -> None:
     seen: list[tuple[int, int]] = []
     result = preview_engine.text_to_image(
-        request(steps=5), progress=lambda i, n: seen.append((i, n))
+        request(steps=5), RunHooks(progress=lambda i, n: seen.append((i, n)))
     )
     assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
     timings = result.timings
@@ -72,7 +75,7 @@ def test_progress_reports_every_step_and_timings_add_up(preview_engine: Engine) 
 
 
 def test_turbo_defaults() -> None:
-    generate = GenerateRequest("x", 256, 256, seed=0)
+    generate = TextToImage(prompt="x", resolution="256x256", seed=0)
     assert generate.steps == 8
     assert generate.shift == 3.0
 
@@ -143,7 +146,8 @@ def test_a_stage_that_cannot_finish_in_time_is_not_started() -> None:
     started = time.monotonic()
     with pytest.raises(TimedOut):
         engine.text_to_image(
-            request(width=2048, height=1952, steps=4), progress=lambda i, n: steps.append(i)
+            request(width=2048, height=1952, steps=4),
+            RunHooks(progress=lambda i, n: steps.append(i)),
         )
     elapsed = time.monotonic() - started
     step_s = elapsed / max(1, len(steps))

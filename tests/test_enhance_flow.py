@@ -18,14 +18,14 @@ from tests.conftest import make_service
 from zimage.engine.engine import Engine
 from zimage.engine.enhancer import create_enhancer
 from zimage.engine.errors import Cancelled, EngineUnavailable, TimedOut
-from zimage.engine.jobs import JobControl, StopReason
+from zimage.engine.jobs import JobControl, RunHooks, StopReason
 from zimage.engine.loading import create_engine
 from zimage.engine.tiny_pipelines import build_preview_pipeline
 from zimage.privacy.usage_log import UsageLog
 from zimage.service.moderation import ContentFlagged, Moderation
-from zimage.service.service import Visitor
+from zimage.service.visitors import Visitor
 from zimage.settings import Settings
-from zimage.tools.requests import EnhanceRequest
+from zimage.tools.enhance import EnhancePrompt
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 PROMPT = "a red kite over the sea"
@@ -50,12 +50,14 @@ def engine() -> Engine:
 
 def test_the_rewrite_streams_and_repeats_for_a_seed(engine) -> None:
     seen: list[str] = []
-    first = engine.enhance_prompt(EnhanceRequest(PROMPT, seed=5), on_text=seen.append)
+    first = engine.enhance_prompt(
+        EnhancePrompt(prompt=PROMPT, seed=5), RunHooks(on_text=seen.append)
+    )
     assert seen and seen[-1] == first
     assert all(later.startswith(earlier[:1]) for earlier, later in zip(seen, seen[1:]))
-    assert engine.enhance_prompt(EnhanceRequest(PROMPT, seed=5)) == first
-    assert engine.enhance_prompt(EnhanceRequest(PROMPT)) == engine.enhance_prompt(
-        EnhanceRequest(PROMPT)
+    assert engine.enhance_prompt(EnhancePrompt(prompt=PROMPT, seed=5)) == first
+    assert engine.enhance_prompt(EnhancePrompt(prompt=PROMPT)) == engine.enhance_prompt(
+        EnhancePrompt(prompt=PROMPT)
     )
 
 
@@ -69,22 +71,25 @@ def test_cancel_and_time_limit_stop_it(engine) -> None:
             control.stop(StopReason.CANCELLED)
 
     with pytest.raises(Cancelled):
-        engine.enhance_prompt(EnhanceRequest(PROMPT, seed=1), stop_after_three, control)
+        engine.enhance_prompt(
+            EnhancePrompt(prompt=PROMPT, seed=1),
+            RunHooks(on_text=stop_after_three, control=control),
+        )
     assert len(tokens) == 3
     slow = engine_with_enhancer(time_limit_s=0.0)
     with pytest.raises(TimedOut):
-        slow.enhance_prompt(EnhanceRequest(PROMPT))
+        slow.enhance_prompt(EnhancePrompt(prompt=PROMPT))
 
 
 def test_without_an_enhancer_it_says_so() -> None:
     plain = Engine(build_preview_pipeline(), kind="preview", description="t")
     with pytest.raises(EngineUnavailable, match="not available"):
-        plain.enhance_prompt(EnhanceRequest(PROMPT))
+        plain.enhance_prompt(EnhancePrompt(prompt=PROMPT))
 
 
 def test_the_enhanced_text_passes_the_content_filter(engine, tmp_path) -> None:
     service = make_service(engine)
-    enhanced = service.enhance_prompt(PROMPT, 7, VISITOR)
+    enhanced = service.enhance_prompt(EnhancePrompt(prompt=PROMPT, seed=7), VISITOR)
     written = enhanced.strip()[:4]  # something the enhancer wrote that the visitor did not
     assert written and written not in PROMPT
     blocklist = tmp_path / "blocklist.txt"
@@ -92,15 +97,16 @@ def test_the_enhanced_text_passes_the_content_filter(engine, tmp_path) -> None:
     service.moderation = Moderation.load(str(blocklist), "")
     service.moderation.check_prompt(PROMPT)  # the visitor's own prompt is allowed
     with pytest.raises(ContentFlagged):
-        service.enhance_prompt(PROMPT, 7, VISITOR)
+        service.enhance_prompt(EnhancePrompt(prompt=PROMPT, seed=7), VISITOR)
 
 
 def test_it_is_logged_without_the_prompt_and_not_at_all_when_opted_out(engine, tmp_path) -> None:
     log = UsageLog(tmp_path / "usage.sqlite3")
     service = make_service(engine, usage_log=log)
-    service.enhance_prompt(PROMPT, -1, VISITOR)
+    service.enhance_prompt(EnhancePrompt(prompt=PROMPT, seed=-1), VISITOR)
     service.enhance_prompt(
-        PROMPT, -1, Visitor(owner="p-out", pseudonym="p-out", analytics_opt_out=True)
+        EnhancePrompt(prompt=PROMPT, seed=-1),
+        Visitor(owner="p-out", pseudonym="p-out", analytics_opt_out=True),
     )
     log.flush()
     with sqlite3.connect(tmp_path / "usage.sqlite3") as db:
@@ -118,8 +124,10 @@ def test_it_crosses_the_zero_gpu_boundary(monkeypatch, engine) -> None:
     forked = engine_with_enhancer()
     assert forked.on_zero_gpu
     seen: list[str] = []
-    text = forked.enhance_prompt(EnhanceRequest(PROMPT, seed=5), on_text=seen.append)
-    assert text == engine.enhance_prompt(EnhanceRequest(PROMPT, seed=5))
+    text = forked.enhance_prompt(
+        EnhancePrompt(prompt=PROMPT, seed=5), RunHooks(on_text=seen.append)
+    )
+    assert text == engine.enhance_prompt(EnhancePrompt(prompt=PROMPT, seed=5))
     assert seen[-1] == text
 
 

@@ -31,7 +31,7 @@ from zimage.engine.errors import TimedOut
 from zimage.engine.loading import create_preview_engine
 from zimage.engine.tiny_pipelines import build_text_encoder, build_tokenizer
 from zimage.settings import Settings, SettingsError
-from zimage.tools.requests import GenerateRequest
+from zimage.tools.text_to_image import TextToImage
 
 PROMPT = 'A lighthouse on a basalt cliff, a sign reading "OPEN"'
 # With this prompt, the preview's random weights draw an end-of-turn token as the 23rd token for
@@ -265,7 +265,9 @@ def test_the_generation_cache_is_freed_after_every_kind_of_ending(
 
 def test_an_image_made_after_enhancing_has_the_same_pixels_as_before() -> None:
     engine = create_preview_engine()
-    request = GenerateRequest("A lighthouse on a basalt cliff", 256, 256, seed=3, steps=2)
+    request = TextToImage(
+        prompt="A lighthouse on a basalt cliff", resolution="256x256", seed=3, steps=2
+    )
     before = np.asarray(engine.text_to_image(request).image)
     encoder = engine.pipeline.text_encoder
     weights_before = {name: tensor.clone() for name, tensor in encoder.state_dict().items()}
@@ -285,7 +287,9 @@ def test_an_image_made_after_enhancing_has_the_same_pixels_as_before() -> None:
     assert encoder.training is False
     assert not encoder._forward_hooks and not encoder._forward_pre_hooks
     # And the enhanced prompt is a prompt the engine takes.
-    assert engine.text_to_image(GenerateRequest(enhanced, 256, 256, seed=3, steps=2)).image
+    assert engine.text_to_image(
+        TextToImage(prompt=enhanced, resolution="256x256", seed=3, steps=2)
+    ).image
 
 
 def _raise(error: Exception) -> Callable[[], None]:

@@ -17,6 +17,10 @@ from mcp.client.streamable_http import streamablehttp_client
 from PIL import Image
 
 from tests.conftest import serve
+from zimage.agents.mcp_server import tool_listing
+from zimage.tools.edit import Edit
+from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.text_to_image import TextToImage
 
 SAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SMALL = {"resolution": "256x256", "steps": 1, "randomize_seed": False}
@@ -134,6 +138,33 @@ def test_bad_input_gets_a_readable_error(app) -> None:
     assert "WIDTHxHEIGHT" in messages[1]
     assert "not valid base64" in messages[2]
     assert not any("Traceback" in message or "/" in message[:1] for message in messages)
+
+
+def test_tool_schemas_are_the_tools_own_descriptions(app) -> None:
+    async def work(client, _):
+        return (await client.list_tools()).tools
+
+    listed = {tool.name: tool for tool in session(app.url)(work)}
+    for tool in (TextToImage, Edit, EnhancePrompt):
+        assert listed[tool.agent_name].inputSchema == tool_listing(tool).inputSchema
+        assert listed[tool.agent_name].description.startswith(tool.summary())
+    assert "base64" in listed["edit_image"].inputSchema["properties"]["image"]["description"]
+
+
+def test_the_official_tools_argument_names_work_and_unknown_ones_are_named(app) -> None:
+    async def work(client, _):
+        return [
+            await client.call_tool(
+                "text_to_image",
+                {"prompt": "a kite", "seed": 7, "random_seed": False, "resolution": "256x256"},
+            ),
+            await client.call_tool("text_to_image", {"prompt": "a kite", "sizes": "big"}),
+        ]
+
+    official, unknown = session(app.url)(work)
+    assert not official.isError and "seed 7" in texts_of(official)
+    assert unknown.isError
+    assert "Unknown argument 'sizes'" in texts_of(unknown)[0]
 
 
 def test_each_mcp_session_is_its_own_visitor(app) -> None:

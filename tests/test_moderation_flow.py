@@ -13,7 +13,8 @@ from zimage.service.moderation import (
     Moderation,
     PromptBlocklist,
 )
-from zimage.service.service import Visitor
+from zimage.service.visitors import Visitor
+from zimage.tools.text_to_image import TextToImage
 
 VISITOR = Visitor(owner="p-mod", pseudonym="p-mod", client_ip="198.51.100.4")
 
@@ -32,7 +33,17 @@ def test_blocked_prompt_is_refused_and_logged_as_flagged_without_content(
     service = make_service(preview_engine, usage_log=usage_log)
     service.moderation = Moderation(blocklist=PromptBlocklist.from_file(blocklist_file))
     with pytest.raises(ContentFlagged, match="not allowed"):
-        service.generate("a Forbidden-Thing at noon", "256x256", 1, False, 2, 3.0, VISITOR)
+        service.text_to_image(
+            TextToImage(
+                prompt="a Forbidden-Thing at noon",
+                resolution="256x256",
+                seed=1,
+                randomize_seed=False,
+                steps=2,
+                shift=3.0,
+            ),
+            VISITOR,
+        )
     (row,) = usage_log.rows_for("p-mod")
     assert row["outcome"] == "flagged"
     assert row["prompt"] is None
@@ -46,7 +57,17 @@ def test_flagged_output_is_withheld_and_not_cached(preview_engine, tmp_path) -> 
     service = make_service(preview_engine)
     service.moderation = Moderation(classifier=ImageSafetyClassifier(str(model)))
     with pytest.raises(ContentFlagged, match="withheld"):
-        service.generate("a kite", "256x256", 1, False, 2, 3.0, VISITOR)
+        service.text_to_image(
+            TextToImage(
+                prompt="a kite",
+                resolution="256x256",
+                seed=1,
+                randomize_seed=False,
+                steps=2,
+                shift=3.0,
+            ),
+            VISITOR,
+        )
     assert service.outputs_of("p-mod") == []
 
 
@@ -54,7 +75,20 @@ def test_safe_output_passes_the_classifier(preview_engine, tmp_path) -> None:
     model = save_tiny_safety_model(tmp_path / "flag-none", flag_everything=False)
     service = make_service(preview_engine)
     service.moderation = Moderation(classifier=ImageSafetyClassifier(str(model)))
-    assert service.generate("a kite", "256x256", 1, False, 2, 3.0, VISITOR)[0].seed == 1
+    assert (
+        service.text_to_image(
+            TextToImage(
+                prompt="a kite",
+                resolution="256x256",
+                seed=1,
+                randomize_seed=False,
+                steps=2,
+                shift=3.0,
+            ),
+            VISITOR,
+        )[0].seed
+        == 1
+    )
 
 
 def test_operator_settings_switch_moderation_on_for_the_api(blocklist_file, tmp_path) -> None:

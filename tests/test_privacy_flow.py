@@ -13,8 +13,9 @@ from gradio_client import Client
 from tests.conftest import RunningApp, make_service, serve
 from zimage.privacy.policy import POLICY_VERSION, BrowserKeys
 from zimage.privacy.usage_log import UsageLog
-from zimage.service.service import Visitor
+from zimage.service.visitors import Visitor
 from zimage.settings import Settings
+from zimage.tools.text_to_image import TextToImage
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_PROMPT = "zebra-umbrella-7731 on a quiet beach"
@@ -88,14 +89,29 @@ def logged_service(preview_engine, tmp_path):
 
 def test_toggle_opt_out_writes_nothing(logged_service) -> None:
     service, usage_log = logged_service
-    service.generate("a kite", "256x256", 1, False, 2, 3.0, visitor("p-opted-out", opt_out=True))
+    service.text_to_image(
+        TextToImage(
+            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
+        ),
+        visitor("p-opted-out", opt_out=True),
+    )
     assert usage_log.rows_for("p-opted-out") == []
 
 
 def test_errors_are_logged_without_their_parameters(logged_service) -> None:
     service, usage_log = logged_service
     with pytest.raises(ValueError):
-        service.generate("a kite", "999x3", 1, False, 2, 3.0, visitor("p-error"))
+        service.text_to_image(
+            TextToImage(
+                prompt="a kite",
+                resolution="999x3",
+                seed=1,
+                randomize_seed=False,
+                steps=2,
+                shift=3.0,
+            ),
+            visitor("p-error"),
+        )
     (row,) = usage_log.rows_for("p-error")
     assert row["outcome"] == "error:input"
     assert row["params"] == {}
@@ -104,9 +120,24 @@ def test_errors_are_logged_without_their_parameters(logged_service) -> None:
 def test_see_download_and_delete_my_data(logged_service) -> None:
     service, usage_log = logged_service
     alice, bob = visitor("p-alice"), visitor("p-bob")
-    service.generate("a kite", "256x256", 1, False, 2, 3.0, alice)
-    service.generate("a boat", "256x256", 2, False, 2, 3.0, alice)
-    service.generate("a tree", "256x256", 3, False, 2, 3.0, bob)
+    service.text_to_image(
+        TextToImage(
+            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
+        ),
+        alice,
+    )
+    service.text_to_image(
+        TextToImage(
+            prompt="a boat", resolution="256x256", seed=2, randomize_seed=False, steps=2, shift=3.0
+        ),
+        alice,
+    )
+    service.text_to_image(
+        TextToImage(
+            prompt="a tree", resolution="256x256", seed=3, randomize_seed=False, steps=2, shift=3.0
+        ),
+        bob,
+    )
     rows = service.usage_rows_of("p-alice")
     assert [row["params"]["resolution"] for row in rows] == ["256x256", "256x256"]
     assert {row["browser"] for row in rows} == {"Firefox"}
@@ -123,7 +154,12 @@ def test_see_download_and_delete_my_data(logged_service) -> None:
 
 def test_another_browser_never_sees_my_images(logged_service) -> None:
     service, _ = logged_service
-    (outcome,) = service.generate("a kite", "256x256", 1, False, 2, 3.0, visitor("p-owner"))
+    (outcome,) = service.text_to_image(
+        TextToImage(
+            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
+        ),
+        visitor("p-owner"),
+    )
     assert [entry.key for entry in service.outputs_of("p-owner")] == [outcome.cache_key]
     assert service.outputs_of("p-stranger") == []
     assert service.cache.get(outcome.cache_key, "p-stranger") is None

@@ -20,7 +20,7 @@ from zimage.engine.quantization import fp8_linear_count, is_fp8_candidate, quant
 from zimage.engine.tiny_pipelines import build_preview_pipeline
 from zimage.service.images import encode_png
 from zimage.settings import Settings
-from zimage.tools.requests import GenerateRequest
+from zimage.tools.text_to_image import TextToImage
 
 BLOCKS = ("layers", "noise_refiner", "context_refiner")
 
@@ -47,7 +47,7 @@ def test_fp8_on_the_cpu_is_refused_in_one_log_line_and_changes_nothing(
     tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:
     build_preview_pipeline().save_pretrained(tmp_path)
-    request = GenerateRequest("a red fox in snow", 256, 256, seed=3)
+    request = TextToImage(prompt="a red fox in snow", resolution="256x256", seed=3)
     with caplog.at_level(logging.DEBUG, logger="zimage.engine.quantization"):
         plain = engine_from_saved_model(str(tmp_path), "off")
         assert quantization_records(caplog) == []

@@ -13,9 +13,9 @@ from gradio_client.exceptions import AppError
 from tests.conftest import make_service, serve
 from zimage.engine.errors import OutOfGpuMemory, TimedOut
 from zimage.engine.loading import create_preview_engine
-from zimage.service.service import Visitor
+from zimage.service.visitors import Visitor
 from zimage.tools.checks import InputError
-from zimage.tools.requests import GenerateRequest
+from zimage.tools.text_to_image import TextToImage
 
 SAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPT = Visitor(owner="session:robustness", client_ip="203.0.113.1")
@@ -160,9 +160,14 @@ def test_time_limit_stops_a_long_request(preview_engine) -> None:
     engine = create_preview_engine()
     engine.time_limit_s = 0.0
     with pytest.raises(TimedOut, match="longer than the 0 s limit"):
-        engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2))
+        engine.text_to_image(TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2))
     engine.time_limit_s = 300
-    assert engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=2)).seed == 1
+    assert (
+        engine.text_to_image(
+            TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2)
+        ).seed
+        == 1
+    )
 
 
 def test_out_of_memory_is_typed_at_the_engine(monkeypatch) -> None:
@@ -173,14 +178,24 @@ def test_out_of_memory_is_typed_at_the_engine(monkeypatch) -> None:
         lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError()),
     )
     with pytest.raises(OutOfGpuMemory):
-        engine.text_to_image(GenerateRequest("a kite", 512, 256, seed=1, steps=2))
+        engine.text_to_image(TextToImage(prompt="a kite", resolution="512x256", seed=1, steps=2))
 
 
 def test_token_limit_is_explained_not_silently_truncated(preview_engine) -> None:
     service = make_service(preview_engine)
     long_prompt = "a very long prompt " * 40  # 760 characters: under the character cap
     with pytest.raises(InputError, match=r"tokens long; the model reads at most 512"):
-        service.generate(long_prompt, "256x256", 1, False, 2, 3.0, SCRIPT)
+        service.text_to_image(
+            TextToImage(
+                prompt=long_prompt,
+                resolution="256x256",
+                seed=1,
+                randomize_seed=False,
+                steps=2,
+                shift=3.0,
+            ),
+            SCRIPT,
+        )
 
 
 def test_rate_limit_answers_with_the_wait(tmp_path) -> None:

@@ -24,13 +24,14 @@ from PIL import Image
 from tests.conftest import free_port
 from zimage.engine.engine import Engine
 from zimage.engine.errors import Cancelled, TimedOut
-from zimage.engine.jobs import GpuJob, JobControl, StopReason
+from zimage.engine.jobs import GpuJob, JobControl, RunHooks, StopReason
 from zimage.engine.loading import create_engine
 from zimage.engine.tiny_pipelines import build_preview_pipeline
 from zimage.engine.zero_gpu import gpu_seconds_needed, zero_gpu_decorator
 from zimage.service.images import encode_png
 from zimage.settings import Settings
-from zimage.tools.requests import EditRequest, GenerateRequest
+from zimage.tools.edit import Edit
+from zimage.tools.text_to_image import TextToImage
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "tests" / "standins"
@@ -54,9 +55,9 @@ def calls(log: Path) -> list[tuple[int, int]]:
     return [(int(lines[i]), int(lines[i + 1])) for i in range(0, len(lines), 2)]
 
 
-def request(**overrides) -> GenerateRequest:
-    return GenerateRequest(
-        **{"prompt": "a fox", "width": 256, "height": 256, "seed": 3, "steps": 3, **overrides}
+def request(**overrides) -> TextToImage:
+    return TextToImage(
+        **{"prompt": "a fox", "resolution": "256x256", "seed": 3, "steps": 3, **overrides}
     )
 
 
@@ -65,7 +66,7 @@ def test_the_gpu_work_runs_in_another_process_with_the_same_pixels(zero_gpu, pre
     assert engine.on_zero_gpu
     seen: list[tuple[int, int, int]] = []
     result = engine.text_to_image(
-        request(), progress=lambda step, total: seen.append((step, total, os.getpid()))
+        request(), RunHooks(progress=lambda step, total: seen.append((step, total, os.getpid())))
     )
     assert encode_png(result.image) == encode_png(preview_engine.text_to_image(request()).image)
     assert seen == [(1, 3, os.getpid()), (2, 3, os.getpid()), (3, 3, os.getpid())]
@@ -80,8 +81,8 @@ def test_edits_and_batches_cross_the_boundary(zero_gpu, preview_engine):
     mask = Image.new("L", image.size, 0)
     mask.paste(255, (64, 64, 160, 160))
     for edit in (
-        EditRequest(image=image, instruction="snow", seed=2, steps=4),
-        EditRequest(image=image, instruction="snow", seed=2, steps=4, mask=mask),
+        Edit(image=image, instruction="snow", seed=2, steps=4),
+        Edit(image=image, instruction="snow", seed=2, steps=4, mask=mask),
     ):
         here = preview_engine.edit(edit)
         there = engine.edit(edit)
@@ -97,7 +98,7 @@ def test_what_crosses_is_plain_data():
     image = Image.new("RGB", (64, 64), "white")
     job = GpuJob(
         job_id=1,
-        request=EditRequest(image=image, instruction="x", seed=1, mask=Image.new("L", (64, 64))),
+        request=Edit(image=image, instruction="x", seed=1, mask=Image.new("L", (64, 64))),
         deadline=time.monotonic() + 5,
         time_limit_s=5,
     )
@@ -119,8 +120,7 @@ def test_a_stop_reaches_the_worker_through_shared_memory(zero_gpu):
     with pytest.raises(Cancelled):
         engine.text_to_image(
             request(steps=40, width=512, height=512),
-            progress=cancel_after_two_steps,
-            control=control,
+            RunHooks(progress=cancel_after_two_steps, control=control),
         )
     assert 2 <= len(steps) <= 4  # stopped within a step or two, not after 40
 
@@ -143,7 +143,9 @@ def test_durations_are_short_and_capped():
 def test_prompt_reuse_is_off_on_zero_gpu(zero_gpu):
     engine = create_engine(Settings.from_env({"ZIMAGE_ENGINE": "preview"}))
     assert engine.on_zero_gpu and engine.prompt_embeddings is None
-    engine.text_to_image(GenerateRequest("a kite", 256, 256, seed=1, steps=1, owner="alice"))
+    engine.text_to_image(
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=1, owner="alice")
+    )
     assert engine.prompt_embeddings is None
 
 

@@ -17,6 +17,8 @@ MAX_IMAGES_PER_RUN = 4
 
 # Seeds are drawn from and validated against this range (fits a 32-bit integer in every client).
 MAX_SEED = 2**31 - 1
+# The seed the page and the official Space's /generate start with.
+DEFAULT_SEED = 42
 
 # Text-to-image sizes: both sides multiples of 16 in [256, 2048], at most 4 megapixels.
 SIZE_MULTIPLE = 16

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -26,12 +27,15 @@ from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from zimage import presets
 from zimage.engine.errors import INTERNAL_FAILURE
-from zimage.engine.jobs import JobControl, StopReason
-from zimage.service.service import VISITOR_ERRORS, ImageOutcome, Visitor, ZImageService
-from zimage.service.visitors import visitor_from_http
+from zimage.engine.jobs import JobControl, RunHooks, StopReason
+from zimage.service.service import VISITOR_ERRORS, ImageOutcome, ZImageService
+from zimage.service.visitors import Visitor, visitor_from_http
 from zimage.settings import Settings
+from zimage.tools.edit import Edit
+from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.parameters import Kind, ToolRequest
+from zimage.tools.text_to_image import TextToImage
 
 logger = logging.getLogger(__name__)
 
@@ -40,133 +44,29 @@ SESSION_HEADER = "mcp-session-id"
 # Open MCP sessions at most; each holds a little memory until it ends or idles out.
 MAX_SESSIONS = 1000
 
-_SEED = {
-    "type": "integer",
-    "minimum": 0,
-    "maximum": presets.MAX_SEED,
-    "default": 42,
-    "description": "Seed for the random noise; the same seed and settings give the same image.",
+# The tools agents see; their parameters come from the tools' own descriptions.
+AGENT_TOOLS: tuple[type[ToolRequest], ...] = (TextToImage, Edit)
+ENHANCE_TOOL = EnhancePrompt
+# What each tool answers here: MCP content, not the script endpoints' files.
+_ANSWERS = {
+    TextToImage: "Returns each image as a PNG with its seed.",
+    Edit: "Returns the PNG, its seed and the method used.",
+    EnhancePrompt: "Returns the enhanced prompt.",
 }
-_RANDOMIZE = {
-    "type": "boolean",
-    "default": True,
-    "description": "Draw a new seed instead of using `seed`.",
-}
-_STEPS = {
-    "type": "integer",
-    "minimum": presets.MIN_STEPS,
-    "maximum": presets.MAX_STEPS,
-    "default": presets.DEFAULT_STEPS,
-    "description": "Denoising steps (8 is the Turbo default).",
-}
-_IMAGE_DATA = "Base64-encoded PNG, JPEG, WebP, BMP, GIF or TIFF bytes, or a data: URI."
-
-TOOLS = [
-    types.Tool(
-        name="text_to_image",
-        description=(
-            "Make 1 to 4 images from a text prompt with Z-Image Turbo. Returns each image as a "
-            "PNG with its seed."
-        ),
-        inputSchema={
-            "type": "object",
-            "properties": {
-                "prompt": {
-                    "type": "string",
-                    "maxLength": presets.MAX_PROMPT_CHARS,
-                    "description": "What to draw, in English or Chinese; text in quotes is "
-                    "rendered in the image.",
-                },
-                "resolution": {
-                    "type": "string",
-                    "default": presets.DEFAULT_RESOLUTION,
-                    "description": "WIDTHxHEIGHT, sides multiples of 16 from 256 to 2048, at "
-                    "most 4 megapixels.",
-                },
-                "seed": _SEED,
-                "randomize_seed": _RANDOMIZE,
-                "steps": _STEPS,
-                "shift": {
-                    "type": "number",
-                    "minimum": presets.MIN_SHIFT,
-                    "maximum": presets.MAX_SHIFT,
-                    "default": presets.DEFAULT_SHIFT,
-                    "description": "Time shift of the sampler.",
-                },
-                "num_images": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": presets.MAX_IMAGES_PER_RUN,
-                    "default": 1,
-                    "description": "How many images, with seeds seed, seed + 1, ...",
-                },
-            },
-            "required": ["prompt"],
-        },
-    ),
-    types.Tool(
-        name="edit_image",
-        description=(
-            "Edit an image with an instruction. With a mask only its white area changes "
-            "(inpainting); without one the whole image may change. Returns the PNG, its seed and "
-            "the method used."
-        ),
-        inputSchema={
-            "type": "object",
-            "properties": {
-                "image": {"type": "string", "description": f"The image to edit. {_IMAGE_DATA}"},
-                "instruction": {
-                    "type": "string",
-                    "maxLength": presets.MAX_PROMPT_CHARS,
-                    "description": "What to change, e.g. 'make it a snowy evening'.",
-                },
-                "mask": {
-                    "type": "string",
-                    "description": "Optional: white where the image may change. " + _IMAGE_DATA,
-                },
-                "strength": {
-                    "type": "number",
-                    "minimum": presets.MIN_STRENGTH,
-                    "maximum": presets.MAX_STRENGTH,
-                    "default": presets.DEFAULT_STRENGTH,
-                    "description": "How much may change.",
-                },
-                "seed": _SEED,
-                "randomize_seed": _RANDOMIZE,
-                "steps": _STEPS,
-            },
-            "required": ["image", "instruction"],
-        },
-    ),
-]
+_IMAGE_DATA = "Send the file as base64 text or a data: URI."
 
 
-ENHANCE_TOOL = types.Tool(
-    name="enhance_prompt",
-    description=(
-        "Rewrite a short image prompt into a rich one (subject, composition, light, style), "
-        "keeping its language and any text in quotes. Runs on this Space with the model's own "
-        "text encoder: the prompt is sent nowhere else."
-    ),
-    inputSchema={
-        "type": "object",
-        "properties": {
-            "prompt": {
-                "type": "string",
-                "maxLength": presets.MAX_PROMPT_CHARS,
-                "description": "The prompt to enhance, in English or Chinese.",
-            },
-            "seed": {
-                "type": "integer",
-                "minimum": -1,
-                "maximum": presets.MAX_SEED,
-                "default": -1,
-                "description": "-1 for the most likely rewrite; another number samples a variant.",
-            },
-        },
-        "required": ["prompt"],
-    },
-)
+def tool_listing(tool: type[ToolRequest]) -> types.Tool:
+    """A tool as MCP lists it: its description and input schema from the tool's request."""
+    schema = tool.input_schema()
+    for name, described in tool.parameters(for_agents=True).items():
+        if described.kind is Kind.FILE:  # agents send files inline
+            schema["properties"][name]["description"] += " " + _IMAGE_DATA
+    return types.Tool(
+        name=tool.agent_name,
+        description=f"{tool.summary()} {_ANSWERS[tool]}",
+        inputSchema=schema,
+    )
 
 
 class McpRoute:
@@ -208,9 +108,12 @@ class McpEndpoint:
         async with self.manager.run():
             yield
 
+    def _tools(self) -> tuple[type[ToolRequest], ...]:
+        can_enhance = self.service.engine_facts.can_enhance
+        return (*AGENT_TOOLS, ENHANCE_TOOL) if can_enhance else AGENT_TOOLS
+
     async def _list_tools(self) -> list[types.Tool]:
-        enhancer = self.service.engine.enhancer is not None
-        return [*TOOLS, ENHANCE_TOOL] if enhancer else TOOLS
+        return [tool_listing(tool) for tool in self._tools()]
 
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> list[Any]:
         context = self.server.request_context
@@ -242,20 +145,19 @@ class McpEndpoint:
         report: Callable[[int, int], None],
         control: JobControl,
     ) -> list[Any]:
+        hooks = RunHooks(control=control, progress=report)
+        tools = {tool.agent_name: tool for tool in self._tools()}
         try:
-            if name == "text_to_image":
-                outcomes = self._text_to_image(arguments, visitor, report, control)
+            if name not in tools:
+                raise ToolFailed(f"Unknown tool {name!r}: use one of {', '.join(tools)}.")
+            asked = tools[name].from_agent(arguments)
+            if isinstance(asked, TextToImage):
+                outcomes = self.service.text_to_image(asked, visitor, hooks)
                 return [item for outcome in outcomes for item in _content(outcome)]
-            if name == "edit_image":
-                outcome = self._edit(arguments, visitor, report, control)
+            if isinstance(asked, Edit):
+                outcome = self.service.edit(_with_files_decoded(asked), visitor, hooks)
                 return [*_content(outcome), _text(f"method {outcome.method}")]
-            if name == "enhance_prompt":
-                enhanced = self.service.enhance_prompt(
-                    arguments.get("prompt"), arguments.get("seed", -1), visitor, control=control
-                )
-                return [_text(enhanced)]
-            tools = ", ".join(tool.name for tool in TOOLS + [ENHANCE_TOOL])
-            raise ToolFailed(f"Unknown tool {name!r}: use one of {tools}.")
+            return [_text(self.service.enhance_prompt(asked, visitor, hooks))]
         except VISITOR_ERRORS as error:
             raise ToolFailed(str(error)) from None
         except ToolFailed:
@@ -264,47 +166,12 @@ class McpEndpoint:
             logger.exception("MCP tool %s failed", name)
             raise ToolFailed(INTERNAL_FAILURE) from None
 
-    def _text_to_image(
-        self,
-        arguments: dict[str, Any],
-        visitor: Visitor,
-        report: Callable[[int, int], None],
-        control: JobControl,
-    ) -> list[ImageOutcome]:
-        return self.service.generate(
-            arguments.get("prompt"),
-            arguments.get("resolution", presets.DEFAULT_RESOLUTION),
-            arguments.get("seed", 42),
-            arguments.get("randomize_seed", True),
-            arguments.get("steps", presets.DEFAULT_STEPS),
-            arguments.get("shift", presets.DEFAULT_SHIFT),
-            visitor,
-            report,
-            control,
-            arguments.get("num_images", 1),
-        )
 
-    def _edit(
-        self,
-        arguments: dict[str, Any],
-        visitor: Visitor,
-        report: Callable[[int, int], None],
-        control: JobControl,
-    ) -> ImageOutcome:
-        image = arguments.get("image")
-        mask = arguments.get("mask")
-        return self.service.edit(
-            _decoded(image, "image") if image is not None else None,
-            arguments.get("instruction"),
-            _decoded(mask, "mask") if mask else None,
-            arguments.get("strength", presets.DEFAULT_STRENGTH),
-            arguments.get("seed", 42),
-            arguments.get("randomize_seed", True),
-            arguments.get("steps", presets.DEFAULT_STEPS),
-            visitor,
-            report,
-            control=control,
-        )
+def _with_files_decoded(asked: Edit) -> Edit:
+    """The edit with its image and mask as bytes (agents send them as base64 text)."""
+    image = _decoded(asked.image, "image") if asked.image is not None else None
+    mask = _decoded(asked.mask, "mask") if asked.mask else None
+    return dataclasses.replace(asked, image=image, mask=mask)
 
 
 _INSTRUCTIONS = (

@@ -56,28 +56,26 @@ from zimage.engine.jobs import (
     JobDone,
     JobEvent,
     JobFailed,
-    PreviewCallback,
-    ProgressCallback,
+    RunHooks,
     StepDone,
     StopBoard,
     StopReason,
-    TextCallback,
     TextSoFar,
 )
 from zimage.engine.latent_preview import LatentPreview, RunPreview
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
-from zimage.engine.streaming import stream_from_thread
-from zimage.engine.zero_gpu import gpu_seconds_needed, seconds_for_tokens, zero_gpu_decorator
-from zimage.tools.requests import (
-    EditRequest,
+from zimage.engine.results import (
     EditResult,
-    EnhanceRequest,
-    GenerateRequest,
     GenerateResult,
     ImageRequest,
     Request,
     Timings,
 )
+from zimage.engine.streaming import stream_from_thread
+from zimage.engine.zero_gpu import gpu_seconds_needed, seconds_for_tokens, zero_gpu_decorator
+from zimage.tools.edit import Edit
+from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.text_to_image import TextToImage
 
 logger = logging.getLogger(__name__)
 
@@ -192,28 +190,18 @@ class Engine:
 
     # -- the serving process's half -----------------------------------------------------------
 
-    def text_to_image(
-        self,
-        request: GenerateRequest,
-        progress: ProgressCallback | None = None,
-        control: JobControl | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> GenerateResult:
-        """Generate `request.num_images` images; a request always gives the same pixels on one
-        machine, and image i of a batch is the image of seed `seed + i` alone. `on_preview` gets
-        each step's preview frames (from the second step on)."""
-        done = self._submit(request, progress, control, on_preview)
+    def text_to_image(self, request: TextToImage, hooks: RunHooks | None = None) -> GenerateResult:
+        """Generate `request.num_images` images of a checked request; a request always gives the
+        same pixels on one machine, and image i of a batch is the image of seed `seed + i` alone.
+        `request.owner` may reuse its own prompt embeddings ("" never does). `hooks.on_preview`
+        gets each step's preview frames (from the second step on)."""
+        done = self._submit(request, hooks or RunHooks())
         return GenerateResult(images=done.images, seeds=request.seeds, timings=done.timings)
 
-    def edit(
-        self,
-        request: EditRequest,
-        progress: ProgressCallback | None = None,
-        control: JobControl | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> EditResult:
-        """Change an image with an instruction: inpaint inside a mask, else the whole image."""
-        done = self._submit(request, progress, control, on_preview)
+    def edit(self, request: Edit, hooks: RunHooks | None = None) -> EditResult:
+        """Change a decoded image with an instruction: inpaint inside a mask, else the whole
+        image."""
+        done = self._submit(request, hooks or RunHooks())
         return EditResult(
             image=done.images[0], seed=request.seed, method=done.method, timings=done.timings
         )
@@ -224,7 +212,7 @@ class Engine:
 
     def zero_gpu_seconds(self, job: GpuJob) -> int:
         request = job.request
-        if isinstance(request, EnhanceRequest):
+        if isinstance(request, EnhancePrompt):
             tokens = self.enhancer.max_new_tokens if self.enhancer is not None else 0
             return seconds_for_tokens(tokens, self.zero_gpu_max_s)
         return gpu_seconds_needed(
@@ -235,55 +223,39 @@ class Engine:
             self.zero_gpu_max_s,
         )
 
-    def enhance_prompt(
-        self,
-        request: EnhanceRequest,
-        on_text: TextCallback | None = None,
-        control: JobControl | None = None,
-    ) -> str:
-        """Rewrite a prompt with the prompt enhancer, in the GPU slot like an image; `on_text`
-        gets the rewrite so far after each token."""
+    def enhance_prompt(self, request: EnhancePrompt, hooks: RunHooks | None = None) -> str:
+        """Rewrite a prompt with the prompt enhancer, in the GPU slot like an image;
+        `hooks.on_text` gets the rewrite so far after each token."""
         if self.enhancer is None:
             raise EngineUnavailable("Prompt enhancement is not available on this Space.")
-        _, done = self._run_in_slot(request, control, on_text=on_text)
+        _, done = self._run_in_slot(request, hooks or RunHooks())
         return done.text
 
-    def _submit(
-        self,
-        request: ImageRequest,
-        progress: ProgressCallback | None,
-        control: JobControl | None,
-        on_preview: PreviewCallback | None,
-    ) -> JobDone:
+    def _submit(self, request: ImageRequest, hooks: RunHooks) -> JobDone:
         self._refuse_what_cannot_fit(request)
-        job, done = self._run_in_slot(request, control, progress=progress, on_preview=on_preview)
+        job, done = self._run_in_slot(request, hooks)
         if job.keep_prompt_embeds and done.prompt_embeds is not None:
             assert self.prompt_embeddings is not None
             self.prompt_embeddings.put(request.owner, request.prompt, done.prompt_embeds)
         self.speed.learn(request, done.timings.denoise_s, done.steps_run)
         return done
 
-    def _run_in_slot(
-        self,
-        request: Request,
-        control: JobControl | None,
-        progress: ProgressCallback | None = None,
-        on_preview: PreviewCallback | None = None,
-        on_text: TextCallback | None = None,
-    ) -> tuple[GpuJob, JobDone]:
+    def _run_in_slot(self, request: Request, hooks: RunHooks) -> tuple[GpuJob, JobDone]:
         """Wait for the GPU slot, then run the request's job there; a stop asked for on
-        `control` reaches the job at once."""
+        `hooks.control` reaches the job at once."""
         started = time.monotonic()
-        control = control or JobControl()
+        control = hooks.control
         with self._gpu_slot(control):
             # Checked in the slot, so that the memory the previous job held counts as free.
             self._refuse_what_memory_cannot_hold(request)
             job = self._job_for(
-                request, deadline=started + self.time_limit_s, want_previews=on_preview is not None
+                request,
+                deadline=started + self.time_limit_s,
+                want_previews=hooks.on_preview is not None,
             )
             control.on_stop(lambda reason: self._stop_board.request_stop(job.job_id, reason))
             try:
-                done = self._execute(job, control, progress, on_preview, on_text)
+                done = self._execute(job, hooks)
             finally:
                 control.on_stop(None)
             if done.preview_map is not None:
@@ -307,7 +279,7 @@ class Engine:
 
     def _refuse_what_memory_cannot_hold(self, request: Request) -> None:
         """Refuse, before any GPU work, a text-to-image batch the free memory cannot hold."""
-        if not isinstance(request, GenerateRequest):
+        if not isinstance(request, TextToImage):
             return
         on_gpu = self.on_zero_gpu or self.device.type == "cuda"
         refuse_unless_it_fits(
@@ -334,8 +306,8 @@ class Engine:
         reuse = (
             self.prompt_embeddings is not None
             and request.owner != ""
-            and not isinstance(request, EnhanceRequest)
-            and not (isinstance(request, EditRequest) and self._uses_omni(request))
+            and not isinstance(request, EnhancePrompt)
+            and not (isinstance(request, Edit) and self._uses_omni(request))
         )
         known = self.prompt_embeddings.get(request.owner, request.prompt) if reuse else None
         return GpuJob(
@@ -349,24 +321,17 @@ class Engine:
             preview_map=self.latent_preview,
         )
 
-    def _execute(
-        self,
-        job: GpuJob,
-        control: JobControl,
-        progress: ProgressCallback | None,
-        on_preview: PreviewCallback | None,
-        on_text: TextCallback | None,
-    ) -> JobDone:
+    def _execute(self, job: GpuJob, hooks: RunHooks) -> JobDone:
         def on_event(event: StepDone | TextSoFar) -> None:
             if isinstance(event, TextSoFar):
-                if on_text is not None:
-                    on_text(event.text)
+                if hooks.on_text is not None:
+                    hooks.on_text(event.text)
             else:
-                if progress is not None:
-                    progress(event.step, event.total)
-                if on_preview is not None and event.previews:
-                    on_preview(list(event.previews))
-            reason = control.stop_reason()
+                if hooks.progress is not None:
+                    hooks.progress(event.step, event.total)
+                if hooks.on_preview is not None and event.previews:
+                    hooks.on_preview(list(event.previews))
+            reason = hooks.control.stop_reason()
             if reason is not None:
                 self._stop_board.request_stop(job.job_id, reason)
 
@@ -407,7 +372,7 @@ class Engine:
         check before each stage (text encoding, every step or token, decoding) that it may go
         on and can still finish in time."""
         request = job.request
-        if isinstance(request, EnhanceRequest):
+        if isinstance(request, EnhancePrompt):
             return self._run_enhance(job, report)
         fitted = None
         if job.want_previews and job.preview_map is None:
@@ -416,7 +381,7 @@ class Engine:
             fitted = LatentPreview.fit(self.pipeline.vae)
             job = replace(job, preview_map=fitted)
         with self._freeing_memory_on_oom(request):
-            if isinstance(request, GenerateRequest):
+            if isinstance(request, TextToImage):
                 done = self._run_text_to_image(job, report)
             elif self._uses_omni(request):
                 done = self._run_omni(job, report)
@@ -426,12 +391,12 @@ class Engine:
 
     def _run_enhance(self, job: GpuJob, report: Callable[[TextSoFar], None]) -> JobDone:
         request = job.request
-        assert isinstance(request, EnhanceRequest) and self.enhancer is not None
+        assert isinstance(request, EnhancePrompt) and self.enhancer is not None
         started = time.perf_counter()
         text, tokens = request.prompt, 0
         with self._freeing_memory_on_oom(request):
             for text in self.enhancer.stream(
-                request.prompt, request.seed, lambda: self._check(job)
+                request.prompt, request.sampling_seed, lambda: self._check(job)
             ):
                 tokens += 1
                 report(TextSoFar(text))
@@ -440,7 +405,7 @@ class Engine:
         timings = Timings(text_encoder_s=total, denoise_s=0.0, vae_s=0.0, total_s=total)
         return JobDone([], "enhance", timings, tokens, text=text or request.prompt)
 
-    def _uses_omni(self, request: EditRequest) -> bool:
+    def _uses_omni(self, request: Edit) -> bool:
         return request.mask is None and self.omni is not None
 
     @contextmanager
@@ -452,7 +417,7 @@ class Engine:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            if isinstance(request, EnhanceRequest):
+            if isinstance(request, EnhancePrompt):
                 logger.warning("out of memory while enhancing a prompt")
                 raise OutOfGpuMemory(
                     "The GPU ran out of memory while enhancing the prompt. Please try again."
@@ -474,7 +439,7 @@ class Engine:
 
     def _run_text_to_image(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
         request = job.request
-        assert isinstance(request, GenerateRequest)
+        assert isinstance(request, TextToImage)
         return self._denoise_and_decode(
             job,
             report,
@@ -489,7 +454,7 @@ class Engine:
 
     def _run_edit(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
         request = job.request
-        assert isinstance(request, EditRequest)
+        assert isinstance(request, Edit)
         method, pipeline, mask_argument = (
             ("img2img", self.img2img, {})
             if request.mask is None
@@ -516,7 +481,7 @@ class Engine:
     @torch.inference_mode()
     def _run_omni(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
         request = job.request
-        assert isinstance(request, EditRequest) and self.omni is not None
+        assert isinstance(request, Edit) and self.omni is not None
         self._check(job)
         started = time.perf_counter()
         steps = _StepWatch(self, job, report)
@@ -619,8 +584,9 @@ class Engine:
     def warm_up(self, resolutions: list[str]) -> None:
         """Run each resolution once so compiled kernels exist before the first visitor."""
         for resolution in resolutions:
-            width, height = (int(side) for side in resolution.split("x"))
-            self.text_to_image(GenerateRequest("warm-up", width, height, seed=0, steps=2))
+            self.text_to_image(
+                TextToImage(prompt="warm-up", resolution=resolution, seed=0, steps=2)
+            )
 
 
 def _raise_for(reason: StopReason | None) -> None:

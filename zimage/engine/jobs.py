@@ -16,7 +16,7 @@ import enum
 import multiprocessing
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from PIL import Image
 
 from zimage.engine.errors import EngineError
 from zimage.engine.latent_preview import LatentPreview
-from zimage.tools.requests import Request, Timings
+from zimage.engine.results import Request, Timings
 
 ProgressCallback = Callable[[int, int], None]
 # Receives each step's preview frames: one small uint8 RGB array per image being made.
@@ -74,6 +74,17 @@ class JobControl:
             reason = self._reason
         if listener is not None and reason is not None:
             listener(reason)
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """How a door follows one request while it runs: its stop control, and optional callbacks
+    for progress (step, total), each step's preview frames and the enhanced text so far."""
+
+    control: JobControl = field(default_factory=JobControl)
+    progress: ProgressCallback | None = None
+    on_preview: PreviewCallback | None = None
+    on_text: TextCallback | None = None
 
 
 class StopBoard:

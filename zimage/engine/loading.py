@@ -17,25 +17,16 @@ from zimage.engine.batch_memory import MB
 from zimage.engine.engine import Engine
 from zimage.engine.enhancer import create_enhancer
 from zimage.engine.errors import EngineUnavailable
-from zimage.engine.jobs import (
-    JobControl,
-    PreviewCallback,
-    ProgressCallback,
-    StopReason,
-    TextCallback,
-)
+from zimage.engine.jobs import RunHooks, StopReason
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.engine.quantization import quantize_transformer
+from zimage.engine.results import EditResult, GenerateResult
 from zimage.engine.tiny_pipelines import build_preview_omni_pipeline, build_preview_pipeline
 from zimage.engine.zero_gpu import zero_gpu_decorator
 from zimage.settings import Settings
-from zimage.tools.requests import (
-    EditRequest,
-    EditResult,
-    EnhanceRequest,
-    GenerateRequest,
-    GenerateResult,
-)
+from zimage.tools.edit import Edit
+from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.text_to_image import TextToImage
 
 logger = logging.getLogger(__name__)
 
@@ -91,34 +82,18 @@ class UnavailableEngine:
     attention_backend = "none"
     edit_methods = "none"
     enhancer = None
+    prompt_embeddings = None
 
     def __init__(self, reason: str) -> None:
         self.description = reason
 
-    def text_to_image(
-        self,
-        request: GenerateRequest,
-        progress: ProgressCallback | None = None,
-        control: JobControl | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> GenerateResult:
+    def text_to_image(self, request: TextToImage, hooks: RunHooks | None = None) -> GenerateResult:
         raise EngineUnavailable(self.description)
 
-    def edit(
-        self,
-        request: EditRequest,
-        progress: ProgressCallback | None = None,
-        control: JobControl | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> EditResult:
+    def edit(self, request: Edit, hooks: RunHooks | None = None) -> EditResult:
         raise EngineUnavailable(self.description)
 
-    def enhance_prompt(
-        self,
-        request: EnhanceRequest,
-        on_text: TextCallback | None = None,
-        control: JobControl | None = None,
-    ) -> str:
+    def enhance_prompt(self, request: EnhancePrompt, hooks: RunHooks | None = None) -> str:
         raise EngineUnavailable(self.description)
 
     def stop_everything(self, reason: StopReason = StopReason.SHUTTING_DOWN) -> None:

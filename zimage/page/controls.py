@@ -1,8 +1,9 @@
-"""Controls both tabs share."""
+"""Controls both tabs share, and the form that turns a tab's widgets into a tool request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -10,26 +11,54 @@ from gradio.i18n import I18nData
 
 from zimage import presets
 from zimage.page.language import t
+from zimage.tools.parameters import Parameter, ToolRequest
 from zimage.translations import words
 
 
+@dataclass
+class ToolForm:
+    """The page's widgets for one tool's parameters, by parameter name, in the order Gradio
+    sends their values; `fixed` are values the page always sends (e.g. live preview on)."""
+
+    tool: type[ToolRequest]
+    widgets: dict[str, gr.components.Component]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        return list(self.widgets.values())
+
+    def request(self, values: Sequence[Any], **more: Any) -> Any:
+        """The tool request of the widgets' `values` (and `more` fields the tab reads itself)."""
+        return self.tool(**dict(zip(self.widgets, values, strict=True)), **self.fixed, **more)
+
+    def restored(self, settings: Mapping[str, Any]) -> dict[gr.components.Component, Any]:
+        """Widget values that repeat a kept image's settings (its own seed, not a random one)."""
+        shown = {widget: settings[name] for name, widget in self.widgets.items() if name in settings}
+        if "randomize_seed" in self.widgets:
+            shown[self.widgets["randomize_seed"]] = False
+        return shown
+
+
+def slider(parameter: Parameter, label: Any, step: float) -> gr.Slider:
+    """A slider over a parameter's range, starting at its default."""
+    return gr.Slider(
+        parameter.minimum, parameter.maximum, value=parameter.default, step=step, label=label
+    )
+
+
 def seed_controls() -> tuple[gr.Number, gr.Checkbox]:
-    """The seed and the "random seed" box, side by side in the caller's row."""
+    """The seed and the "random seed" box, side by side in the caller's row: a visitor gets a
+    new seed each run until they untick the box."""
     seed = gr.Number(
-        value=42, label=t("controls.seed"), precision=0, minimum=0, maximum=presets.MAX_SEED
+        value=presets.DEFAULT_SEED,
+        label=t("controls.seed"),
+        precision=0,
+        minimum=0,
+        maximum=presets.MAX_SEED,
     )
     randomize_seed = gr.Checkbox(value=True, label=t("controls.random_seed"))
     return seed, randomize_seed
-
-
-def steps_slider() -> gr.Slider:
-    return gr.Slider(
-        presets.MIN_STEPS,
-        presets.MAX_STEPS,
-        value=presets.DEFAULT_STEPS,
-        step=1,
-        label=t("controls.steps"),
-    )
 
 
 @dataclass

@@ -10,13 +10,15 @@ import gradio as gr
 from zimage import presets
 from zimage.page.controls import (
     EnhanceControls,
+    ToolForm,
     enhance_controls,
     examples_in_each_language,
     seed_controls,
     seed_used_box,
-    steps_slider,
+    slider,
 )
 from zimage.page.language import t
+from zimage.tools.edit import Edit
 from zimage.translations import EXAMPLE_EDITS
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -24,12 +26,12 @@ SAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
 @dataclass
 class EditTab:
+    """`form` holds the edit's parameters but the image: the editor gives the image and the
+    painted mask layers together."""
+
     editor: gr.ImageEditor
+    form: ToolForm
     instruction: gr.Textbox
-    strength: gr.Slider
-    seed: gr.Number
-    randomize_seed: gr.Checkbox
-    steps: gr.Slider
     run: gr.Button
     stop: gr.Button
     before_after: gr.ImageSlider
@@ -37,19 +39,9 @@ class EditTab:
     method_used: gr.Textbox
     enhance: EnhanceControls
 
-    @property
-    def inputs(self) -> list[gr.components.Component]:
-        return [
-            self.editor,
-            self.instruction,
-            self.strength,
-            self.seed,
-            self.randomize_seed,
-            self.steps,
-        ]
-
 
 def edit_tab(enhancer_available: bool) -> EditTab:
+    parameters = Edit.parameters()
     gr.Markdown(t("edit.note"))
     with gr.Row():
         with gr.Column(scale=1):
@@ -71,17 +63,11 @@ def edit_tab(enhancer_available: bool) -> EditTab:
                 elem_id="edit-instruction",
             )
             enhance = enhance_controls(enhancer_available)
-            strength = gr.Slider(
-                presets.MIN_STRENGTH,
-                presets.MAX_STRENGTH,
-                value=presets.DEFAULT_STRENGTH,
-                step=0.05,
-                label=t("edit.strength"),
-            )
+            strength = slider(parameters["strength"], t("edit.strength"), step=0.05)
             with gr.Row():
                 seed, randomize_seed = seed_controls()
             with gr.Accordion(t("controls.advanced"), open=False):
-                steps = steps_slider()
+                steps = slider(parameters["steps"], t("controls.steps"), step=1)
             with gr.Row():
                 run = gr.Button(t("edit.run"), variant="primary", elem_id="edit-button")
                 stop = gr.Button(t("controls.stop"), variant="secondary", scale=0)
@@ -105,17 +91,16 @@ def edit_tab(enhancer_available: bool) -> EditTab:
         },
         inputs=[editor, instruction],
     )
+    form = ToolForm(
+        Edit,
+        {
+            "instruction": instruction,
+            "strength": strength,
+            "seed": seed,
+            "randomize_seed": randomize_seed,
+            "steps": steps,
+        },
+    )
     return EditTab(
-        editor,
-        instruction,
-        strength,
-        seed,
-        randomize_seed,
-        steps,
-        run,
-        stop,
-        before_after,
-        seed_used,
-        method_used,
-        enhance,
+        editor, form, instruction, run, stop, before_after, seed_used, method_used, enhance
     )

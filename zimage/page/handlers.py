@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
@@ -11,10 +12,10 @@ from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
 from zimage import presets
-from zimage.engine.jobs import JobControl, PreviewCallback, TextCallback
+from zimage.engine.jobs import JobControl, PreviewCallback, RunHooks, TextCallback
+from zimage.page.controls import ToolForm
 from zimage.page.language import language_of, t
 from zimage.page.outputs import (
-    attach_inputs,
     gallery_of,
     preview_items,
     progress_reporter,
@@ -24,8 +25,12 @@ from zimage.page.outputs import (
 from zimage.page.running import RunningRequests, stream_while_running
 from zimage.page.visitors import browser_defaults, visitor_of
 from zimage.privacy.policy import POLICY_VERSION, BrowserKeys, banner_needs_showing
-from zimage.service.service import ImageOutcome, Visitor, ZImageService
+from zimage.service.service import ImageOutcome, ZImageService
+from zimage.service.visitors import Visitor
 from zimage.settings import Settings
+from zimage.tools.edit import Edit
+from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.text_to_image import TextToImage
 from zimage.translations import method_name, words
 
 Outputs = TypeVar("Outputs")
@@ -51,104 +56,82 @@ class PageHandlers:
 
     # -- the two tabs -------------------------------------------------------------------------
 
-    def generate(
-        self,
-        prompt: str,
-        resolution: str,
-        seed: float,
-        randomize_seed: bool,
-        steps: float,
-        shift: float,
-        num_images: float,
-        enhance_first: bool,
-        browser: dict,
-        opt_out: bool,
-        request: gr.Request,
-        progress: gr.Progress = gr.Progress(),
-    ) -> Iterator[tuple[Any, ...]]:
-        """Text to image, yielding (images, seed used, prompt box, original prompt): the prompt
-        being enhanced when asked, the picture forming at each step, then the images with their
-        seeds."""
-        visitor = self._visitor(request, browser, opt_out)
-        keep = gr.skip()
-        with self.running.control() as control:
-            if enhance_first:
-                yield keep, keep, keep, prompt  # what Undo brings back
-                prompt = yield from self._enhancing(
-                    prompt, None, visitor, control, lambda text: (keep, keep, text, keep)
-                )
+    def generating(self, form: ToolForm) -> Callable[..., Iterator[tuple[Any, ...]]]:
+        """The Generate button's handler for the tab's `form`."""
 
-            def work(on_preview: PreviewCallback, prompt: str = prompt) -> list[ImageOutcome]:
-                return self.service.generate(
-                    prompt,
-                    resolution,
-                    seed,
-                    randomize_seed,
-                    steps,
-                    shift,
-                    visitor,
-                    progress_reporter(progress),
+        def generate(
+            request: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any
+        ) -> Iterator[tuple[Any, ...]]:
+            """Text to image from the form's values, "enhance first", the browser state and the
+            opt-out box; yields (images, seed used, prompt box, original prompt): the prompt
+            being enhanced when asked, the picture forming at each step, then the images with
+            their seeds."""
+            *given, enhance_first, browser, opt_out = values
+            asked: TextToImage = form.request(given)
+            visitor = self._visitor(request, browser, opt_out)
+            keep = gr.skip()
+            with self.running.control() as control:
+                if enhance_first:
+                    yield keep, keep, keep, asked.prompt  # what Undo brings back
+                    enhanced = yield from self._enhancing(
+                        asked.prompt, None, visitor, control, lambda text: (keep, keep, text, keep)
+                    )
+                    asked = dataclasses.replace(asked, prompt=enhanced)
+
+                def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
+                    hooks = RunHooks(control, progress_reporter(progress), on_preview=on_preview)
+                    return self.service.text_to_image(asked, visitor, hooks)
+
+                outcomes = yield from stream_while_running(
+                    control, work, lambda frames: (preview_items(frames), keep, keep, keep)
+                )
+            yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed, keep, keep
+
+        return generate
+
+    def editing(self, form: ToolForm) -> Callable[..., Iterator[tuple[Any, ...]]]:
+        """The Edit button's handler for the tab's `form`."""
+
+        def edit(
+            request: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any
+        ) -> Iterator[tuple[Any, ...]]:
+            """The image editor's value (its background is the image, its brush layers the
+            mask), the form's values, "enhance first", the browser state and the opt-out box.
+            Yields (before/after, seed used, method, instruction box, original instruction);
+            the after side shows the edit forming, then the result."""
+            editor, *given, enhance_first, browser, opt_out = values
+            editor = editor or {}
+            background = editor.get("background")
+            layers = editor.get("layers") or []
+            asked: Edit = form.request(given, image=background, mask_layers=layers)
+            visitor = self._visitor(request, browser, opt_out)
+            keep = gr.skip()
+            with self.running.control() as control:
+                if enhance_first:
+                    yield keep, keep, keep, keep, asked.instruction
+                    enhanced = yield from self._enhancing(
+                        asked.instruction,
+                        None,
+                        visitor,
+                        control,
+                        lambda text: (keep, keep, keep, text, keep),
+                    )
+                    asked = dataclasses.replace(asked, instruction=enhanced)
+
+                def work(on_preview: PreviewCallback) -> ImageOutcome:
+                    hooks = RunHooks(control, progress_reporter(progress), on_preview=on_preview)
+                    return self.service.edit(asked, visitor, hooks)
+
+                outcome = yield from stream_while_running(
                     control,
-                    num_images,
-                    on_preview,
+                    work,
+                    lambda frames: ((background, frames[0]), keep, keep, keep, keep),
                 )
+            result = save_output(outcome, self.service)
+            self.service.keep_files(outcome, [background, editor.get("composite"), *layers])
+            yield (background, result), outcome.seed, outcome.method, keep, keep
 
-            outcomes = yield from stream_while_running(
-                control, work, lambda frames: (preview_items(frames), keep, keep, keep)
-            )
-        yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed, keep, keep
-
-    def edit(
-        self,
-        editor: dict | None,
-        instruction: str,
-        strength: float,
-        seed: float,
-        randomize_seed: bool,
-        steps: float,
-        enhance_first: bool,
-        browser: dict,
-        opt_out: bool,
-        request: gr.Request,
-        progress: gr.Progress = gr.Progress(),
-    ) -> Iterator[tuple[Any, ...]]:
-        """The Edit tab: the editor's background is the image, its brush layers the mask.
-        Yields (before/after, seed used, method, instruction box, original instruction); the
-        after side shows the edit forming, then the result."""
-        editor = editor or {}
-        background = editor.get("background")
-        layers = editor.get("layers") or []
-        visitor = self._visitor(request, browser, opt_out)
-        keep = gr.skip()
-        with self.running.control() as control:
-            if enhance_first:
-                yield keep, keep, keep, keep, instruction
-                instruction = yield from self._enhancing(
-                    instruction, None, visitor, control, lambda text: (keep, keep, keep, text, keep)
-                )
-
-            def work(on_preview: PreviewCallback, instruction: str = instruction) -> ImageOutcome:
-                return self.service.edit(
-                    background,
-                    instruction,
-                    None,
-                    strength,
-                    seed,
-                    randomize_seed,
-                    steps,
-                    visitor,
-                    progress_reporter(progress),
-                    mask_layers=layers,
-                    control=control,
-                    on_preview=on_preview,
-                )
-
-            outcome = yield from stream_while_running(
-                control, work, lambda frames: ((background, frames[0]), keep, keep, keep, keep)
-            )
-        result = save_output(outcome, self.service)
-        attach_inputs(self.service, outcome, [background, editor.get("composite"), *layers])
-        yield (background, result), outcome.seed, outcome.method, keep, keep
+        return edit
 
     def enhance(
         self, text: str, browser: dict, opt_out: bool, request: gr.Request
@@ -175,7 +158,8 @@ class PageHandlers:
         """The prompt enhancer's rewrite of `text`, streamed as outputs; returns the result."""
 
         def work(on_text: TextCallback) -> str:
-            return self.service.enhance_prompt(text, seed, visitor, on_text, control)
+            asked = EnhancePrompt(prompt=text, seed=-1 if seed is None else seed)
+            return self.service.enhance_prompt(asked, visitor, RunHooks(control, on_text=on_text))
 
         return (yield from stream_while_running(control, work, as_outputs))
 
@@ -215,7 +199,7 @@ class PageHandlers:
                 {
                     "seed": entry.seed,
                     "method": entry.settings.get("method"),
-                    "deleted_in_s": round(self.service.cache.seconds_left(entry)),
+                    "deleted_in_s": round(self.service.seconds_left(entry)),
                 }
                 for entry in outputs
             ],
@@ -242,7 +226,7 @@ class PageHandlers:
         for entry in self.service.outputs_of(visitor.owner):
             if not entry.files:
                 continue
-            left = int(self.service.cache.seconds_left(entry))
+            left = int(self.service.seconds_left(entry))
             caption = words(
                 "history.caption",
                 language,
@@ -255,7 +239,7 @@ class PageHandlers:
         return items, keys
 
     def delete_my_images(self, browser: dict, request: gr.Request) -> tuple[list, list[str]]:
-        self.service.cache.purge_owner(self._visitor(request, browser).owner)
+        self.service.delete_outputs_of(self._visitor(request, browser).owner)
         return [], []
 
     def settings_of(
@@ -264,7 +248,7 @@ class PageHandlers:
         """The settings of a history image, as field values for the tab that made it."""
         entry = None
         if 0 <= selection.index < len(keys):
-            entry = self.service.cache.get(
+            entry = self.service.output_of(
                 keys[selection.index], self._visitor(request, browser).owner
             )
         if entry is None:

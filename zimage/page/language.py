@@ -11,7 +11,6 @@ server in `language_of(request)`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import gradio as gr
@@ -19,6 +18,7 @@ from gradio.i18n import I18nData
 
 from zimage.guards.page_language import language_of_request
 from zimage.privacy import policy
+from zimage.service.service import EngineFacts
 from zimage.settings import Settings
 from zimage.translations import (
     CHINESE,
@@ -81,7 +81,7 @@ def language_of(request: gr.Request | None) -> str:
     )
 
 
-def page_translations(settings: Settings, engine: Any) -> gr.I18n:
+def page_translations(settings: Settings, engine: EngineFacts) -> gr.I18n:
     """Gradio's I18n with every key of the page, in each language (pass it to `launch`)."""
     return gr.I18n(
         **{
@@ -94,7 +94,7 @@ def page_translations(settings: Settings, engine: Any) -> gr.I18n:
     )
 
 
-def _built_text(settings: Settings, engine: Any, language: str) -> dict[str, str]:
+def _built_text(settings: Settings, engine: EngineFacts, language: str) -> dict[str, str]:
     def notice(updated: bool) -> str:
         text = policy.banner_markdown(
             output_ttl_minutes=settings.output_ttl_s / 60,
@@ -120,7 +120,7 @@ def _built_text(settings: Settings, engine: Any, language: str) -> dict[str, str
     }
 
 
-def _engine_status(engine: Any, language: str) -> str:
+def _engine_status(engine: EngineFacts, language: str) -> str:
     if engine.kind == "unavailable":
         return words("engine.unavailable", language, reason=engine.description)
     if engine.is_preview:
@@ -128,11 +128,11 @@ def _engine_status(engine: Any, language: str) -> str:
     return words("engine.running", language, description=engine.description)
 
 
-def _edit_methods(engine: Any, language: str) -> str:
+def _edit_methods(engine: EngineFacts, language: str) -> str:
     """The engine's own words in English; in Chinese, the same facts."""
     if engine.kind == "unavailable":
         kind = "none"
-    elif getattr(engine, "omni", None) is not None:
+    elif engine.edits_with_omni:
         kind = "omni"
     else:
         kind = "img2img"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import gradio as gr
 import numpy as np
@@ -16,19 +16,12 @@ def save_output(outcome: ImageOutcome, service: ZImageService) -> str:
     """Write the PNG where Gradio serves files from and tie the file to the cache entry.
 
     The file is named by its content, as Gradio names it, so Gradio serves it without a copy;
-    it is deleted with the entry. Call it before `attach_inputs`: the history shows an entry's
-    first file.
+    it is deleted with the entry. Call it before keeping the request's uploads with the output:
+    the history shows an entry's first file.
     """
     path = save_bytes_to_cache(outcome.png, "zimage.png", cache_dir=get_upload_folder())
-    service.cache.attach_files(outcome.cache_key, [path])
+    service.keep_files(outcome, [path])
     return path
-
-
-def attach_inputs(
-    service: ZImageService, outcome: ImageOutcome, paths: Iterable[str | None]
-) -> None:
-    """Delete the request's uploads with its output (the cache deletes only the app's files)."""
-    service.cache.attach_files(outcome.cache_key, [path for path in paths if path])
 
 
 def seed_caption(seed: int) -> str:

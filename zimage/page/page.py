@@ -67,7 +67,7 @@ def build_demo(
         banner = privacy_banner(handlers.banner_text(policy_updated=False))
         language = page_header()
         with gr.Tabs() as tabs:
-            enhancer_available = service.engine.enhancer is not None
+            enhancer_available = service.engine_facts.can_enhance
             with gr.Tab(t("tab.generate"), id="generate"):
                 text_tab = text_to_image_tab(enhancer_available)
             with gr.Tab(t("tab.edit"), id="edit"):
@@ -135,8 +135,8 @@ def build_demo(
         }
         generating = gr.on(
             [text_tab.run.click, text_tab.prompt.submit],
-            readable_errors(handlers.generate),
-            inputs=[*text_tab.inputs, text_tab.enhance.before_run, browser, banner.opt_out],
+            readable_errors(handlers.generating(text_tab.form)),
+            inputs=[*text_tab.form.inputs, text_tab.enhance.before_run, browser, banner.opt_out],
             outputs=[
                 text_tab.images,
                 text_tab.seed_used,
@@ -149,8 +149,14 @@ def build_demo(
         generating.then(handlers.history, inputs=browser, outputs=history_outputs, **LIGHT)
         editing = gr.on(
             [edit.run.click, edit.instruction.submit],
-            readable_errors(handlers.edit),
-            inputs=[*edit.inputs, edit.enhance.before_run, browser, banner.opt_out],
+            readable_errors(handlers.editing(edit.form)),
+            inputs=[
+                edit.editor,
+                *edit.form.inputs,
+                edit.enhance.before_run,
+                browser,
+                banner.opt_out,
+            ],
             outputs=[
                 edit.before_after,
                 edit.seed_used,
@@ -178,41 +184,14 @@ def build_demo(
 
         def reuse(
             keys: list[str], browser_value: dict, request: gr.Request, selection: gr.SelectData
-        ):
+        ) -> dict[Any, Any]:
+            """Fill the tab that made a history image with its settings."""
             chosen = handlers.settings_of(keys, browser_value, request, selection)
             if chosen.get("method") == "text-to-image":
-                return {
-                    tabs: gr.Tabs(selected="generate"),
-                    text_tab.prompt: chosen["prompt"],
-                    text_tab.resolution: chosen["resolution"],
-                    text_tab.seed: chosen["seed"],
-                    text_tab.randomize_seed: False,
-                    text_tab.steps: chosen["steps"],
-                    text_tab.shift: chosen["shift"],
-                }
-            return {
-                tabs: gr.Tabs(selected="edit"),
-                edit.instruction: chosen["instruction"],
-                edit.strength: chosen["strength"],
-                edit.seed: chosen["seed"],
-                edit.randomize_seed: False,
-                edit.steps: chosen["steps"],
-            }
+                return {tabs: gr.Tabs(selected="generate"), **text_tab.form.restored(chosen)}
+            return {tabs: gr.Tabs(selected="edit"), **edit.form.restored(chosen)}
 
-        reuse_outputs: list[Any] = [
-            tabs,
-            text_tab.prompt,
-            text_tab.resolution,
-            text_tab.seed,
-            text_tab.randomize_seed,
-            text_tab.steps,
-            text_tab.shift,
-            edit.instruction,
-            edit.strength,
-            edit.seed,
-            edit.randomize_seed,
-            edit.steps,
-        ]
+        reuse_outputs = [tabs, *text_tab.form.inputs, *edit.form.inputs]
         history.gallery.select(
             reuse, inputs=[history.keys, browser], outputs=reuse_outputs, **LIGHT
         )

@@ -9,45 +9,31 @@ import gradio as gr
 from zimage import presets
 from zimage.page.controls import (
     EnhanceControls,
+    ToolForm,
     enhance_controls,
     examples_in_each_language,
     seed_controls,
     seed_used_box,
-    steps_slider,
+    slider,
 )
 from zimage.page.language import t
+from zimage.tools.text_to_image import TextToImage
 from zimage.translations import EXAMPLE_PROMPTS
 
 
 @dataclass
 class TextToImageTab:
+    form: ToolForm
     prompt: gr.Textbox
-    resolution: gr.Dropdown
-    seed: gr.Number
-    randomize_seed: gr.Checkbox
-    steps: gr.Slider
-    shift: gr.Slider
-    num_images: gr.Slider
     run: gr.Button
     stop: gr.Button
     images: gr.Gallery
     seed_used: gr.Textbox
     enhance: EnhanceControls
 
-    @property
-    def inputs(self) -> list[gr.components.Component]:
-        return [
-            self.prompt,
-            self.resolution,
-            self.seed,
-            self.randomize_seed,
-            self.steps,
-            self.shift,
-            self.num_images,
-        ]
-
 
 def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
+    parameters = TextToImage.parameters()
     with gr.Row():
         with gr.Column(scale=1):
             prompt = gr.Textbox(
@@ -72,18 +58,10 @@ def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
                 )
             with gr.Row():
                 seed, randomize_seed = seed_controls()
-                num_images = gr.Slider(
-                    1, presets.MAX_IMAGES_PER_RUN, value=1, step=1, label=t("generate.images")
-                )
+                num_images = slider(parameters["num_images"], t("generate.images"), step=1)
             with gr.Accordion(t("controls.advanced"), open=False):
-                steps = steps_slider()
-                shift = gr.Slider(
-                    presets.MIN_SHIFT,
-                    presets.MAX_SHIFT,
-                    value=presets.DEFAULT_SHIFT,
-                    step=0.1,
-                    label=t("generate.shift"),
-                )
+                steps = slider(parameters["steps"], t("controls.steps"), step=1)
+                shift = slider(parameters["shift"], t("generate.shift"), step=0.1)
             with gr.Row():
                 run = gr.Button(t("generate.run"), variant="primary", elem_id="generate-button")
                 stop = gr.Button(t("controls.stop"), variant="secondary", scale=0)
@@ -113,20 +91,20 @@ def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
         api_visibility="private",
         concurrency_limit=None,
     )
-    return TextToImageTab(
-        prompt,
-        resolution,
-        seed,
-        randomize_seed,
-        steps,
-        shift,
-        num_images,
-        run,
-        stop,
-        images,
-        seed_used,
-        enhance,
+    form = ToolForm(
+        TextToImage,
+        {
+            "prompt": prompt,
+            "resolution": resolution,
+            "seed": seed,
+            "randomize_seed": randomize_seed,
+            "steps": steps,
+            "shift": shift,
+            "num_images": num_images,
+        },
+        fixed={"live_preview": True},
     )
+    return TextToImageTab(form, prompt, run, stop, images, seed_used, enhance)
 
 
 def resolution_choices(category: str) -> list[tuple[str, str]]:

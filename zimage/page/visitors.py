@@ -7,8 +7,7 @@ from typing import Any
 import gradio as gr
 
 from zimage.privacy.policy import BrowserKeys
-from zimage.service.service import Visitor
-from zimage.service.visitors import visitor_from_http
+from zimage.service.visitors import Visitor, visitor_from_http
 from zimage.settings import Settings
 
 

@@ -1,14 +1,17 @@
-"""The request path: validate -> engine -> cache -> response, and the usage log told at the end.
+"""The request path: check -> engine -> cache -> response, and the usage log told at the end.
 
-Plain Python, shared by the UI and the API. Analytics hears about a request only when consent
-allows (operator setting, the visitor's toggle, Global Privacy Control / Do Not Track).
+Plain Python, the one door of the page, the script endpoints and the MCP server to the engine
+and to the outputs kept. Each tool is asked for with its request object (zimage/tools), the
+visitor and the run's hooks. Analytics hears about a request only when consent allows (operator
+setting, the visitor's toggle, Global Privacy Control / Do Not Track).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from zimage import presets
-from zimage.engine.engine import Engine
 from zimage.engine.errors import (
     Cancelled,
     EngineError,
@@ -25,8 +27,9 @@ from zimage.engine.errors import (
     ShuttingDown,
     TimedOut,
 )
-from zimage.engine.jobs import JobControl, PreviewCallback, ProgressCallback, TextCallback
-from zimage.engine.loading import UnavailableEngine
+from zimage.engine.interface import ImageEngine
+from zimage.engine.jobs import RunHooks
+from zimage.engine.results import Timings
 from zimage.guards.rate_limit import RateLimited, RateLimiter
 from zimage.privacy.output_cache import CacheEntry, OutputCache
 from zimage.privacy.policy import analytics_allowed
@@ -34,41 +37,20 @@ from zimage.privacy.usage_log import UsageEvent, UsageLog
 from zimage.service.images import (
     ImageInputError,
     ImageLimits,
-    Source,
     encode_png,
     load_input_image,
     load_mask,
     painted_mask,
 )
 from zimage.service.moderation import ContentFlagged, Moderation
-from zimage.tools.checks import (
-    InputError,
-    check_integer,
-    check_number,
-    check_prompt,
-    choose_seed,
-    parse_resolution,
-)
-from zimage.tools.requests import EditRequest, EnhanceRequest, GenerateRequest, Timings
+from zimage.service.visitors import Visitor
+from zimage.tools.checks import InputError, choose_seed
+from zimage.tools.edit import Edit
+from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.text_to_image import TextToImage
 
 if TYPE_CHECKING:
     from zimage.replicas.link import ReplicaLink
-
-
-@dataclass(frozen=True)
-class Visitor:
-    """Who is asking, as far as the policy lets the server know.
-
-    `owner` decides who may see the outputs: the browser's pseudonym, or the session of a
-    script. `pseudonym` links usage rows to a browser for "your data"; scripts have none.
-    """
-
-    owner: str
-    pseudonym: str = ""
-    analytics_opt_out: bool = False
-    headers: Mapping[str, str] = field(default_factory=dict)
-    client_ip: str = ""
-    user_agent: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +64,19 @@ class ImageOutcome:
     cache_key: str
 
 
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the page says about the engine: which one runs, how edits are made, whether the
+    prompt enhancer is there."""
+
+    kind: str
+    description: str
+    is_preview: bool
+    edit_methods: str
+    edits_with_omni: bool
+    can_enhance: bool
+
+
 @dataclass
 class _UsageNote:
     """Filled in while a request runs; written to the usage log when it ends."""
@@ -91,11 +86,11 @@ class _UsageNote:
 
 
 class ZImageService:
-    """What a visitor or script can ask of the Space."""
+    """What a visitor, script or agent can ask of the Space."""
 
     def __init__(
         self,
-        engine: Engine | UnavailableEngine,
+        engine: ImageEngine,
         image_limits: ImageLimits,
         cache: OutputCache,
         usage_log: UsageLog | None = None,
@@ -114,75 +109,50 @@ class ZImageService:
         self._in_flight = 0
         self._idle = threading.Condition()
 
-    def generate(
-        self,
-        prompt: object,
-        resolution: str,
-        seed: object,
-        randomize_seed: bool,
-        steps: object,
-        shift: object,
-        visitor: Visitor,
-        progress: ProgressCallback | None = None,
-        control: JobControl | None = None,
-        num_images: object = 1,
-        on_preview: PreviewCallback | None = None,
+    @property
+    def engine_facts(self) -> EngineFacts:
+        engine = self.engine
+        return EngineFacts(
+            kind=engine.kind,
+            description=engine.description,
+            is_preview=engine.is_preview,
+            edit_methods=engine.edit_methods,
+            edits_with_omni=getattr(engine, "omni", None) is not None,
+            can_enhance=engine.enhancer is not None,
+        )
+
+    # -- the tools ------------------------------------------------------------------------------
+
+    def text_to_image(
+        self, request: TextToImage, visitor: Visitor, hooks: RunHooks | None = None
     ) -> list[ImageOutcome]:
-        """Text-to-image: `num_images` images with seeds s, s+1, ... in one GPU batch.
+        """`request.num_images` images with seeds s, s+1, ... in one GPU batch.
 
         Raises InputError for a bad parameter, EngineUnavailable without a model, Cancelled
         when the caller stops it.
         """
+        hooks = hooks or RunHooks()
         with self._logged("generate", visitor) as note:
             self._admit(visitor)
-            width, height = parse_resolution(resolution)
-            count = check_integer(num_images, "Number of images", 1, presets.MAX_IMAGES_PER_RUN)
-            request = GenerateRequest(
-                prompt=self._checked_text(prompt, "prompt"),
-                width=width,
-                height=height,
-                seed=choose_seed(seed, bool(randomize_seed), room=count - 1),
-                steps=check_steps(steps),
-                shift=check_number(shift, "Time shift", presets.MIN_SHIFT, presets.MAX_SHIFT),
-                owner=visitor.owner,
-                num_images=count,
-            )
-            note.params = {
-                "resolution": f"{width}x{height}",
-                "steps": request.steps,
-                "shift": request.shift,
-                "images": count,
-            }
+            request = request.checked()
+            self._check_text(request.prompt, "prompt")
+            seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
+            request = dataclasses.replace(request, seed=seed, owner=visitor.owner)
+            note.params = request.logged_settings()
             note.prompt = request.prompt
-            result = self.engine.text_to_image(request, progress, control, on_preview)
+            if not request.live_preview:
+                hooks = dataclasses.replace(hooks, on_preview=None)
+            result = self.engine.text_to_image(request, hooks)
             for image in result.images:
                 self.moderation.check_output(image)
+            settings = {"prompt": request.prompt, **note.params}
             return [
-                self._keep(
-                    visitor,
-                    image,
-                    seed,
-                    "text-to-image",
-                    result.timings,
-                    {"prompt": request.prompt, **note.params},
-                )
+                self._keep(visitor, image, seed, "text-to-image", result.timings, settings)
                 for image, seed in zip(result.images, result.seeds)
             ]
 
     def edit(
-        self,
-        image: Source | None,
-        instruction: object,
-        mask: Source | None,
-        strength: object,
-        seed: object,
-        randomize_seed: bool,
-        steps: object,
-        visitor: Visitor,
-        progress: ProgressCallback | None = None,
-        mask_layers: Sequence[Source] = (),
-        control: JobControl | None = None,
-        on_preview: PreviewCallback | None = None,
+        self, request: Edit, visitor: Visitor, hooks: RunHooks | None = None
     ) -> ImageOutcome:
         """Edit an image. `mask` (white = change) or painted `mask_layers` select inpainting.
 
@@ -190,35 +160,25 @@ class ZImageService:
         """
         with self._logged("edit", visitor) as note:
             self._admit(visitor)
-            text = self._checked_text(instruction, "instruction")
-            strength_value = check_number(
-                strength, "Strength", presets.MIN_STRENGTH, presets.MAX_STRENGTH
-            )
-            steps_value = check_steps(steps)
-            seed_value = choose_seed(seed, bool(randomize_seed))
-            if image is None:
+            request = request.checked()
+            self._check_text(request.instruction, "instruction")
+            seed = choose_seed(request.seed, request.randomize_seed)
+            if request.image is None:
                 raise InputError("Please add an image to edit.")
-            picture = load_input_image(image, self.image_limits)
-            if mask is not None:
-                mask_image = load_mask(mask, picture.size, self.image_limits)
+            picture = load_input_image(request.image, self.image_limits)
+            if request.mask is not None:
+                mask = load_mask(request.mask, picture.size, self.image_limits)
             else:
-                mask_image = painted_mask(mask_layers, picture.size, self.image_limits)
-            request = EditRequest(
-                image=picture,
-                instruction=text,
-                seed=seed_value,
-                mask=mask_image,
-                strength=strength_value,
-                steps=steps_value,
-                owner=visitor.owner,
+                mask = painted_mask(request.mask_layers, picture.size, self.image_limits)
+            request = dataclasses.replace(
+                request, image=picture, mask=mask, mask_layers=(), seed=seed, owner=visitor.owner
             )
             note.params = {
                 "resolution": f"{picture.width}x{picture.height}",
-                "steps": steps_value,
-                "strength": strength_value,
+                **request.logged_settings(),
             }
-            note.prompt = text
-            result = self.engine.edit(request, progress, control, on_preview)
+            note.prompt = request.instruction
+            result = self.engine.edit(request, hooks)
             note.params["method"] = result.method
             self.moderation.check_output(result.image)
             return self._keep(
@@ -227,36 +187,25 @@ class ZImageService:
                 result.seed,
                 result.method,
                 result.timings,
-                {"instruction": text, **note.params},
+                {"instruction": request.instruction, **note.params},
             )
 
     def enhance_prompt(
-        self,
-        prompt: object,
-        seed: object,
-        visitor: Visitor,
-        on_text: TextCallback | None = None,
-        control: JobControl | None = None,
+        self, request: EnhancePrompt, visitor: Visitor, hooks: RunHooks | None = None
     ) -> str:
         """Rewrite a prompt into a richer one with the prompt enhancer, on this Space.
 
-        `seed` -1 (or None) gives the most likely wording; another seed samples a variant. The
-        result is a prompt like any other: it passes the same checks and content filter, and it
-        is never logged unless prompts are.
+        Seed -1 gives the most likely wording; another seed samples a variant. The result is a
+        prompt like any other: it passes the same checks and content filter, and it is never
+        logged unless prompts are.
         """
         with self._logged("enhance", visitor) as note:
             self._admit(visitor)
-            original = self._checked_text(prompt, "prompt")
-            chosen = (
-                None
-                if seed is None or seed == -1
-                else check_integer(seed, "Seed", 0, presets.MAX_SEED)
-            )
-            note.params = {"sampled": chosen is not None}
-            note.prompt = original
-            enhanced = self.engine.enhance_prompt(
-                EnhanceRequest(original, chosen, visitor.owner), on_text, control
-            )
+            request = request.checked()
+            self._check_text(request.prompt, "prompt")
+            note.params = {"sampled": request.sampling_seed is not None}
+            note.prompt = request.prompt
+            enhanced = self.engine.enhance_prompt(request, hooks)
             self.moderation.check_prompt(enhanced)
             return enhanced
 
@@ -273,21 +222,41 @@ class ZImageService:
             raise ShuttingDown()
         self.rate_limiter.admit(visitor.client_ip)
 
-    def _checked_text(self, text: object, what: str) -> str:
-        """Non-empty, within the character and token limits, and past the prompt filter."""
-        checked = check_prompt(text, what=what)
-        tokens = self.engine.prompt_tokens(checked)
+    def _check_text(self, text: str, what: str) -> None:
+        """Within the model's token limit, and past the prompt filter (the characters were
+        checked with the other parameters)."""
+        tokens = self.engine.prompt_tokens(text)
         if tokens > presets.MAX_SEQUENCE_LENGTH:
             raise InputError(
                 f"The {what} is {tokens} tokens long; the model reads at most "
                 f"{presets.MAX_SEQUENCE_LENGTH}. Please shorten it."
             )
-        self.moderation.check_prompt(checked)
-        return checked
+        self.moderation.check_prompt(text)
+
+    # -- the outputs kept -------------------------------------------------------------------
 
     def outputs_of(self, owner: str) -> list[CacheEntry]:
         """This visitor's images still in memory, newest first."""
         return self.cache.entries_for(owner) if owner else []
+
+    def output_of(self, key: str, owner: str) -> CacheEntry | None:
+        """One of this visitor's images, if it is still kept."""
+        return self.cache.get(key, owner)
+
+    def seconds_left(self, entry: CacheEntry) -> float:
+        """How long an output is kept before it is deleted."""
+        return self.cache.seconds_left(entry)
+
+    def keep_files(self, outcome: ImageOutcome, paths: Iterable[str | None]) -> None:
+        """Tie files to an output (the file it is served from, the uploads it was made from) so
+        that they are deleted with it."""
+        self.cache.attach_files(outcome.cache_key, [path for path in paths if path])
+
+    def delete_outputs_of(self, owner: str) -> int:
+        """Delete this visitor's images now; returns how many."""
+        return self.cache.purge_owner(owner) if owner else 0
+
+    # -- the visitor's data ---------------------------------------------------------------------
 
     def usage_rows_of(self, pseudonym: str) -> list[dict[str, Any]]:
         return self.usage_log.rows_for(pseudonym) if self.usage_log and pseudonym else []
@@ -312,7 +281,7 @@ class ZImageService:
 
     def _forget(self, owner: str, pseudonym: str) -> tuple[int, int]:
         rows = self.usage_log.delete_for(pseudonym) if self.usage_log else 0
-        outputs = self.cache.purge_owner(owner) if owner else 0
+        outputs = self.delete_outputs_of(owner)
         self.engine.forget_prompts_of(owner)
         return rows, outputs
 
@@ -391,7 +360,3 @@ def outcome_of(error: Exception) -> str:
         if isinstance(error, kind):
             return outcome
     return "error:internal"
-
-
-def check_steps(steps: object) -> int:
-    return check_integer(steps, "Steps", presets.MIN_STEPS, presets.MAX_STEPS)

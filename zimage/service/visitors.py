@@ -1,12 +1,28 @@
-"""Who is asking: the visitor behind an HTTP request (page, script or agent)."""
+"""Who is asking: the visitor behind a request (page, script or agent), as far as the policy
+lets the server know."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from zimage.guards.client_address import client_address
-from zimage.service.service import Visitor
 from zimage.settings import Settings
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """`owner` decides who may see the outputs: the browser's pseudonym, or the session of a
+    script or agent. `pseudonym` links usage rows to a browser for "your data"; scripts have
+    none."""
+
+    owner: str
+    pseudonym: str = ""
+    analytics_opt_out: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    client_ip: str = ""
+    user_agent: str = ""
 
 
 def visitor_from_http(

@@ -24,9 +24,9 @@ _INVISIBLE = re.compile("[\u115f\u1160\u3164\uffa0\u2800\u034f\ufe00-\ufe0f\U000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
+def parse_resolution(text: object) -> tuple[int, int]:
     """'1024x768' (optionally followed by a label such as ' ( 4:3 )') -> (width, height)."""
-    match = _RESOLUTION.match(text or "")
+    match = _RESOLUTION.match(text) if isinstance(text, str) else None
     if not match:
         raise InputError(f"Resolution {text!r} is not WIDTHxHEIGHT, for example 1024x1024.")
     width, height = int(match.group(1)), int(match.group(2))
@@ -101,3 +101,9 @@ def choose_seed(seed: object, randomize: bool, room: int = 0) -> int:
     if randomize:
         return secrets.randbelow(highest + 1)
     return check_integer(seed, "Seed", 0, highest)
+
+
+def check_resolution(text: object) -> str:
+    """A size as "WIDTHxHEIGHT" (a label after it, as in "1024x1024 ( 1:1 )", is dropped)."""
+    width, height = parse_resolution(text)
+    return f"{width}x{height}"

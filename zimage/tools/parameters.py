@@ -1,0 +1,236 @@
+"""How a tool's parameters are described: once, on the request object itself.
+
+Each tool (text to image, edit, ...) is a frozen dataclass whose fields are its parameters, built
+by keyword. A field made with `parameter(...)` carries a `Parameter`: its kind, range, default
+and one description. From that one place come the script endpoints' signatures and API docs
+(zimage/page/api.py), the MCP input schemas (zimage/agents), the page's limits, README's
+parameter tables (tests/tools/test_reference.py) and the checks with their messages:
+
+    @dataclass(frozen=True, kw_only=True)
+    class TextToImage(ToolRequest):
+        steps: int = parameter(STEPS)
+
+A field without a `Parameter` (e.g. the page's painted mask layers) is not a parameter: no door
+lists it and no caller can set it by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from zimage.tools.checks import InputError, check_integer, check_number, check_prompt
+
+
+class Kind(enum.Enum):
+    """What a parameter's value is, and so how it is checked and shown."""
+
+    TEXT = "string"
+    PROMPT = "prompt"  # text the model reads: not empty, within the character limit
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    CHOICE = "choice"  # one of `choices`
+    SEED = "seed"  # checked with the request's other values (the service chooses the seed)
+    FILE = "file"
+    FILES = "files"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+# The default of a parameter that must be given.
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a tool.
+
+    `description` may name `{minimum}`, `{maximum}` and `{default}`: they are filled in from the
+    same numbers the checks use, so the text cannot drift from them. `label` names the value in
+    messages ("Steps must be from 1 to 50"). `aliases` are other names callers may use for it
+    (the official Space's names). `logged`: its value goes into the usage log's settings (never
+    set it on free text). `for_agents`: listed in the MCP tool schema.
+    """
+
+    kind: Kind
+    description: str
+    label: str
+    default: Any = REQUIRED
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    logged: bool = False
+    for_agents: bool = True
+    check: Callable[[Any], Any] | None = None  # instead of the kind's own check
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def text(self) -> str:
+        """The description with its numbers filled in."""
+        return self.description.format(
+            minimum=_number(self.minimum),
+            maximum=_number(self.maximum),
+            default=_number(self.default) if not self.required else "",
+        )
+
+    def checked(self, value: Any) -> Any:
+        """The value as the engine takes it; InputError with a readable sentence if it is not
+        acceptable."""
+        if self.check is not None:
+            return self.check(value)
+        if self.kind is Kind.PROMPT:
+            return check_prompt(value, what=self.label.lower())
+        if self.kind is Kind.INTEGER:
+            return check_integer(value, self.label, int(self.minimum), int(self.maximum))
+        if self.kind is Kind.NUMBER:
+            return check_number(value, self.label, float(self.minimum), float(self.maximum))
+        if self.kind is Kind.BOOLEAN:
+            return bool(value)
+        if self.kind is Kind.CHOICE and value not in self.choices:
+            raise InputError(f"{self.label} must be one of {', '.join(self.choices)}.")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        """The parameter as JSON Schema (MCP input schemas, API pages)."""
+        schema: dict[str, Any] = {"type": _JSON_TYPES[self.kind], "description": self.text}
+        if self.kind in (Kind.TEXT, Kind.PROMPT):
+            if self.maximum is not None:
+                schema["maxLength"] = self.maximum
+        else:
+            if self.minimum is not None:
+                schema["minimum"] = self.minimum
+            if self.maximum is not None:
+                schema["maximum"] = self.maximum
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if self.kind is Kind.FILES:
+            schema["items"] = {"type": "string"}
+        if not self.required:
+            schema["default"] = self.default
+        return schema
+
+
+_JSON_TYPES = {
+    Kind.TEXT: "string",
+    Kind.PROMPT: "string",
+    Kind.INTEGER: "integer",
+    Kind.NUMBER: "number",
+    Kind.BOOLEAN: "boolean",
+    Kind.CHOICE: "string",
+    Kind.SEED: "integer",
+    Kind.FILE: "string",
+    Kind.FILES: "array",
+}
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)
+
+
+def parameter(described: Parameter, **changes: Any) -> Any:
+    """A dataclass field for a parameter (`changes` adapt a shared description to one tool)."""
+    described = dataclasses.replace(described, **changes) if changes else described
+    default = described.default
+    if described.required:
+        return dataclasses.field(metadata={"parameter": described})
+    return dataclasses.field(default=default, metadata={"parameter": described})
+
+
+Request = TypeVar("Request", bound="ToolRequest")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolRequest:
+    """A request to one tool, built by keyword; its parameters are its `parameter` fields.
+
+    As built by a door, values are as the caller sent them; `checked()` gives the request the
+    engine runs (each value checked and normalised).
+    """
+
+    # The tool's name for scripts (`/name`) and agents, and what it gives back, in words.
+    tool_name: ClassVar[str]
+    agent_name: ClassVar[str]
+    returns: ClassVar[str]
+
+    # Who asks, set by the service: a browser's pseudonym or a script's session, whose own
+    # prompt embeddings may be reused; "" for no one in particular. Not a parameter.
+    owner: str = ""
+
+    @classmethod
+    def parameters(cls, for_agents: bool = False) -> dict[str, Parameter]:
+        """The tool's parameters by name, in order (those agents may set, if asked)."""
+        return {
+            field.name: field.metadata["parameter"]
+            for field in dataclasses.fields(cls)
+            if "parameter" in field.metadata
+            and (field.metadata["parameter"].for_agents or not for_agents)
+        }
+
+    @classmethod
+    def summary(cls) -> str:
+        """What the tool does, in a sentence or two (the class docstring)."""
+        return " ".join((cls.__doc__ or "").split())
+
+    @classmethod
+    def from_agent(cls: type[Request], arguments: Mapping[str, Any]) -> Request:
+        """A request from an agent's named arguments: aliases accepted, defaults for what is
+        missing; unknown names and missing required ones refused with a sentence."""
+        parameters = cls.parameters(for_agents=True)
+        by_alias = {alias: name for name, p in parameters.items() for alias in p.aliases}
+        values: dict[str, Any] = {}
+        unknown = []
+        for given, value in arguments.items():
+            name = given if given in parameters else by_alias.get(given)
+            if name is None:
+                unknown.append(given)
+            else:
+                values[name] = value
+        if unknown:
+            listed = ", ".join(sorted(map(repr, unknown)))
+            raise InputError(
+                f"Unknown argument{'s' if len(unknown) > 1 else ''} {listed}: "
+                f"{cls.tool_name} takes {', '.join(parameters)}."
+            )
+        missing = [name for name, p in parameters.items() if p.required and name not in values]
+        if missing:
+            raise InputError(f"{cls.tool_name} needs {', '.join(missing)}.")
+        return cls(**values)
+
+    def checked(self: Request) -> Request:
+        """This request with every parameter checked; InputError names the first bad one."""
+        return dataclasses.replace(
+            self,
+            **{
+                name: described.checked(getattr(self, name))
+                for name, described in self.parameters().items()
+            },
+        )
+
+    def logged_settings(self) -> dict[str, Any]:
+        """The settings the usage log and the history keep (parameters marked `logged`)."""
+        logged = [name for name, described in self.parameters().items() if described.logged]
+        return {name: getattr(self, name) for name in logged}
+
+    @classmethod
+    def input_schema(cls) -> dict[str, Any]:
+        """The tool's input as JSON Schema, as agents see it."""
+        parameters = cls.parameters(for_agents=True)
+        return {
+            "type": "object",
+            "properties": {name: p.json_schema() for name, p in parameters.items()},
+            "required": [name for name, p in parameters.items() if p.required],
+            "additionalProperties": False,
+        }
