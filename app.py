@@ -86,41 +86,23 @@ class Space:
         return answered
 
     def app_kwargs(self, settings: Settings) -> dict[str, object]:
-        """What Gradio's FastAPI app gets: our ASGI middleware and a lifespan for what runs on
-        its event loop (sessions without every config up front, forgetting stale sessions, the
-        MCP session manager).
+        """What Gradio's FastAPI app gets: our ASGI middleware (zimage/guards/middleware.py,
+        which says why in that order) and a lifespan for what runs on its event loop (sessions
+        without every config up front, forgetting stale sessions, the MCP session manager)."""
+        from zimage.guards.middleware import middleware_stack
+        from zimage.guards.public_errors import server_paths
 
-        The middleware list runs outermost first (Gradio's CORS and compression wrap it).
-        PublicErrors stays last: it then rewrites only what Gradio answers, never the messages
-        of the middleware before it.
-        """
-        from starlette.middleware import Middleware
-
-        from zimage.agents.mcp_server import McpRoute
-        from zimage.guards.page_language import PageLanguage
-        from zimage.guards.protocol_guard import ProtocolGuard
-        from zimage.guards.public_errors import PublicErrors, server_paths
-        from zimage.guards.security_headers import SecurityHeaders
-        from zimage.guards.upload_guard import UploadGuard
-        from zimage.page import CancelRelay
-
-        hidden = server_paths(settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS)
-        middleware = [
-            Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
-            Middleware(
-                UploadGuard,
-                budget=self.upload_budget,
-                held=self.held_uploads,
-                trusted_proxy_hops=settings.trusted_proxy_hops,
-                max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+        middleware = middleware_stack(
+            settings,
+            upload_budget=self.upload_budget,
+            held_uploads=self.held_uploads,
+            endpoints=self.gradio_state,
+            running=self.running,
+            mcp_server=self.mcp.manager if self.mcp is not None else None,
+            hidden_paths=server_paths(
+                settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS
             ),
-            Middleware(CancelRelay, running=self.running),
-            Middleware(PageLanguage),
-        ]
-        if self.mcp is not None:
-            middleware.append(Middleware(McpRoute, endpoint=self.mcp))
-        middleware.append(Middleware(ProtocolGuard, endpoints=self.gradio_state))
-        middleware.append(Middleware(PublicErrors, hidden_paths=hidden))
+        )
         return {"middleware": middleware, "lifespan": self.lifespan}
 
     @contextlib.asynccontextmanager

@@ -39,7 +39,6 @@ from zimage.tools.text_to_image import TextToImage
 
 logger = logging.getLogger(__name__)
 
-MCP_PATH = "/gradio_api/mcp"
 SESSION_HEADER = "mcp-session-id"
 # Open MCP sessions at most; each holds a little memory until it ends or idles out.
 MAX_SESSIONS = 1000
@@ -69,26 +68,12 @@ def tool_listing(tool: type[ToolRequest]) -> types.Tool:
     )
 
 
-class McpRoute:
-    """ASGI middleware: requests to MCP_PATH go to the MCP server, all others to the app."""
-
-    def __init__(self, app: Any, endpoint: McpEndpoint) -> None:
-        self.app = app
-        self.endpoint = endpoint
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http" and scope.get("path", "").rstrip("/") == MCP_PATH:
-            await self.endpoint.manager.handle_request(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
 class ToolFailed(Exception):
     """A readable reason, returned to the agent as an error result."""
 
 
 class McpEndpoint:
-    """The MCP server, its session manager, and the ASGI middleware that routes to it."""
+    """The MCP server and its session manager (zimage/guards/mcp_route.py routes to it)."""
 
     def __init__(self, service: ZImageService, settings: Settings) -> None:
         self.service = service

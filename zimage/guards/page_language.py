@@ -11,8 +11,9 @@ language selector sets the cookie and loads the page again.
 from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
 from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zimage.translations import LANGUAGE_COOKIE, LANGUAGE_PARAMETER, page_language
 
@@ -46,10 +47,10 @@ def language_script(language: str) -> bytes:
 class PageLanguage:
     """ASGI middleware: the page (GET /) starts with `navigator.language` set to its language."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (
             scope.get("type") == "http"
             and scope.get("method") == "GET"
@@ -70,14 +71,14 @@ class _ScriptInserter:
     """Holds back an HTML response until its body is complete, then sends it with the script
     right after <head>; other responses pass unchanged."""
 
-    def __init__(self, send: Any, script: bytes) -> None:
+    def __init__(self, send: Send, script: bytes) -> None:
         self._send = send
         self._script = script
-        self._start: dict | None = None
+        self._start: Message | None = None
         self._body: list[bytes] = []
         self._size = 0
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             content_type = dict(message.get("headers", [])).get(b"content-type", b"")
             if content_type.startswith(b"text/html"):
@@ -97,7 +98,7 @@ class _ScriptInserter:
             return
         await self._send(message)
 
-    async def _flush(self, start: dict, body: bytes, more_body: bool) -> None:
+    async def _flush(self, start: Message, body: bytes, more_body: bool) -> None:
         self._start, self._body = None, []
         headers = [
             (name, value)

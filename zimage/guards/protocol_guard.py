@@ -3,48 +3,47 @@
 Gradio 6.31 answers these with HTTP 500 and a traceback in the log (or a stream cut short):
 an unknown endpoint name (`/gradio_api/call/nope`, `/run/nope`, `/api/nope`), a `fn_index`
 that no function has (9999, -1) or none at all on `/queue/join`, a stream asked for an event or
-session the queue does not know, and a null character in a path or a JSON body (Python's
-"embedded null byte" when Gradio turns it into a file path). This pure ASGI middleware checks
-each against what the app serves and lets everything else through untouched.
+session the queue does not know, a null character in a path or a JSON body (Python's
+"embedded null byte" when Gradio turns it into a file path), and JSON nested too deeply for
+Python's parser. Fewer values than a function takes fail in its event stream with a message
+that `show_error=False` blanks; here they get a sentence naming the parameters. This pure ASGI
+middleware checks each against what the app serves and lets everything else through untouched.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-_NAMED_CALL = re.compile(r"/gradio_api/(?:call/v2|call)/(?P<name>[^/]+)/?$")
+from zimage.guards.asgi import JsonTooDeep, parse_json, read_body, replay, send_detail
+from zimage.guards.gradio_calls import (
+    QUEUE_JOIN,
+    GradioFunction,
+    KnownEndpoints,
+    fn_index_in,
+    value_refusal,
+)
+
+_NAMED_CALL = re.compile(r"/gradio_api/call/(?P<v2>v2/)?(?P<name>[^/]+)/?$")
 _CALL_STREAM = re.compile(r"/gradio_api/call/(?:v2/)?(?P<name>[^/]+)/(?P<event_id>[^/]+)/?$")
-_QUEUE_JOIN = re.compile(r"/gradio_api/queue/join/?$")
 # Gradio's direct calls: a body's fn_index, when it has one, names the function, not the
 # address (the page itself posts its unqueued events to /run/predict this way).
 _DIRECT_CALL = re.compile(r"/gradio_api/(?:run|api)/(?P<name>[^/]+)/?$")
 _QUEUE_DATA = re.compile(r"/gradio_api/queue/data/?$")
 _INFO = "The endpoints are listed at /gradio_api/info."
+NULL_CHARACTER = "The request contains a null character, which no parameter or file path may."
+TOO_DEEP = "The request body nests its JSON too deeply to be read."
 
-
-class KnownEndpoints(Protocol):
-    """What the app serves, as the guard asks it (see server_state.GradioState)."""
-
-    def has_api_name(self, name: str) -> bool: ...
-
-    def has_fn_index(self, index: int) -> bool: ...
-
-    def has_stream_for_event(self, event_id: str) -> bool: ...
-
-    def has_stream_for_session(self, session_hash: str) -> bool: ...
+# A refusal: the status and the detail answered.
+Refusal = tuple[int, object]
 
 
 class ProtocolGuard:
+    """Pure ASGI middleware; see the module docstring."""
+
     def __init__(self, app: ASGIApp, endpoints: KnownEndpoints) -> None:
         self.app = app
         self.endpoints = endpoints
@@ -55,19 +54,22 @@ class ProtocolGuard:
             return
         path, query = scope.get("path", ""), scope.get("query_string", b"")
         if "\x00" in path or b"%00" in query or b"\x00" in query:
-            await _refuse(send, 400, "The address contains a null character.")
+            await send_detail(scope, receive, send, 400, "The address contains a null character.")
             return
         refusal = self._check_address(scope["method"], path, query)
         if refusal is None and scope["method"] == "POST" and _takes_json_body(path):
-            body = await _read_body(receive)
+            try:
+                body = await read_body(receive)
+            except ClientDisconnect:
+                return  # nobody left to answer
             refusal = self._check_body(path, body)
-            receive = _replay(body, receive)
+            receive = replay(body, receive)
         if refusal is not None:
-            await _refuse(send, *refusal)
+            await send_detail(scope, receive, send, *refusal)
             return
         await self.app(scope, receive, send)
 
-    def _check_address(self, method: str, path: str, query: bytes) -> tuple[int, str] | None:
+    def _check_address(self, method: str, path: str, query: bytes) -> Refusal | None:
         if method == "GET" and (stream := _CALL_STREAM.search(path)):
             if refusal := self._check_api_name(unquote(stream["name"])):
                 return refusal
@@ -82,49 +84,60 @@ class ProtocolGuard:
                 return 404, "This session has no events waiting to be read."
         return None
 
-    def _check_body(self, path: str, body: bytes) -> tuple[int, str] | None:
+    def _check_body(self, path: str, body: bytes) -> Refusal | None:
         try:
-            document = json.loads(body)
+            document = parse_json(body)
+        except JsonTooDeep:
+            return 400, TOO_DEEP
         except ValueError:
             return None  # not JSON: Gradio answers 422 itself
         if _holds_null_character(document):
-            return (
-                400,
-                "The request contains a null character, which no parameter or file path may.",
+            return value_refusal(
+                path, document, self.endpoints, _holds_null_character, NULL_CHARACTER
             )
-        if _QUEUE_JOIN.search(path) and isinstance(document, dict):
-            return self._check_fn_index(document.get("fn_index"))
+        if not isinstance(document, dict):
+            return None  # Gradio answers 422 itself
+        if QUEUE_JOIN.search(path):
+            if document.get("fn_index") is None:
+                return 422, f"fn_index is missing: say which function to run. {_INFO}"
+            if refusal := self._check_fn_index(document["fn_index"]):
+                return refusal
+            index = fn_index_in(document["fn_index"])
+            function = self.endpoints.function_at(index) if index is not None else None
+            return _check_values(function, document, hidden_filled=False)
+        if (named := _NAMED_CALL.search(path)) and not named["v2"]:
+            function = self.endpoints.function_named(unquote(named["name"]))
+            return _check_values(function, document, hidden_filled=True)
         if direct := _DIRECT_CALL.search(path):
-            if isinstance(document, dict) and document.get("fn_index") is not None:
+            if document.get("fn_index") is not None:
                 return self._check_fn_index(document["fn_index"])
             return self._check_api_name(unquote(direct["name"]))
         return None
 
-    def _check_api_name(self, name: str) -> tuple[int, str] | None:
-        if self.endpoints.has_api_name(name):
+    def _check_api_name(self, name: str) -> Refusal | None:
+        if self.endpoints.function_named(name) is not None:
             return None
         return 404, f"There is no endpoint /{name}. {_INFO}"
 
-    def _check_fn_index(self, value: object) -> tuple[int, str] | None:
-        if value is None:
-            return 422, f"fn_index is missing: say which function to run. {_INFO}"
-        # Read as leniently as Gradio's own parsing (3, 3.0 and "3"); anything it would
-        # refuse is left to it (422).
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            return None
-        try:
-            index = int(value)
-        except (ValueError, OverflowError):
-            return None
-        if isinstance(value, float) and index != value:
-            return None
-        if not self.endpoints.has_fn_index(index):
-            return 404, f"There is no function with fn_index {index}. {_INFO}"
-        return None
+    def _check_fn_index(self, value: object) -> Refusal | None:
+        index = fn_index_in(value)
+        if index is None or self.endpoints.function_at(index) is not None:
+            return None  # a known function, or a value Gradio refuses itself (422)
+        return 404, f"There is no function with fn_index {index}. {_INFO}"
+
+
+def _check_values(
+    function: GradioFunction | None, document: dict, *, hidden_filled: bool
+) -> Refusal | None:
+    data = document.get("data")
+    if function is None or not isinstance(data, list):
+        return None  # Gradio answers a missing or mistyped "data" with 422 itself
+    problem = function.too_few_values(len(data), hidden_filled=hidden_filled)
+    return (400, problem) if problem else None
 
 
 def _takes_json_body(path: str) -> bool:
-    return bool(_QUEUE_JOIN.search(path) or _NAMED_CALL.search(path) or _DIRECT_CALL.search(path))
+    return bool(QUEUE_JOIN.search(path) or _NAMED_CALL.search(path) or _DIRECT_CALL.search(path))
 
 
 def _holds_null_character(document: object) -> bool:
@@ -140,44 +153,3 @@ def _holds_null_character(document: object) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return False
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break  # the client went away; the app will see the disconnect too
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The same body once, then whatever the client sends next (a disconnect)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _refuse(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -17,18 +17,15 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zimage.guards.asgi import AnsweredOutside, parse_json, send_detail
 from zimage.guards.uploads import is_out_of_space
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_REFUSED = (
     "This request could not be processed. Please reload the page and try again; scripts: "
@@ -49,11 +46,6 @@ _INTERNALS = re.compile(
     r"\b[A-Z]\w*(Error|Exception)\b|<[\w.]+ object at 0x[0-9a-f]+>|Traceback|File \"|"
     r"(^|[\s'\"(=:])\.{0,2}/[\w.-]"  # a file path
 )
-
-
-class AnsweredOutside(Exception):
-    """Raised through the app on purpose by a middleware further out, which answers it (the
-    upload guard stops a body mid-read this way): not an error of the app's, so let it pass."""
 
 
 def server_paths(*paths: str | os.PathLike[str]) -> list[str]:
@@ -84,7 +76,7 @@ class PublicErrors:
             await self.app(scope, receive, send)
             return
         # A HEAD answer has no body to reveal anything.
-        answer = _Answer(self, send, rewrite=scope.get("method") != "HEAD")
+        answer = _Answer(self, scope, receive, send, rewrite=scope.get("method") != "HEAD")
         try:
             await self.app(scope, receive, answer.send)
         except AnsweredOutside:
@@ -95,7 +87,7 @@ class PublicErrors:
                 raise
             # Starlette's last resort would answer too, then drop the connection.
             logger.exception("request %s %s failed", scope.get("method"), scope.get("path"))
-            await answer.send_json(500, {"detail": STATUS_MESSAGES[500]}, [])
+            await answer.send_detail(500, STATUS_MESSAGES[500])
 
     def public_text(self, text: object) -> str:
         """``text`` if it is a message fit for a client, else our readable message."""
@@ -105,8 +97,12 @@ class PublicErrors:
 
     def public_detail(self, status: int, body: bytes) -> str:
         try:
-            detail = json.loads(body).get("detail")
-        except (ValueError, AttributeError):
+            document = parse_json(body)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            detail = document.get("detail")
+        else:
             detail = body.decode("utf-8", "replace")
         if isinstance(detail, list):  # FastAPI's validation errors echo the request
             fields = sorted({_field(error) for error in detail if isinstance(error, dict)})
@@ -127,7 +123,7 @@ class PublicErrors:
             if not line.startswith(b"data:"):
                 continue
             try:
-                data = json.loads(line[5:])
+                data = parse_json(line[5:])
             except ValueError:
                 continue
             changed = self._public_message(data, is_error_event)
@@ -155,8 +151,12 @@ class _Answer:
     """The response as it passes: error bodies are held and rewritten, event streams
     rewritten event by event, everything else forwarded as it comes."""
 
-    def __init__(self, owner: PublicErrors, send: Send, *, rewrite: bool) -> None:
+    def __init__(
+        self, owner: PublicErrors, scope: Scope, receive: Receive, send: Send, *, rewrite: bool
+    ) -> None:
         self.owner = owner
+        self._scope = scope
+        self._receive = receive
         self._send = send
         self._rewrite = rewrite
         self.started = False
@@ -202,20 +202,14 @@ class _Answer:
             for name, value in self._start.get("headers", [])
             if name.lower() not in (b"content-length", b"content-type", b"content-encoding")
         ]
-        detail = self.owner.public_detail(status, bytes(self._held))
-        await self.send_json(status, {"detail": detail}, kept)
+        await self.send_detail(status, self.owner.public_detail(status, bytes(self._held)), kept)
 
-    async def send_json(
-        self, status: int, content: dict[str, Any], headers: list[tuple[bytes, bytes]]
+    async def send_detail(
+        self, status: int, detail: str, kept_headers: Sequence[tuple[bytes, bytes]] = ()
     ) -> None:
-        body = json.dumps(content).encode()
-        headers = [
-            *headers,
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body})
+        await send_detail(
+            self._scope, self._receive, self._send, status, detail, kept_headers=kept_headers
+        )
 
 
 def _field(error: dict[str, Any]) -> str:

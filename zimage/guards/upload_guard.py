@@ -15,29 +15,24 @@ Gradio 6.31 accepts files from anyone, outside the queue and the rate limit, in 
 So every request body counts against the sender's byte budget as it arrives (Content-Length is
 checked first but not trusted); reading stops at the limit. Upload files are followed by
 `HeldUploads` against a total cap; event bodies are small, parsed, and a remote file URL is
-refused; the recording route is closed. A full disk gives a readable 507, not Gradio's 500.
+refused (on /queue/join in the form Gradio's clients show: zimage/guards/gradio_calls.py); the
+recording route is closed. A full disk gives a readable 507, not Gradio's 500.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zimage.guards.asgi import AnsweredOutside, parse_json, read_body, replay, send_detail
 from zimage.guards.client_address import AddressKey, client_address
-from zimage.guards.public_errors import AnsweredOutside
+from zimage.guards.gradio_calls import KnownEndpoints, value_refusal
 from zimage.guards.uploads import OUT_OF_SPACE_MESSAGE, HeldUploads, UploadBudget, is_out_of_space
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UPLOAD_ROUTE = "/gradio_api/upload"
 # Gradio routes that take files and that this app never uses: refused before any byte is read.
@@ -47,16 +42,25 @@ EVENT_BODY_SLACK = 64 * 1024
 # How many file paths of one event body are looked up (Gradio events have a few inputs).
 MAX_PATHS_PER_BODY = 64
 MB = 1024 * 1024
+REMOTE_FILE = (
+    "This Space does not fetch files from other sites. Upload the file "
+    "(POST /gradio_api/upload) and pass the returned path."
+)
 
 
 class Refused(AnsweredOutside):
-    """A request the guard answers itself, with a status and a readable message."""
+    """A request the guard answers itself, with a status and a readable detail (a sentence,
+    or Gradio's validator list for a refused value on the queue)."""
 
-    def __init__(self, status: int, message: str, retry_after_s: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, detail: object, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
         self.status = status
-        self.message = message
+        self.detail = detail
         self.retry_after_s = retry_after_s
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        retry = {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else None
+        await send_detail(scope, receive, send, self.status, self.detail, headers=retry)
 
 
 class UploadGuard:
@@ -68,12 +72,14 @@ class UploadGuard:
         *,
         budget: UploadBudget,
         held: HeldUploads,
+        endpoints: KnownEndpoints,
         trusted_proxy_hops: int,
         max_upload_bytes: int,
     ) -> None:
         self.app = app
         self.budget = budget
         self.held = held
+        self.endpoints = endpoints
         self.trusted_proxy_hops = trusted_proxy_hops
         # Room for one image of the largest allowed size as a base64 `data:` URL.
         self.max_event_body_bytes = max_upload_bytes * 4 // 3 + EVENT_BODY_SLACK
@@ -87,16 +93,16 @@ class UploadGuard:
             return
         path: str = scope.get("path", "")
         if path.endswith(CLOSED_ROUTES):
-            await respond(send, Refused(404, "Not found."))
+            await Refused(404, "Not found.").answer(scope, receive, send)
             return
         headers = Headers(scope=scope)
         peer = scope.get("client")
         address = client_address(peer[0] if peer else "", headers, self.trusted_proxy_hops)
-        request = _Request(self, self._visitor_key(address), headers, path.endswith(UPLOAD_ROUTE))
+        request = _Request(self, self._visitor_key(address), headers, path)
         try:
             request.check_declared_length()
         except Refused as refusal:
-            await respond(send, refusal)
+            await refusal.answer(scope, receive, send)
             return
         await request.run(scope, receive, send)
 
@@ -110,10 +116,11 @@ class UploadGuard:
 class _Request:
     """One request body on its way through the guard."""
 
-    def __init__(self, guard: UploadGuard, visitor: str, headers: Headers, upload: bool) -> None:
+    def __init__(self, guard: UploadGuard, visitor: str, headers: Headers, path: str) -> None:
         self.guard = guard
         self.visitor = visitor
-        self.upload = upload
+        self.path = path
+        self.upload = path.endswith(UPLOAD_ROUTE)
         content_type = headers.get("content-type", "").lower()
         self.multipart = content_type.startswith("multipart/form-data")
         try:
@@ -157,17 +164,20 @@ class _Request:
             if self.multipart:
                 await guard.app(scope, self._counted(receive), counted_send)
             else:
-                body = await self._read_event_body(receive)
-                await guard.app(scope, _replay(body, receive), counted_send)
+                try:
+                    body = await self._read_event_body(receive)
+                except ClientDisconnect:
+                    return  # nobody left to answer
+                await guard.app(scope, replay(body, receive), counted_send)
         except Refused as refusal:
             self._finish(succeeded=False)
-            await self._answer(send, refusal)
+            await self._answer(scope, receive, send, refusal)
         except OSError as error:
             if not is_out_of_space(error):
                 raise
             logger.warning("temp folder full while receiving a request: %s", error)
             self._finish(succeeded=False)
-            await self._answer(send, guard.out_of_room())
+            await self._answer(scope, receive, send, guard.out_of_room())
         finally:
             self._finish(succeeded=status == 200)
 
@@ -234,50 +244,41 @@ class _Request:
 
     async def _read_event_body(self, receive: Receive) -> bytes:
         """The whole (small) body of an event; remote file URLs refused, uploads marked used."""
-        chunks = bytearray()
-        counted = self._counted(receive)
-        while True:
-            message = await counted()
-            if message["type"] != "http.request":
-                break
-            chunks.extend(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = bytes(chunks)
-        paths = file_paths_in(body)
-        remote = [p for p in paths if p.lower().startswith(("http://", "https://"))]
-        if remote:
-            raise Refused(
-                400,
-                "This Space does not fetch files from other sites. Upload the file "
-                "(POST /gradio_api/upload) and pass the returned path.",
+        body = await read_body(self._counted(receive))
+        try:
+            document = parse_json(body) if body else None
+        except ValueError:
+            document = None  # Gradio cannot read it either
+        paths = file_paths_in(document)
+        if any(_is_remote(path) for path in paths):
+            status, detail = value_refusal(
+                self.path,
+                document,
+                self.guard.endpoints,
+                lambda value: any(_is_remote(path) for path in file_paths_in(value)),
+                REMOTE_FILE,
             )
+            raise Refused(status, detail)
         self.guard.held.mark_used(paths[:MAX_PATHS_PER_BODY])
         return body
 
-    async def _answer(self, send: Send, refusal: Refused) -> None:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, refusal: Refused) -> None:
         if self.started:  # too late for our own answer: end the connection instead
             raise refusal
-        await respond(send, refusal)
+        await refusal.answer(scope, receive, send)
 
     def _follow_uploaded(self, response_body: bytes) -> None:
         """Follow the files the upload route wrote (its answer lists their paths)."""
         try:
-            written = json.loads(response_body)
+            written = parse_json(response_body)
         except ValueError:
             return
         if isinstance(written, list):
             self.guard.held.add(p for p in written if isinstance(p, str))
 
 
-def file_paths_in(body: bytes) -> list[str]:
-    """The string values of every "path" key in a JSON body ([] if it is not JSON)."""
-    if not body:
-        return []
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        return []  # Gradio cannot read it either
+def file_paths_in(document: object) -> list[str]:
+    """The string values of every "path" key in a JSON document."""
     paths: list[str] = []
     stack = [document]
     while stack:
@@ -292,30 +293,8 @@ def file_paths_in(body: bytes) -> list[str]:
     return paths
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive() that gives the body already read, then whatever the connection says."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-async def respond(send: Send, refusal: Refused) -> None:
-    body = json.dumps({"detail": refusal.message}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if refusal.retry_after_s is not None:
-        headers.append((b"retry-after", str(refusal.retry_after_s).encode()))
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _is_remote(path: str) -> bool:
+    return path.lower().startswith(("http://", "https://"))
 
 
 def _duration(seconds: float) -> str:

@@ -7,13 +7,12 @@ become readable `gr.Error` messages here.
 from zimage.page.assets import PAGE_CSS, PAGE_HEAD, page_theme
 from zimage.page.language import page_translations
 from zimage.page.page import build_demo
-from zimage.page.running import CancelRelay, RunningRequests
+from zimage.page.running import RunningRequests
 from zimage.page.sessions import use_lazy_sessions
 
 __all__ = [
     "PAGE_CSS",
     "PAGE_HEAD",
-    "CancelRelay",
     "RunningRequests",
     "build_demo",
     "page_theme",

@@ -1,4 +1,4 @@
-"""What Gradio keeps per session, event and temp file: read for the protocol guard, and trimmed.
+"""What Gradio keeps per session, event and temp file: read for the request guards, and trimmed.
 
 Gradio 6.31 never forgets a session, and every `/gradio_api/call/...` request and every new
 gradio_client is one (issue 13: 12,000 refused calls took the server from 735 MB to 2.26 GB):
@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from zimage.guards.gradio_calls import GradioFunction
+
 logger = logging.getLogger(__name__)
 
 SESSION_IDLE_S = 3600.0  # a browser tab in use calls every few seconds (the history timer)
@@ -47,13 +49,15 @@ class GradioState:
         self.blocks = blocks
         self.session_idle_s = session_idle_s
 
-    # -- what the app serves (for protocol_guard.ProtocolGuard) --------------------------------
+    # -- what the app serves (gradio_calls.KnownEndpoints, for the request guards) -------------
 
-    def has_api_name(self, name: str) -> bool:
-        return any(fn.api_name == name for fn in self.blocks.fns.values())
+    def function_at(self, fn_index: int) -> GradioFunction | None:
+        fn = self.blocks.fns.get(fn_index)
+        return _described(fn) if fn is not None else None
 
-    def has_fn_index(self, index: int) -> bool:
-        return index in self.blocks.fns
+    def function_named(self, api_name: str) -> GradioFunction | None:
+        fn = next((fn for fn in self.blocks.fns.values() if fn.api_name == api_name), None)
+        return _described(fn) if fn is not None else None
 
     def has_stream_for_event(self, event_id: str) -> bool:
         """Whether `GET /call/<api>/<event_id>` finds a message queue, resolved as Gradio does."""
@@ -149,3 +153,16 @@ class GradioState:
             yield
         finally:
             task.cancel()
+
+
+def _described(fn: Any) -> GradioFunction:
+    """A Gradio BlockFunction as the guards see it. Its inputs are named as Gradio names them
+    in its validators' answers (`input_parameter_names`, `parameter_<i>` where it has none)."""
+    names = list(fn.input_parameter_names or ())
+    names += [None] * (len(fn.inputs) - len(names))
+    return GradioFunction(
+        address=f"/{fn.api_name}" if fn.api_name else f"fn_index {fn._id}",
+        parameters=tuple(name or f"parameter_{i}" for i, name in enumerate(names)),
+        hidden=frozenset(i for i, block in enumerate(fn.inputs) if block.skip_api),
+        batched=bool(fn.batch),
+    )

@@ -6,8 +6,9 @@ worker thread cannot be interrupted: the handler would go on denoising for minut
 already counts its slot as free. When a tab is closed, Gradio only marks the event `alive =
 False`. Neither reaches the handler, so:
 
-- `CancelRelay`, an ASGI middleware, reads each `/cancel` request on its way to Gradio and stops
-  the matching running request first (same event id and session);
+- `CancelRelay` (zimage/guards/cancel_relay.py), an ASGI middleware, reads each `/cancel`
+  request on its way to Gradio and has `RunningRequests.cancel` stop the matching running
+  request first (same event id and session);
 - `RunningRequests.control()` gives each handler a `JobControl` whose probe asks Gradio whether
   the event is still alive.
 
@@ -20,8 +21,6 @@ it as finished.
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager
@@ -31,11 +30,6 @@ from gradio.context import LocalContext
 
 from zimage.engine.jobs import JobControl, StopReason
 from zimage.engine.streaming import stream_from_thread
-
-logger = logging.getLogger(__name__)
-
-# A /cancel body is a few ids; anything longer is not ours to read.
-MAX_CANCEL_BODY_BYTES = 4096
 
 
 class RunningRequests:
@@ -152,73 +146,3 @@ def _abandoned(event: Any) -> StopReason | None:
     if event is not None and not getattr(event, "alive", True):
         return StopReason.CANCELLED
     return None
-
-
-class CancelRelay:
-    """ASGI middleware: tells `RunningRequests` about each `/cancel` before Gradio handles it."""
-
-    def __init__(self, app: Any, running: RunningRequests) -> None:
-        self.app = app
-        self.running = running
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if not (
-            scope.get("type") == "http"
-            and scope.get("method") == "POST"
-            and scope.get("path", "").endswith("/gradio_api/cancel")
-        ):
-            await self.app(scope, receive, send)
-            return
-        messages = await _read_body(receive)
-        if messages is None:
-            await _refuse_too_large(send)
-            return
-        self._relay(b"".join(message.get("body", b"") for message in messages))
-        await self.app(scope, _replay(messages, receive), send)
-
-    def _relay(self, body: bytes) -> None:
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return
-        if isinstance(request, dict):
-            event_id, session = request.get("event_id"), request.get("session_hash")
-            if isinstance(event_id, str) and isinstance(session, str):
-                if self.running.cancel(event_id, session):
-                    logger.info("request cancelled by its caller")
-
-
-async def _read_body(receive: Any) -> list[dict] | None:
-    """The request's messages, or None once the body passes MAX_CANCEL_BODY_BYTES."""
-    messages, size = [], 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return messages
-        size += len(message.get("body", b""))
-        if size > MAX_CANCEL_BODY_BYTES:
-            return None
-        if not message.get("more_body", False):
-            return messages
-
-
-async def _refuse_too_large(send: Any) -> None:
-    body = b'{"detail": "A cancel request is a few ids, not this much data."}'
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _replay(messages: list[dict], receive: Any) -> Any:
-    pending = list(messages)
-
-    async def replayed() -> dict:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed
