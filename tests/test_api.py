@@ -95,6 +95,14 @@ def test_random_seed_is_reported(client) -> None:
     assert seed_a != seed_b
 
 
+def test_a_seed_given_alone_is_the_seed_used_and_none_draws_one(client) -> None:
+    common = {"prompt": "a kite", "resolution": "256x256", "steps": 1}
+    assert client.predict(**common, seed=7, api_name="/text_to_image")[1] == 7
+    drawn = {client.predict(**common, api_name="/text_to_image")[1] for _ in range(2)}
+    assert len(drawn) == 2  # no seed (-1): a new one each call
+    assert client.predict(**common, seed=7, randomize_seed=True, api_name="/text_to_image")[1] != 7
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -106,6 +114,7 @@ def test_random_seed_is_reported(client) -> None:
         ({"steps": 2.5}, "Steps must be a whole number"),
         ({"shift": 99}, "Time shift must be"),
         ({"seed": -5}, "Seed must be"),
+        ({"seed": 2**31}, "Seed must be"),
         ({"num_images": 5}, "Number of images must be"),
     ],
 )
@@ -151,6 +160,21 @@ def test_official_positional_order_and_a_gallery_to_extend(client) -> None:
     assert (seed_text, seed_number) == ("6", 6)
     assert len(gallery) == 2  # the new image in front of the one sent back
     assert read_bytes(gallery[1]["image"]) == read_bytes(first[0]["image"])
+
+
+def test_official_call_reads_a_long_prompt_up_to_the_model_limit_as_the_official_space(
+    client, caplog
+) -> None:
+    long_prompt = "a lighthouse, " * 50  # over 512 tokens, under 2000 characters
+    with pytest.raises(AppError, match="tokens long"):
+        text_to_image(client, prompt=long_prompt, resolution="256x256", steps=1)
+    with caplog.at_level("INFO", logger="zimage.service.service"):
+        gallery, _, _ = client.predict(
+            prompt=long_prompt, resolution="256x256", steps=1, api_name="/generate"
+        )
+    assert Image.open(gallery[0]["image"]).size == (256, 256)
+    assert any("as the official Space does" in line for line in caplog.messages)
+    assert not any("lighthouse" in line for line in caplog.messages)  # no prompt in the log
 
 
 def test_official_random_seed_and_minus_one(client) -> None:

@@ -24,6 +24,17 @@ def edit(client, image, **overrides):
     return client.predict(image=handle_file(str(image)), **arguments, api_name="/edit")
 
 
+def test_a_seed_given_alone_is_the_seed_used(client) -> None:
+    _, seed_used, _ = client.predict(
+        image=handle_file(str(SAMPLES / "house.png")),
+        instruction="make it snowy",
+        seed=7,
+        steps=1,
+        api_name="/edit",
+    )
+    assert seed_used == 7
+
+
 @pytest.fixture
 def mask_file(tmp_path) -> Path:
     mask = Image.new("L", (512, 384), 0)

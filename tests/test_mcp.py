@@ -24,6 +24,7 @@ from zimage.tools.text_to_image import TextToImage
 
 SAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SMALL = {"resolution": "256x256", "steps": 1, "randomize_seed": False}
+SAMPLE = base64.b64encode((SAMPLES / "house.png").read_bytes()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -159,12 +160,20 @@ def test_the_official_tools_argument_names_work_and_unknown_ones_are_named(app) 
                 {"prompt": "a kite", "seed": 7, "random_seed": False, "resolution": "256x256"},
             ),
             await client.call_tool("text_to_image", {"prompt": "a kite", "sizes": "big"}),
+            await client.call_tool(
+                "text_to_image", {"prompt": "a kite", "seed": 7, "resolution": "256x256"}
+            ),
+            await client.call_tool(
+                "edit_image", {"image": SAMPLE, "instruction": "snow", "seed": 7, "steps": 1}
+            ),
         ]
 
-    official, unknown = session(app.url)(work)
+    official, unknown, seed_alone, edited = session(app.url)(work)
     assert not official.isError and "seed 7" in texts_of(official)
     assert unknown.isError
+    assert unknown.isError
     assert "Unknown argument 'sizes'" in texts_of(unknown)[0]
+    assert "seed 7" in texts_of(seed_alone) and "seed 7" in texts_of(edited)
 
 
 def test_each_mcp_session_is_its_own_visitor(app) -> None:

@@ -106,8 +106,9 @@ def test_agents_are_told_which_arguments_are_unknown_or_missing() -> None:
 
 
 def test_the_official_call_runs_as_our_text_to_image() -> None:
-    official = OfficialGenerate(prompt="a kite", seed=-1, random_seed=False)
-    assert official.as_text_to_image().randomize_seed  # -1 draws one, as the official Space
+    drawn = OfficialGenerate(prompt="a kite", seed=-1, random_seed=False).as_text_to_image()
+    assert drawn.seed == -1  # draws one, as the official Space does
+    assert OfficialGenerate(prompt="a kite").as_text_to_image().randomize_seed  # its default
     kept = OfficialGenerate(prompt="a kite", seed=5, random_seed=False).as_text_to_image()
     assert (kept.seed, kept.randomize_seed, kept.num_images) == (5, False, 1)
     assert list(OfficialGenerate.parameters()) == [

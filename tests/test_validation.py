@@ -92,8 +92,9 @@ def test_seed_is_kept_or_drawn() -> None:
     drawn = {choose_seed(None, randomize=True) for _ in range(20)}
     assert len(drawn) > 1
     assert all(0 <= seed <= presets.MAX_SEED for seed in drawn)
+    assert 0 <= choose_seed(-1, randomize=False) <= presets.MAX_SEED  # -1 asks for a random one
     with pytest.raises(InputError, match="Seed"):
-        choose_seed(-1, randomize=False)
+        choose_seed(-2, randomize=False)
     with pytest.raises(InputError, match="Seed"):
         choose_seed(presets.MAX_SEED + 1, randomize=False)
 

@@ -97,6 +97,9 @@ MAX_STRENGTH = 1.0
 
 # Prompts.
 MAX_PROMPT_CHARS = 2000
+# The official Space's /generate takes longer prompts and cuts them where the text encoder stops
+# reading (MAX_SEQUENCE_LENGTH tokens); this only keeps such requests small.
+MAX_OFFICIAL_PROMPT_CHARS = 20000
 
 # Prompt enhancer: how many tokens it may write (the text encoder reads at most
 # MAX_SEQUENCE_LENGTH, so more could never be used).

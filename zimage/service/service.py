@@ -9,6 +9,7 @@ setting, the visitor's toggle, Global Privacy Control / Do Not Track).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -51,6 +52,8 @@ from zimage.tools.text_to_image import TextToImage
 
 if TYPE_CHECKING:
     from zimage.replicas.link import ReplicaLink
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class ZImageService:
         with self._logged("generate", visitor) as note:
             self._admit(visitor)
             request = request.checked()
-            self._check_text(request.prompt, "prompt")
+            self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
             seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
             request = dataclasses.replace(request, seed=seed, owner=visitor.owner)
             note.params = request.logged_settings()
@@ -222,11 +225,17 @@ class ZImageService:
             raise ShuttingDown()
         self.rate_limiter.admit(visitor.client_ip)
 
-    def _check_text(self, text: str, what: str) -> None:
-        """Within the model's token limit, and past the prompt filter (the characters were
-        checked with the other parameters)."""
+    def _check_text(self, text: str, what: str, cut: bool = False) -> None:
+        """Within the model's token limit (or, if `cut`, read only up to it), and past the prompt
+        filter (the characters were checked with the other parameters)."""
         tokens = self.engine.prompt_tokens(text)
-        if tokens > presets.MAX_SEQUENCE_LENGTH:
+        if tokens > presets.MAX_SEQUENCE_LENGTH and cut:
+            logger.info(
+                "a %d-token prompt is read up to its first %d tokens, as the official Space does",
+                tokens,
+                presets.MAX_SEQUENCE_LENGTH,
+            )
+        elif tokens > presets.MAX_SEQUENCE_LENGTH:
             raise InputError(
                 f"The {what} is {tokens} tokens long; the model reads at most "
                 f"{presets.MAX_SEQUENCE_LENGTH}. Please shorten it."

@@ -45,8 +45,10 @@ def parse_resolution(text: object) -> tuple[int, int]:
     return width, height
 
 
-def check_prompt(prompt: object, what: str = "prompt") -> str:
-    """A prompt with something visible in it, within the character limit, whitespace stripped."""
+def check_prompt(
+    prompt: object, what: str = "prompt", max_chars: int = presets.MAX_PROMPT_CHARS
+) -> str:
+    """A prompt with something visible in it, within `max_chars`, whitespace stripped."""
     if not isinstance(prompt, str) or all(_draws_nothing(char) for char in prompt):
         raise InputError(f"The {what} is empty: please write one.")
     if _SURROGATE.search(prompt):
@@ -56,10 +58,8 @@ def check_prompt(prompt: object, what: str = "prompt") -> str:
             "please retype it."
         )
     prompt = prompt.strip()
-    if len(prompt) > presets.MAX_PROMPT_CHARS:
-        raise InputError(
-            f"The {what} has {len(prompt)} characters; the limit is {presets.MAX_PROMPT_CHARS}."
-        )
+    if len(prompt) > max_chars:
+        raise InputError(f"The {what} has {len(prompt)} characters; the limit is {max_chars}.")
     return prompt
 
 
@@ -94,11 +94,16 @@ def check_integer(value: object, name: str, low: int, high: int) -> int:
     return int(number)
 
 
+# The seed that asks for a random one.
+RANDOM_SEED = -1
+
+
 def choose_seed(seed: object, randomize: bool, room: int = 0) -> int:
-    """A fresh random seed when asked, else the given one, checked; `room` more seeds after it
-    (one per extra image of a batch) must also fit in the seed range."""
+    """A fresh random seed when asked (or for no seed, or RANDOM_SEED), else the given one,
+    checked; `room` more seeds after it (one per extra image of a batch) must also fit in the
+    seed range."""
     highest = presets.MAX_SEED - room
-    if randomize:
+    if randomize or seed is None or seed == RANDOM_SEED:
         return secrets.randbelow(highest + 1)
     return check_integer(seed, "Seed", 0, highest)
 

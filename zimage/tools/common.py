@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from zimage import presets
-from zimage.tools.checks import check_resolution
+from zimage.tools.checks import RANDOM_SEED, check_resolution
 from zimage.tools.parameters import Kind, Parameter
 
 PROMPT = Parameter(
@@ -25,18 +25,18 @@ RESOLUTION = Parameter(
 )
 SEED = Parameter(
     Kind.SEED,
-    "Seed for the random noise; the same seed and settings give the same image. Ignored "
-    "when randomize_seed is true.",
+    "Seed for the random noise; the same seed and settings give the same image. -1 (the "
+    "default) draws one.",
     label="Seed",
-    default=presets.DEFAULT_SEED,
-    minimum=0,
+    default=RANDOM_SEED,
+    minimum=RANDOM_SEED,
     maximum=presets.MAX_SEED,
 )
 RANDOMIZE_SEED = Parameter(
     Kind.BOOLEAN,
-    "Draw a new seed instead of using `seed`.",
+    "Draw a new seed even when `seed` is given.",
     label="Random seed",
-    default=True,
+    default=False,
     aliases=("random_seed",),
 )
 STEPS = Parameter(

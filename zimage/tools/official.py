@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from zimage import presets
 from zimage.tools.common import RANDOMIZE_SEED, RESOLUTION, SEED, SHIFT, STEPS
 from zimage.tools.parameters import Kind, Parameter, ToolRequest, parameter
 from zimage.tools.text_to_image import TextToImage
 
 # The official Space's default size label; any "WIDTHxHEIGHT" prefix is accepted.
 OFFICIAL_RESOLUTION = "1024x1024 ( 1:1 )"
-# The official Space draws a random seed for seed -1.
-RANDOM_SEED = -1
 
 GALLERY_IMAGES = Parameter(
     Kind.FILES,
@@ -37,7 +36,9 @@ class OfficialGenerate(ToolRequest):
 
     prompt: str = parameter(
         TextToImage.parameters()["prompt"],
-        description="What to draw, in English or Chinese (up to {maximum} characters).",
+        maximum=presets.MAX_OFFICIAL_PROMPT_CHARS,
+        description="What to draw, in English or Chinese; the model reads the first "
+        f"{presets.MAX_SEQUENCE_LENGTH} tokens (up to {{maximum}} characters are accepted).",
     )
     resolution: str = parameter(
         RESOLUTION,
@@ -47,11 +48,17 @@ class OfficialGenerate(ToolRequest):
     )
     seed: int = parameter(
         SEED,
+        default=presets.DEFAULT_SEED,
         description="Seed for the random noise; -1 draws one. Ignored when random_seed is true.",
     )
     steps: int = parameter(STEPS)
     shift: float = parameter(SHIFT)
-    random_seed: bool = parameter(RANDOMIZE_SEED, aliases=())
+    random_seed: bool = parameter(
+        RANDOMIZE_SEED,
+        default=True,
+        aliases=(),
+        description="Draw a new seed instead of using `seed`.",
+    )
     gallery_images: list[Any] | None = parameter(GALLERY_IMAGES)
 
     def as_text_to_image(self) -> TextToImage:
@@ -59,7 +66,8 @@ class OfficialGenerate(ToolRequest):
             prompt=self.prompt,
             resolution=self.resolution,
             seed=self.seed,
-            randomize_seed=bool(self.random_seed) or self.seed == RANDOM_SEED,
+            randomize_seed=bool(self.random_seed),
             steps=self.steps,
             shift=self.shift,
+            cut_long_prompt=True,
         )

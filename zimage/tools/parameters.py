@@ -90,7 +90,7 @@ class Parameter:
         if self.check is not None:
             return self.check(value)
         if self.kind is Kind.PROMPT:
-            return check_prompt(value, what=self.label.lower())
+            return check_prompt(value, self.label.lower(), int(self.maximum))
         if self.kind is Kind.INTEGER:
             return check_integer(value, self.label, int(self.minimum), int(self.maximum))
         if self.kind is Kind.NUMBER:

@@ -41,14 +41,17 @@ class TextToImage(ToolRequest):
     resolution: str = parameter(RESOLUTION)
     seed: int = parameter(
         SEED,
-        description="Seed of the first image; image i uses seed + i. Ignored when "
-        "randomize_seed is true.",
+        description="Seed of the first image; image i uses seed + i. -1 (the default) draws "
+        "one.",
     )
     randomize_seed: bool = parameter(RANDOMIZE_SEED)
     steps: int = parameter(STEPS)
     shift: float = parameter(SHIFT)
     num_images: int = parameter(NUM_IMAGES)
     live_preview: bool = parameter(LIVE_PREVIEW)
+    # The official Space's way, for /generate: a prompt longer than the text encoder reads is
+    # cut there (and the server log says so) instead of refused. Not a parameter.
+    cut_long_prompt: bool = False
 
     @property
     def width(self) -> int:
