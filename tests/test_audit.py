@@ -22,7 +22,8 @@ from zimage.audit.client import Answer, CopyClient
 from zimage.audit.events import GradioCopy
 from zimage.audit.model import AuditError
 from zimage.audit.progress import Waits
-from zimage.audit.releases import Releases, current_texts
+from zimage.audit.publish import current_texts
+from zimage.audit.releases import Releases
 from zimage.audit.report import as_json, as_text
 from zimage.audit.served_policy import ServedPolicy, policy_digest, read_served_policy
 from zimage.guards.security_headers import security_headers
@@ -84,7 +85,7 @@ def test_the_published_digests_hold_the_repository_policy_texts() -> None:
     releases = Releases.load()
     for language, text in current_texts().items():
         assert releases.version_of(language, policy_digest(text)) == POLICY_VERSION, (
-            f"{language}: run `python -m zimage.audit.releases` to publish the edited policy text"
+            f"{language}: run `python -m zimage.audit.publish` to publish the edited policy text"
         )
 
 

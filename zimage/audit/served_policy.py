@@ -81,6 +81,8 @@ def read_served_policy(config: dict[str, Any]) -> ServedPolicy:
     version = _banner_version(config)
     banner = str(english.get(BANNER_KEY) or "")
     lifetime = LIFETIME.search(banner)
+    # Whole seconds: the notice writes a lifetime of 10 s as "0.166667 minutes".
+    ttl_s = round(float(lifetime.group(1)) * SECONDS[lifetime.group(2)]) if lifetime else None
     retention = RETENTION.search(banner)
     usage_log = True if retention else (False if "keeps no usage log" in banner else None)
     max_upload = config.get("max_file_size")
@@ -88,7 +90,7 @@ def read_served_policy(config: dict[str, Any]) -> ServedPolicy:
         banner=banner + (version or ""),
         banner_version=version,
         texts=texts,
-        output_ttl_s=float(lifetime.group(1)) * SECONDS[lifetime.group(2)] if lifetime else None,
+        output_ttl_s=ttl_s,
         usage_log=usage_log,
         log_retention_days=float(retention.group(1)) if retention else None,
         prompts_logged=("plus your prompts" in banner) if usage_log else None,
