@@ -20,8 +20,9 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m zimage.audit",
         description="Check from outside that a running copy of the Z-Image Space keeps its "
-        "privacy policy. Needs only its public URL; sends what one visitor would (about 60 "
-        "requests, one 20 MB upload, two dozen small images).",
+        "privacy policy. Needs only its public address; sends what one visitor would (about 55 "
+        "requests: five small images, one upload just over the size limit; the report counts "
+        "them).",
     )
     parser.add_argument("url", help="the copy's address, e.g. https://owner-space.hf.space")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
