@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m zimage.audit",
         description="Check from outside that a running copy of the Z-Image Space keeps its "
-        "privacy policy. Needs only its public address; sends what one visitor would (about 55 "
+        "privacy policy. Needs only its public address; sends what one visitor would (about 50 "
         "requests: five small images, one upload just over the size limit; the report counts "
         "them).",
     )

@@ -82,15 +82,8 @@ class GradioCopy:
         """The copy's /config (asked once)."""
         if self._config is None:
             answer = self.client.get("/config")
-            try:
-                config = answer.json()
-            except ValueError:
-                config = None
-            if (
-                answer.status_code != 200
-                or not isinstance(config, dict)
-                or ("dependencies" not in config)
-            ):
+            config = json_of(answer)
+            if answer.status_code != 200 or "dependencies" not in config:
                 raise AuditError(
                     f"/config answered {answer.status_code}, not a Gradio app's config"
                 )
@@ -119,7 +112,7 @@ class GradioCopy:
             component = components.get(component_id, {})
             names = component_names(component) & values.keys()
             if names:
-                name = names.pop()
+                name = min(names)
                 used.add(name)
                 data.append(values[name])
             else:
@@ -134,13 +127,12 @@ class GradioCopy:
         data: list[Any],
         headers: Mapping[str, str] | None = None,
         *,
-        session_hash: str | None = None,
         wait_when_limited: bool = True,
     ) -> EventOutcome:
         """Run an event through the queue. Told to wait by the rate limit, wait as told and try
         again (up to three times), unless `wait_when_limited` is False."""
         for _ in range(RETRIES_WHEN_LIMITED):
-            outcome = self._run_once(api_name, data, headers, session_hash)
+            outcome = self._run_once(api_name, data, headers)
             limited = LIMIT_REACHED.search(outcome.error)
             if outcome.success or not limited or not wait_when_limited:
                 return outcome
@@ -165,9 +157,8 @@ class GradioCopy:
         api_name: str,
         data: list[Any],
         headers: Mapping[str, str] | None,
-        session_hash: str | None,
     ) -> EventOutcome:
-        session_hash = session_hash or uuid.uuid4().hex[:12]
+        session_hash = uuid.uuid4().hex[:12]
         body = {
             "data": data,
             "fn_index": self.event(api_name)["id"],
@@ -176,8 +167,8 @@ class GradioCopy:
         }
         joined = self.client.post(f"{self.api_prefix}/queue/join", json=body, headers=headers)
         if joined.status_code != 200:
-            return EventOutcome(False, [], _detail(joined))
-        event_id = joined.json().get("event_id")
+            return EventOutcome(False, [], str(detail_of(joined) or f"HTTP {joined.status_code}"))
+        event_id = json_of(joined).get("event_id")
         params = {"session_hash": session_hash}
         with self.client.stream(
             "GET", f"{self.api_prefix}/queue/data", params=params, headers=headers
@@ -206,9 +197,15 @@ def _message(line: str) -> dict[str, Any] | None:
     return message if isinstance(message, dict) else None
 
 
-def _detail(answer: httpx.Response) -> str:
+def json_of(answer: httpx.Response) -> dict[str, Any]:
+    """An answer's JSON object; {} for any other body."""
     try:
-        detail = answer.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    return str(detail or f"HTTP {answer.status_code}")
+        document = answer.json()
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def detail_of(answer: httpx.Response) -> object:
+    """The `detail` of an error answer (FastAPI's sentence), None without one."""
+    return json_of(answer).get("detail")

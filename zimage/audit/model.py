@@ -73,9 +73,6 @@ class Report:
     def broken(self) -> list[Result]:
         return self.with_status(Status.BROKEN)
 
-    def status_of(self, key: str) -> Status:
-        return next(result.status for result in self.results if result.promise.key == key)
-
     @property
     def exit_status(self) -> int:
         """0 when no promise is broken, 1 when one is."""

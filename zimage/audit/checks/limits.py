@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from zimage.audit.checks.answers import leaks
 from zimage.audit.client import OPTED_OUT
-from zimage.audit.events import LIMIT_REACHED, GradioCopy
+from zimage.audit.events import LIMIT_REACHED, GradioCopy, detail_of
 from zimage.audit.model import Promise, Result
 from zimage.audit.served_policy import ServedPolicy
 
@@ -23,8 +23,8 @@ RATE = Promise(
 )
 PROMISES = (UPLOAD_SIZE, RATE)
 
-# More than this in one upload is more than the audit sends.
-MAX_PROBE_BYTES = 100 * 1024 * 1024
+# More than this in one upload is more than the audit sends (the Space allows at most 200 MB).
+MAX_PROBE_BYTES = 201 * 1024 * 1024
 WINDOW_S = 60
 # A request the rate limit counts and the copy refuses at once (sides not multiples of 16).
 REFUSED_AT_ONCE = {"prompt": "rate limit probe", "resolution": "250x250"}
@@ -38,10 +38,7 @@ def check_upload_size(copy: GradioCopy, policy: ServedPolicy) -> Result:
         return UPLOAD_SIZE.not_checked(f"the limit ({limit} bytes) is more than the audit sends")
     upload = {"files": ("over-the-limit.bin", bytes(limit + 1), "application/octet-stream")}
     answer = copy.client.post(f"{copy.api_prefix}/upload", files=upload, headers=OPTED_OUT)
-    try:
-        detail = answer.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
+    detail = detail_of(answer)
     sentence = (
         isinstance(detail, str) and any(c.isalpha() for c in detail) and not leaks(detail, [])
     )
