@@ -55,7 +55,7 @@ def served_config(banner: str, max_file_size: int | None = 20 * 2**20) -> dict:
 
 @pytest.mark.parametrize("ttl_s", [3, 90, 600, 86400])
 def test_the_announced_lifetime_and_retention_are_read_from_the_notice(ttl_s: int) -> None:
-    banner = banner_markdown(ttl_s / 60, 30, True, False, log_prompts=False)
+    banner = banner_markdown(ttl_s, 30, True, False, log_prompts=False)
     served = read_served_policy(served_config(banner))
     assert served.output_ttl_s == pytest.approx(ttl_s)
     assert served.usage_log is True and served.log_retention_days == 30
@@ -66,11 +66,11 @@ def test_the_announced_lifetime_and_retention_are_read_from_the_notice(ttl_s: in
 
 def test_the_notice_of_a_copy_without_a_log_or_logging_prompts() -> None:
     no_log = read_served_policy(
-        served_config(banner_markdown(10, 90, False, False, log_prompts=False))
+        served_config(banner_markdown(600, 90, False, False, log_prompts=False))
     )
     assert no_log.usage_log is False and no_log.log_retention_days is None
     prompts = read_served_policy(
-        served_config(banner_markdown(10, 90, True, True, log_prompts=True))
+        served_config(banner_markdown(600, 90, True, True, log_prompts=True))
     )
     assert prompts.usage_log is True and prompts.prompts_logged is True
 
@@ -234,7 +234,7 @@ def test_the_report_has_a_line_per_promise_and_a_json_twin() -> None:
     results = [PROMISES[0].kept("as published"), PROMISES[1].broken("notice 1, text 2")]
     results.append(PROMISES[2].not_checked("no image"))
     served = read_served_policy(
-        served_config(banner_markdown(10, 90, True, False, log_prompts=False))
+        served_config(banner_markdown(600, 90, True, False, log_prompts=False))
     )
     report = Report("http://copy", "2026-12-01T00:00:00+00:00", served.summary(), results, 42, 7)
     text = as_text(report)

@@ -75,7 +75,7 @@ def test_banner_needs_showing_until_current_version_acknowledged() -> None:
 
 def _banner(**overrides: object) -> str:
     args: dict[str, object] = {
-        "output_ttl_minutes": 30,
+        "output_ttl_s": 1800,
         "retention_days": 90,
         "analytics_enabled": True,
         "policy_updated": False,
@@ -86,7 +86,7 @@ def _banner(**overrides: object) -> str:
 
 
 def test_banner_states_what_is_kept_and_for_how_long() -> None:
-    text = _banner(output_ttl_minutes=45, retention_days=60)
+    text = _banner(output_ttl_s=2700, retention_days=60)
     assert "45 minutes" in text
     assert "60 days" in text
     assert "under 13" in text
@@ -111,7 +111,7 @@ def test_banner_updated_lead_in_only_when_policy_updated() -> None:
 
 
 def test_banner_without_analytics_says_no_log_is_kept() -> None:
-    text = _banner(analytics_enabled=False, output_ttl_minutes=1)
+    text = _banner(analytics_enabled=False, output_ttl_s=60)
     assert "no usage log" in text
     assert "hash" not in text
     assert "90 days" not in text
@@ -122,7 +122,8 @@ def test_banner_without_analytics_says_no_log_is_kept() -> None:
 
 def test_banner_is_short() -> None:
     assert len(_banner(policy_updated=True, log_prompts=True).splitlines()) <= 3
-    assert "0.5 minutes" in _banner(output_ttl_minutes=0.5)
+    assert "30 seconds" in _banner(output_ttl_s=30)
+    assert "90 seconds" in _banner(output_ttl_s=90)
 
 
 # -- the banner lists what is logged, in both prompt modes ---------------------------------------
@@ -151,8 +152,8 @@ def test_the_banner_lists_every_logged_field_whether_or_not_prompts_are_logged(
 def test_the_banner_counts_days_and_minutes_in_words() -> None:
     assert "deleted after 1 day (only" in _banner(retention_days=1)
     assert "deleted after 0 days (only" in _banner(retention_days=0)
-    assert "from the server after 2 minutes." in _banner(output_ttl_minutes=2)
-    assert "from the server after 1 minute." in _banner(output_ttl_minutes=1)
+    assert "from the server after 2 minutes." in _banner(output_ttl_s=120)
+    assert "from the server after 1 minute." in _banner(output_ttl_s=60)
 
 
 def test_the_banner_ends_with_the_policy_version_on_its_own_line() -> None:
@@ -182,7 +183,7 @@ def test_a_chinese_page_gets_the_whole_banner_in_chinese(
         analytics_enabled=analytics_enabled,
         log_prompts=log_prompts,
         policy_updated=policy_updated,
-        output_ttl_minutes=45,
+        output_ttl_s=2700,
         retention_days=60,
         language=CHINESE,
     )

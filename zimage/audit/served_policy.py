@@ -81,7 +81,6 @@ def read_served_policy(config: dict[str, Any]) -> ServedPolicy:
     version = _banner_version(config)
     banner = str(english.get(BANNER_KEY) or "")
     lifetime = LIFETIME.search(banner)
-    # Whole seconds: the notice writes a lifetime of 10 s as "0.166667 minutes".
     ttl_s = round(float(lifetime.group(1)) * SECONDS[lifetime.group(2)]) if lifetime else None
     retention = RETENTION.search(banner)
     usage_log = True if retention else (False if "keeps no usage log" in banner else None)

@@ -27,7 +27,7 @@ LIFETIME = Promise(
 PROMISES = (NO_METADATA, LIFETIME)
 
 # The cheapest image a visitor can ask for.
-SMALL_IMAGE = {"resolution": "256x256", "steps": 1, "seed": 1, "random seed": False}
+SMALL_IMAGE = {"resolution": "256x256", "steps": 1, "seed": 1}
 PROMPT = "a lighthouse on a cliff, audit"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks that hold the picture and how to show it; anything else is metadata.
