@@ -201,15 +201,7 @@ def test_the_service_passes_the_refusal_on_and_logs_it_as_out_of_memory() -> Non
     service = make_service(engine_with(free=100 * MB))
     with pytest.raises(BatchTooLarge) as refused:
         service.text_to_image(
-            TextToImage(
-                prompt="a lighthouse",
-                resolution="512x512",
-                seed=5,
-                randomize_seed=False,
-                steps=1,
-                shift=3.0,
-                num_images=4,
-            ),
+            TextToImage(prompt="a lighthouse", resolution="512x512", seed=5, steps=1, num_images=4),
             Visitor(owner="script"),
         )
     assert str(refused.value) == REFUSED_4_AT_512

@@ -97,10 +97,7 @@ def test_deleting_my_data_forgets_my_prompts(counted_engine) -> None:
     service = make_service(engine)
     alice = Visitor(owner="alice", pseudonym="alice")
     service.text_to_image(
-        TextToImage(
-            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
-        ),
-        alice,
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2), alice
     )
     assert engine.prompt_embeddings.get("alice", "a kite") is not None
     service.delete_everything_of(alice)

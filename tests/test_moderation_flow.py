@@ -34,14 +34,7 @@ def test_blocked_prompt_is_refused_and_logged_as_flagged_without_content(
     service.moderation = Moderation(blocklist=PromptBlocklist.from_file(blocklist_file))
     with pytest.raises(ContentFlagged, match="not allowed"):
         service.text_to_image(
-            TextToImage(
-                prompt="a Forbidden-Thing at noon",
-                resolution="256x256",
-                seed=1,
-                randomize_seed=False,
-                steps=2,
-                shift=3.0,
-            ),
+            TextToImage(prompt="a Forbidden-Thing at noon", resolution="256x256", seed=1, steps=2),
             VISITOR,
         )
     (row,) = usage_log.rows_for("p-mod")
@@ -58,15 +51,7 @@ def test_flagged_output_is_withheld_and_not_cached(preview_engine, tmp_path) -> 
     service.moderation = Moderation(classifier=ImageSafetyClassifier(str(model)))
     with pytest.raises(ContentFlagged, match="withheld"):
         service.text_to_image(
-            TextToImage(
-                prompt="a kite",
-                resolution="256x256",
-                seed=1,
-                randomize_seed=False,
-                steps=2,
-                shift=3.0,
-            ),
-            VISITOR,
+            TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2), VISITOR
         )
     assert service.outputs_of("p-mod") == []
 
@@ -77,15 +62,7 @@ def test_safe_output_passes_the_classifier(preview_engine, tmp_path) -> None:
     service.moderation = Moderation(classifier=ImageSafetyClassifier(str(model)))
     assert (
         service.text_to_image(
-            TextToImage(
-                prompt="a kite",
-                resolution="256x256",
-                seed=1,
-                randomize_seed=False,
-                steps=2,
-                shift=3.0,
-            ),
-            VISITOR,
+            TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2), VISITOR
         )[0].seed
         == 1
     )

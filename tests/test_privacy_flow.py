@@ -90,9 +90,7 @@ def logged_service(preview_engine, tmp_path):
 def test_toggle_opt_out_writes_nothing(logged_service) -> None:
     service, usage_log = logged_service
     service.text_to_image(
-        TextToImage(
-            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
-        ),
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2),
         visitor("p-opted-out", opt_out=True),
     )
     assert usage_log.rows_for("p-opted-out") == []
@@ -102,15 +100,7 @@ def test_errors_are_logged_without_their_parameters(logged_service) -> None:
     service, usage_log = logged_service
     with pytest.raises(ValueError):
         service.text_to_image(
-            TextToImage(
-                prompt="a kite",
-                resolution="999x3",
-                seed=1,
-                randomize_seed=False,
-                steps=2,
-                shift=3.0,
-            ),
-            visitor("p-error"),
+            TextToImage(prompt="a kite", resolution="999x3", seed=1, steps=2), visitor("p-error")
         )
     (row,) = usage_log.rows_for("p-error")
     assert row["outcome"] == "error:input"
@@ -121,23 +111,12 @@ def test_see_download_and_delete_my_data(logged_service) -> None:
     service, usage_log = logged_service
     alice, bob = visitor("p-alice"), visitor("p-bob")
     service.text_to_image(
-        TextToImage(
-            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
-        ),
-        alice,
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2), alice
     )
     service.text_to_image(
-        TextToImage(
-            prompt="a boat", resolution="256x256", seed=2, randomize_seed=False, steps=2, shift=3.0
-        ),
-        alice,
+        TextToImage(prompt="a boat", resolution="256x256", seed=2, steps=2), alice
     )
-    service.text_to_image(
-        TextToImage(
-            prompt="a tree", resolution="256x256", seed=3, randomize_seed=False, steps=2, shift=3.0
-        ),
-        bob,
-    )
+    service.text_to_image(TextToImage(prompt="a tree", resolution="256x256", seed=3, steps=2), bob)
     rows = service.usage_rows_of("p-alice")
     assert [row["params"]["resolution"] for row in rows] == ["256x256", "256x256"]
     assert {row["browser"] for row in rows} == {"Firefox"}
@@ -155,10 +134,7 @@ def test_see_download_and_delete_my_data(logged_service) -> None:
 def test_another_browser_never_sees_my_images(logged_service) -> None:
     service, _ = logged_service
     (outcome,) = service.text_to_image(
-        TextToImage(
-            prompt="a kite", resolution="256x256", seed=1, randomize_seed=False, steps=2, shift=3.0
-        ),
-        visitor("p-owner"),
+        TextToImage(prompt="a kite", resolution="256x256", seed=1, steps=2), visitor("p-owner")
     )
     assert [entry.key for entry in service.outputs_of("p-owner")] == [outcome.cache_key]
     assert service.outputs_of("p-stranger") == []
