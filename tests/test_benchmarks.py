@@ -49,7 +49,7 @@ def test_gpu_latency_tiny_interleaves_every_path_and_ends_with_the_ratio(tmp_pat
     for name in names:
         assert any(line.startswith(f"{name} ") for line in lines), name
     assert (
-        "recompile check: (b) engine, new prompt, new size at 288x224, after warm-up at "
+        "recompile check: (b) engine, new prompt, new size at 288x256, after warm-up at "
         "256x256 only: 0 graphs compiled (want 0)" in lines
     )
     assert "graphs compiled during the rounds: 0 (want 0)" in lines

@@ -119,7 +119,7 @@ def test_a_stop_reaches_the_worker_through_shared_memory(zero_gpu):
 
     with pytest.raises(Cancelled):
         engine.text_to_image(
-            request(steps=40, width=512, height=512),
+            request(steps=40, resolution="512x512"),
             RunHooks(progress=cancel_after_two_steps, control=control),
         )
     assert 2 <= len(steps) <= 4  # stopped within a step or two, not after 40
@@ -129,7 +129,7 @@ def test_a_time_limit_holds_in_the_worker(zero_gpu):
     engine = Engine(build_preview_pipeline(), kind="preview", description="zero", time_limit_s=0.5)
     started = time.monotonic()
     with pytest.raises(TimedOut):
-        engine.text_to_image(request(steps=50, width=768, height=768))
+        engine.text_to_image(request(steps=50, resolution="768x768"))
     assert time.monotonic() - started < 20
 
 
