@@ -1,0 +1,155 @@
+"""Issue 13 item 7: a full temp folder gives a readable answer, and the Space recovers.
+
+`python app.py` runs with its temp folder on a private 4 MiB tmpfs, mounted in a user and mount
+namespace of its own (`unshare -Urm`, no root needed where user namespaces are allowed): the
+disk really fills, as /dev/shm does on a busy Space. The test reads the folder through
+/proc/<pid>/root, since the mount exists only in the app's namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.app.test_process import serving, wait_until
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TMPFS_BYTES = 4 * 1024 * 1024
+UNUSED_S = 5
+OUT_OF_SPACE = "out of temporary space"
+
+
+def private_tmpfs_possible() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt || exit 1"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not private_tmpfs_possible(), reason="needs unprivileged user and mount namespaces"
+)
+
+
+@dataclass
+class FullableApp:
+    url: str
+    process: subprocess.Popen
+    temp_dir: Path
+
+    @property
+    def folder_as_the_app_sees_it(self) -> Path:
+        return Path(f"/proc/{self.process.pid}/root") / self.temp_dir.relative_to("/")
+
+    def partial_files(self) -> list[str]:
+        return [p.name for p in self.folder_as_the_app_sees_it.iterdir() if p.is_file()]
+
+    def bytes_used(self) -> int:
+        """What the app's tmpfs has in use, open-but-deleted files included."""
+        stats = os.statvfs(self.folder_as_the_app_sees_it)
+        return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+    def files(self) -> list[Path]:
+        return [p for p in self.folder_as_the_app_sees_it.rglob("*") if p.is_file()]
+
+
+@pytest.fixture
+def empty_app(app_on_a_small_tmpfs: FullableApp) -> FullableApp:
+    """The app once the previous test's files have expired."""
+    app = app_on_a_small_tmpfs
+    wait_until(lambda: app.files() == [], UNUSED_S + 10, "files of the previous test remain")
+    return app
+
+
+@pytest.fixture(scope="module")
+def app_on_a_small_tmpfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullableApp]:
+    tmp_path = tmp_path_factory.mktemp("small-tmpfs")
+    temp_dir = tmp_path / "gradio"
+    temp_dir.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_TEMP_DIR": str(temp_dir),
+        "ZIMAGE_ENGINE": "preview",
+        "ZIMAGE_DATA_DIR": str(tmp_path / "data"),
+        "ZIMAGE_MAX_UPLOAD_MB": "4",
+        "ZIMAGE_UPLOAD_VISITOR_MB": "1000",
+        "ZIMAGE_CACHE_MAX_MB": "1000",
+        "ZIMAGE_UPLOAD_TOTAL_MB": "1000",  # far above the disk: the disk fills first
+        "ZIMAGE_UPLOAD_UNUSED_S": str(UNUSED_S),
+    }
+    env.pop("SPACE_ID", None)
+    mount_then_run = 'mount -t tmpfs -o size=4m,mode=0700 tmpfs "$0" && exec "$@"'
+    process = subprocess.Popen(
+        ["unshare", "-Urm", "sh", "-c", mount_then_run, str(temp_dir), sys.executable, "app.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: process.poll() is None and serving(url), 90, "not serving")
+        yield FullableApp(url, process, temp_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    log = process.stdout.read().decode()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def upload(app: FullableApp, size: int) -> httpx.Response:
+    return httpx.post(
+        f"{app.url}/gradio_api/upload", files={"files": ("f.bin", os.urandom(size))}, timeout=60
+    )
+
+
+def generate(app: FullableApp) -> str:
+    """One /text_to_image over the plain HTTP API: "ok" or the error message."""
+    data = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
+    started = httpx.post(f"{app.url}/gradio_api/call/text_to_image", json={"data": data})
+    assert started.status_code == 200, started.text
+    stream = httpx.get(f"{app.url}/gradio_api/call/text_to_image/{started.json()['event_id']}")
+    kind, _, answer = stream.text.strip().rsplit("event: ", 1)[-1].partition("\n")
+    return "ok" if kind == "complete" else answer
+
+
+def test_upload_into_a_full_folder_says_so_and_recovers(empty_app: FullableApp) -> None:
+    app = empty_app
+    assert upload(app, int(2.5 * 1024 * 1024)).status_code == 200
+    refused = upload(app, int(2.5 * 1024 * 1024))  # the disk fills while Gradio writes it
+    assert refused.status_code == 507  # was 500 "Internal Server Error"
+    assert OUT_OF_SPACE in refused.json()["detail"]
+    assert int(refused.headers["retry-after"]) == UNUSED_S
+    assert app.partial_files() == [], "the half-written file must not stay"
+    # Its space is free at once, although Gradio's abandoned parser still holds it open.
+    assert app.bytes_used() < 2.5 * 1024 * 1024 + 256 * 1024
+    # Nobody uses the first upload: once it is deleted there is room again.
+    wait_until(lambda: upload(app, int(2.5 * 1024 * 1024)).status_code == 200, 30, "no recovery")
+
+
+def test_an_output_that_cannot_be_written_says_so_and_recovers(empty_app: FullableApp) -> None:
+    app = empty_app
+    # Fill the disk to within 64 KiB: less than one 256x256 output.
+    assert upload(app, TMPFS_BYTES - 64 * 1024).status_code == 200
+    answer = generate(app)
+    assert OUT_OF_SPACE in answer, answer
+    assert "Something went wrong" not in answer
+    wait_until(lambda: generate(app) == "ok", 30, "never recovered")

@@ -1,0 +1,300 @@
+"""Two replicas (`python app.py` twice: their own ports and temp folders, the same browser secret)
+behind a stand-in balancer (this test, which writes X-Forwarded-For), sharing one real
+PostgreSQL database: rights, retention and the rate limit reach both, and killing the database
+loses no image request."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.app.test_process import serving
+from tests.conftest import free_port
+from tests.gradio_http import completed, fn_index, join, run
+from zimage.privacy.policy import BrowserKeys
+from zimage.replicas.schema import migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "replicas share this operator secret, 32+ characters"
+RATE_PER_MIN = 3
+OLD_ROWS = 10
+START_TIMEOUT_S = 240
+WAIT_S = 30
+_addresses = (f"203.0.113.{n % 250}" for n in itertools.count(1))
+
+
+@dataclass
+class Replica:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_replicas(database: str, folder: Path) -> list[Replica]:
+    replicas = []
+    for name in ("A", "B"):
+        port = free_port()
+        env = {
+            **os.environ,
+            "GRADIO_SERVER_PORT": str(port),
+            "GRADIO_TEMP_DIR": str(folder / name / "gradio"),
+            "ZIMAGE_DATA_DIR": str(folder / name / "data"),
+            "ZIMAGE_ENGINE": "preview",
+            "ZIMAGE_BROWSER_SECRET": SECRET,
+            "ZIMAGE_USAGE_DB": database,
+            "ZIMAGE_RATE_PER_MIN": str(RATE_PER_MIN),
+            "ZIMAGE_TRUSTED_PROXY_HOPS": "1",
+        }
+        env.pop("SPACE_ID", None)
+        log = folder / f"{name}.log"
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=output, stderr=output
+            )
+        replicas.append(Replica(name, f"http://127.0.0.1:{port}", process, log))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for replica in replicas:
+        while not serving(replica.url):
+            assert replica.process.poll() is None, replica.output()[-3000:]
+            assert time.monotonic() < deadline, f"{replica.name} not serving:\n{replica.output()}"
+            time.sleep(0.5)
+    return replicas
+
+
+def add_old_rows(database: str) -> None:
+    """Rows older than the retention period, as a replica wrote them last year."""
+    with psycopg.connect(database, autocommit=True) as connection:
+        migrate(connection)
+        for index in range(OLD_ROWS):
+            connection.execute(
+                "INSERT INTO usage (ts, day, endpoint, params, duration_ms, outcome, browser, os,"
+                " ip_hash, pseudonym) VALUES (%s, '2025-01-02', 'generate', '{}', 5, 'ok',"
+                " 'Firefox', 'Linux', 'h', 'someone')",
+                (f"2025-01-02T10:00:{index:02d}.000000Z",),
+            )
+
+
+@pytest.fixture(scope="module")
+def database(postgres_server) -> str:
+    url = postgres_server.new_database()
+    add_old_rows(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def replicas(database, tmp_path_factory) -> Iterator[list[Replica]]:
+    started = start_replicas(database, tmp_path_factory.mktemp("replicas"))
+    yield started
+    for replica in started:
+        replica.process.terminate()
+    for replica in started:
+        try:
+            replica.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            replica.process.kill()
+
+
+def eventually(check: Callable[[], Any], timeout: float = WAIT_S, message: str = "") -> Any:
+    """check()'s first truthy result within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, message or f"{check} never held"
+        time.sleep(0.2)
+
+
+# -- speaking to a replica as the balancer forwards a visitor -------------------------------------
+
+
+def behind_balancer(address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address}
+
+
+def new_browser(replica: Replica, address: str) -> dict:
+    return run(replica.url, "on_page_load", [None], headers=behind_balancer(address))[0]
+
+
+def generate_in_browser(replica: Replica, browser: dict, address: str) -> None:
+    data = ["a kite", "256x256", 1, False, 2, 3.0, 1, False, browser, False]
+    run(replica.url, "generate_in_browser", data, headers=behind_balancer(address))
+
+
+def my_data(replica: Replica, browser: dict, address: str) -> tuple[dict, dict]:
+    shown, download = run(replica.url, "show_my_data", [browser], headers=behind_balancer(address))
+    return shown, download
+
+
+def history(replica: Replica, browser: dict, address: str) -> list:
+    return run(replica.url, "history", [browser], headers=behind_balancer(address))[0]
+
+
+def delete_my_data(replica: Replica, browser: dict, address: str) -> str:
+    return run(replica.url, "delete_my_data", [browser], headers=behind_balancer(address))[1]
+
+
+def text_to_image(replica: Replica, address: str) -> dict[str, Any]:
+    """A script's request; the final message of its event stream."""
+    index = fn_index(replica.url, "text_to_image")
+    data = ["a kite", "256x256", 1, False, 2, 3.0, 1, False]
+    return completed(join(replica.url, index, data, headers=behind_balancer(address)))
+
+
+def rows_of(database: str, pseudonym_id: str) -> int:
+    with psycopg.connect(database) as connection:
+        query = "SELECT count(*) FROM usage WHERE pseudonym = %s"
+        return connection.execute(query, (pseudonym_id,)).fetchone()[0]
+
+
+# -- the tests ----------------------------------------------------------------------------------
+
+
+def test_retention_runs_once_across_the_replicas(replicas, database) -> None:
+    def purged() -> bool:
+        with psycopg.connect(database) as connection:
+            old = connection.execute("SELECT count(*) FROM usage WHERE ts < '2026'").fetchone()
+            counts = connection.execute("SELECT coalesce(sum(count), 0) FROM daily_aggregates")
+            return old[0] == 0 and counts.fetchone()[0] > 0
+
+    eventually(purged, message="the old rows were never purged")
+    with psycopg.connect(database) as connection:
+        aggregates = connection.execute("SELECT * FROM daily_aggregates").fetchall()
+    assert aggregates == [("2025-01-02", "generate", "ok", OLD_ROWS)], "counted once, not twice"
+    done = [
+        int(count)
+        for replica in replicas
+        for count in re.findall(r"usage retention: (\d+) rows folded", replica.output())
+    ]
+    assert sum(done) == OLD_ROWS and OLD_ROWS in done, done
+
+
+def test_delete_on_one_replica_empties_the_others_and_exports_show_every_replica(
+    replicas, database
+) -> None:
+    a, b = replicas
+    address = next(_addresses)
+    browser = new_browser(a, address)
+    pseudonym_id = BrowserKeys(SECRET).verified_id(browser["pseudonym"])
+    assert pseudonym_id, "both replicas sign with the same secret"
+    generate_in_browser(a, browser, address)
+    generate_in_browser(b, browser, address)  # the balancer moved this browser to B
+    assert len(history(b, browser, address)) == 1
+    eventually(lambda: rows_of(database, pseudonym_id) == 2)
+
+    # "See my data" and the JSON export on B show A's row too.
+    shown, download = my_data(b, browser, address)
+    assert len(shown["usage_rows"]) == 2
+    exported = httpx.get(download["value"]["url"], timeout=30).json()
+    assert exported["pseudonym"] == pseudonym_id
+    assert len(exported["rows"]) == 2
+    assert len({row["ip_hash"] for row in exported["rows"]}) == 2, "each replica's own salt"
+
+    message = delete_my_data(a, browser, address)
+    assert message == "Deleted 2 usage rows and 1 images linked to this browser."
+    eventually(lambda: history(b, browser, address) == [], message="B kept the visitor's image")
+    shown, _ = my_data(b, browser, address)
+    assert shown == {"usage_rows": [], "images_in_memory": []}
+    assert rows_of(database, pseudonym_id) == 0
+
+
+def test_the_rate_limit_holds_across_the_replicas(replicas) -> None:
+    a, b = replicas
+    address = next(_addresses)
+    outcomes = [text_to_image(replica, address) for replica in (a, b, a, b, a)]
+    assert [message["success"] for message in outcomes] == [True, True, True, False, False]
+    for refused in outcomes[3:]:
+        assert f"Limit reached: {RATE_PER_MIN} images a minute" in str(refused["output"])
+    assert text_to_image(b, next(_addresses))["success"], "another visitor is not limited"
+
+
+def test_killing_the_database_loses_no_image_request_and_the_replicas_recover(
+    postgres_server, replicas, database
+) -> None:
+    a, b = replicas
+    outcomes: dict[str, list[tuple[str, bool]]] = {"A": [], "B": []}
+    phase = ["before"]
+    stop = threading.Event()
+
+    def traffic(replica: Replica) -> None:
+        while not stop.is_set():
+            message = text_to_image(replica, next(_addresses))  # each request its own visitor
+            outcomes[replica.name].append((phase[0], bool(message["success"])))
+
+    def reached(name: str, wanted_phase: str, count: int) -> bool:
+        return sum(1 for p, _ in outcomes[name] if p == wanted_phase) >= count
+
+    threads = [threading.Thread(target=traffic, args=(replica,)) for replica in replicas]
+    for thread in threads:
+        thread.start()
+    try:
+        eventually(lambda: reached("A", "before", 2) and reached("B", "before", 2), 120)
+        postgres_server.kill()
+        phase[0] = "database down"
+        # Generous waits: on a busy 2-core machine a preview image can take seconds.
+        eventually(
+            lambda: reached("A", "database down", 2) and reached("B", "database down", 2), 180
+        )
+        postgres_server.start()
+        phase[0] = "database back"
+        eventually(
+            lambda: reached("A", "database back", 2) and reached("B", "database back", 2), 180
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        if phase[0] == "database down":
+            postgres_server.start()
+    failed = [(name, p) for name, done in outcomes.items() for p, ok in done if not ok]
+    assert failed == [], f"requests failed: {failed}"
+    assert any("row(s) dropped" in replica.output() for replica in replicas)
+
+    # Recovered: rows reach the database again from both replicas ...
+    address = next(_addresses)
+    browser = new_browser(a, address)
+    pseudonym_id = BrowserKeys(SECRET).verified_id(browser["pseudonym"])
+    for replica in (a, b):
+
+        def stored(replica: Replica = replica) -> bool:
+            before = rows_of(database, pseudonym_id)
+            generate_in_browser(replica, browser, next(_addresses))
+            deadline = time.monotonic() + 2
+            while rows_of(database, pseudonym_id) == before:
+                if time.monotonic() > deadline:
+                    return False  # dropped: the replica had not reconnected yet
+                time.sleep(0.1)
+            return True
+
+        eventually(stored, message=f"{replica.name} never stored a row again")
+    # ... the rate limit is shared again ...
+    eventually(lambda: _limit_shared(a, b), message="the replicas never counted together again")
+    # ... and a deletion on A reaches B.
+    generate_in_browser(b, browser, next(_addresses))
+    delete_my_data(a, browser, address)
+    eventually(lambda: history(b, browser, address) == [], message="B kept the visitor's image")
+
+
+def _limit_shared(a: Replica, b: Replica) -> bool:
+    """One fresh visitor: admitted RATE_PER_MIN times across A and B, then refused on both."""
+    address = next(_addresses)
+    admitted = [text_to_image((a, b)[i % 2], address)["success"] for i in range(RATE_PER_MIN)]
+    refused = [not text_to_image(replica, address)["success"] for replica in (a, b)]
+    return all(admitted) and all(refused)
