@@ -1,5 +1,5 @@
 """Who is connecting: the rules, one case at a time. Behind real proxies, through the launched
-app: test_security_client_address.py."""
+app: test_client_address_proxies.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The upload budget, the ledger of held uploads and the expiring editor-blob store, with a
-fake clock and real files. The same bounds through the launched app: test_security_uploads.py.
+fake clock and real files. The same bounds through the launched app: test_upload_guard.py.
 """
 
 from __future__ import annotations

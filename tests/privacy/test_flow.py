@@ -282,7 +282,7 @@ def test_privacy_md_says_what_browser_storage_encryption_protects() -> None:
     assert "hides nothing from anyone with access to your browser" in text
     assert "(a bearer token)" in text and "refuses any other" in text
     assert "only its random part is stored" in text
-    # What the code does (tests/test_security_browser_state.py proves it through the app).
+    # What the code does (tests/privacy/test_browser_state.py proves it through the app).
     keys = BrowserKeys("operator secret of thirty-two chars")
     pseudonym = keys.new_pseudonym()
     random_part, signature = pseudonym.split(".")

@@ -1,10 +1,10 @@
 """PRIVACY.md and README state what several replicas sharing a PostgreSQL database keep, as the
 code keeps it; the database URL's password stays out of logs and error lines.
 
-The behaviour behind each statement is tested against a real server in test_postgres_store.py
-(same rows, autovacuum after a deletion, faults), test_replica_link.py (deletions reach every
-replica, notes expire), test_shared_rate_limit.py (a shared count keyed by a hash) and
-test_replicas.py (two app processes).
+The behaviour behind each statement is tested against a real server in tests/replicas/:
+test_usage_store.py (same rows, autovacuum after a deletion, faults), test_link.py (deletions
+reach every replica, notes expire), test_rate_limit.py (a shared count keyed by a hash) and
+test_two_replicas.py (two app processes).
 """
 
 from __future__ import annotations

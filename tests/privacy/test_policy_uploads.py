@@ -1,8 +1,8 @@
 """PRIVACY.md and README state the upload limits and the address keying as the code keeps them.
 
-The behaviour behind each statement is tested against the launched app in
-test_security_uploads.py (budget, total cap, unused uploads deleted, no remote fetch, editor
-blobs) and test_security_client_address.py (which address is used, X-Forwarded-For spoofs).
+The behaviour behind each statement is tested against the launched app in tests/guards/:
+test_upload_guard.py (budget, total cap, unused uploads deleted, no remote fetch, editor blobs)
+and test_client_address_proxies.py (which address is used, X-Forwarded-For spoofs).
 """
 
 from __future__ import annotations
