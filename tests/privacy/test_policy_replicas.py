@@ -17,7 +17,6 @@ import pytest
 from zimage.guards.rate_limit import WINDOW_S
 from zimage.privacy.usage_log import IpHasher
 from zimage.replicas.link import TIDY_INTERVAL_S
-from zimage.replicas.rate_limit import SHARED_LIMIT_TIMEOUT_S
 from zimage.replicas.schema import MIGRATIONS
 from zimage.replicas.usage_store import STORE_TIMEOUT_S
 from zimage.settings import Settings, SettingsError
@@ -113,6 +112,8 @@ def test_scaling_guide_names_the_shared_settings_and_each_one_exists() -> None:
     for setting in sorted(named):
         assert f"| `{setting}` |" in readme, setting
     # Its figures are the code's.
-    assert f"at most {SHARED_LIMIT_TIMEOUT_S:g} s (`SHARED_LIMIT_TIMEOUT_S`)" in guide
+    assert (
+        f"at most {Settings.rate_limit_wait_ms / 1000:g} s (`ZIMAGE_RATE_LIMIT_WAIT_MS`)" in guide
+    )
     assert f"gives up on the database after {STORE_TIMEOUT_S:g} s" in guide
     assert "every replica tidies every 30 s" in guide and TIDY_INTERVAL_S == 30
