@@ -1,13 +1,10 @@
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.launcher import refused_start
 from zimage.settings import Settings, SettingsError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_when_nothing_is_set() -> None:
@@ -70,6 +67,8 @@ def test_values_are_read_and_normalised() -> None:
         ("ZIMAGE_CACHE_MAX_PER_VISITOR", "0", "1 to 1000"),
         ("ZIMAGE_QUEUE_MAX", "0", "1 to 10000"),
         ("ZIMAGE_RATE_PER_MIN", "-1", "0 to 10000"),
+        ("ZIMAGE_RATE_LIMIT_WAIT_MS", "9", "10 to 60000"),
+        ("ZIMAGE_RATE_LIMIT_WAIT_MS", "0.5", "10 to 60000"),
         ("ZIMAGE_TIME_LIMIT_S", "1", "5 to 3600"),
         ("ZIMAGE_MEMORY_BUDGET_MB", "-1", "0 to 16777216"),
         ("ZIMAGE_MEMORY_BUDGET_MB", "20GB", "0 to 16777216"),
@@ -104,18 +103,8 @@ def test_settings_are_frozen() -> None:
         settings.engine = "preview"  # type: ignore[misc]
 
 
-def test_app_refuses_to_start_with_an_invalid_setting() -> None:
-    completed = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "ZIMAGE_ENGINE": "bogus", "HOME": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode != 0
-    lines = completed.stderr.strip().splitlines()
-    assert lines == [
+def test_app_refuses_to_start_with_an_invalid_setting(tmp_path: Path) -> None:
+    assert refused_start(tmp_path, {"ZIMAGE_ENGINE": "bogus"}) == [
         "Invalid setting: ZIMAGE_ENGINE='bogus' is not valid: use one of auto, diffusers, preview."
     ]
 
@@ -126,22 +115,14 @@ def test_app_with_an_unusable_temp_folder_stops_with_one_line(tmp_path: Path) ->
         (tmp_path / "read-only").mkdir(mode=0o500)
         folders.append(str(tmp_path / "read-only" / "sub"))
     for folder in folders:
-        completed = subprocess.run(
-            [sys.executable, "app.py"],
-            cwd=ROOT,
-            env={"PATH": "/usr/bin:/bin", "GRADIO_TEMP_DIR": folder, "HOME": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert completed.returncode == 2, completed.stderr
-        assert completed.stderr.strip().splitlines() == [
+        assert refused_start(tmp_path, {"GRADIO_TEMP_DIR": folder}) == [
             f"Invalid setting: GRADIO_TEMP_DIR={folder!r} is not valid: "
             "give a folder this user can create and write in."
         ]
 
 
 def test_rate_limit_is_on_by_default_only_on_a_space() -> None:
+    assert Settings.from_env({}).rate_limit_wait_ms == 250
     assert Settings.from_env({}).rate_per_min == 0
     assert Settings.from_env({"SPACE_ID": "someone/zimage"}).rate_per_min == 10
     assert Settings.from_env({"SPACE_ID": "x/y", "ZIMAGE_RATE_PER_MIN": "0"}).rate_per_min == 0

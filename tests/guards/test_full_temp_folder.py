@@ -19,10 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app.test_process import serving, wait_until
-from tests.conftest import free_port
+from tests.launcher import WAIT_S, AppProcess, launched_app, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 TMPFS_BYTES = 4 * 1024 * 1024
 UNUSED_S = 5
 OUT_OF_SPACE = "out of temporary space"
@@ -45,13 +43,17 @@ pytestmark = pytest.mark.skipif(
 
 @dataclass
 class FullableApp:
-    url: str
-    process: subprocess.Popen
-    temp_dir: Path
+    """`python app.py` with its temp folder on a tmpfs of TMPFS_BYTES."""
+
+    app: AppProcess
+
+    @property
+    def url(self) -> str:
+        return self.app.url
 
     @property
     def folder_as_the_app_sees_it(self) -> Path:
-        return Path(f"/proc/{self.process.pid}/root") / self.temp_dir.relative_to("/")
+        return Path(f"/proc/{self.app.process.pid}/root") / self.app.temp_dir.relative_to("/")
 
     def partial_files(self) -> list[str]:
         return [p.name for p in self.folder_as_the_app_sees_it.iterdir() if p.is_file()]
@@ -69,50 +71,37 @@ class FullableApp:
 def empty_app(app_on_a_small_tmpfs: FullableApp) -> FullableApp:
     """The app once the previous test's files have expired."""
     app = app_on_a_small_tmpfs
-    wait_until(lambda: app.files() == [], UNUSED_S + 10, "files of the previous test remain")
+    wait_until(lambda: app.files() == [], WAIT_S, "files of the previous test remain")
     return app
 
 
 @pytest.fixture(scope="module")
 def app_on_a_small_tmpfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullableApp]:
-    tmp_path = tmp_path_factory.mktemp("small-tmpfs")
-    temp_dir = tmp_path / "gradio"
+    folder = tmp_path_factory.mktemp("small-tmpfs")
+    temp_dir = folder / "gradio"
     temp_dir.mkdir()
-    port = free_port()
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_PORT": str(port),
+    settings = {
         "GRADIO_TEMP_DIR": str(temp_dir),
-        "ZIMAGE_ENGINE": "preview",
-        "ZIMAGE_DATA_DIR": str(tmp_path / "data"),
         "ZIMAGE_MAX_UPLOAD_MB": "4",
         "ZIMAGE_UPLOAD_VISITOR_MB": "1000",
         "ZIMAGE_CACHE_MAX_MB": "1000",
         "ZIMAGE_UPLOAD_TOTAL_MB": "1000",  # far above the disk: the disk fills first
         "ZIMAGE_UPLOAD_UNUSED_S": str(UNUSED_S),
     }
-    env.pop("SPACE_ID", None)
     mount_then_run = 'mount -t tmpfs -o size=4m,mode=0700 tmpfs "$0" && exec "$@"'
-    process = subprocess.Popen(
-        ["unshare", "-Urm", "sh", "-c", mount_then_run, str(temp_dir), sys.executable, "app.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: process.poll() is None and serving(url), 90, "not serving")
-        yield FullableApp(url, process, temp_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    log = process.stdout.read().decode()
-    assert "Traceback" not in log, log[-3000:]
+    command = [
+        "unshare",
+        "-Urm",
+        "sh",
+        "-c",
+        mount_then_run,
+        str(temp_dir),
+        sys.executable,
+        "app.py",
+    ]
+    with launched_app(folder, settings, command=command) as app:
+        yield FullableApp(app)
+    assert "Traceback" not in app.output(), app.output()[-3000:]
 
 
 def upload(app: FullableApp, size: int) -> httpx.Response:
@@ -142,7 +131,9 @@ def test_upload_into_a_full_folder_says_so_and_recovers(empty_app: FullableApp) 
     # Its space is free at once, although Gradio's abandoned parser still holds it open.
     assert app.bytes_used() < 2.5 * 1024 * 1024 + 256 * 1024
     # Nobody uses the first upload: once it is deleted there is room again.
-    wait_until(lambda: upload(app, int(2.5 * 1024 * 1024)).status_code == 200, 30, "no recovery")
+    wait_until(
+        lambda: upload(app, int(2.5 * 1024 * 1024)).status_code == 200, WAIT_S, "no recovery"
+    )
 
 
 def test_an_output_that_cannot_be_written_says_so_and_recovers(empty_app: FullableApp) -> None:
@@ -152,4 +143,4 @@ def test_an_output_that_cannot_be_written_says_so_and_recovers(empty_app: Fullab
     answer = generate(app)
     assert OUT_OF_SPACE in answer, answer
     assert "Something went wrong" not in answer
-    wait_until(lambda: generate(app) == "ok", 30, "never recovered")
+    wait_until(lambda: generate(app) == "ok", WAIT_S, "never recovered")

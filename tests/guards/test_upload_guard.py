@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,19 +19,13 @@ from PIL import Image
 
 from tests.conftest import RunningApp, serve
 from tests.forwarding_proxy import client_from
+from tests.launcher import WAIT_S, wait_until
 
 MB = 1024 * 1024
 UNUSED_S = 4
 FILE_SIZE = int(1.5 * MB)
 # /edit's inputs in order: image, instruction, mask, strength, seed, randomize_seed, steps.
 EDIT_REST = ["snow", None, 0.6, 1, False, 1]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def app() -> Iterator[RunningApp]:
 def nothing_held(app: RunningApp) -> RunningApp:
     """Start each test with no upload held (the previous test's expire within seconds)."""
     held = app.space.held_uploads
-    wait_until(lambda: held.held_bytes() == 0, UNUSED_S + 10, "uploads still held")
+    wait_until(lambda: held.held_bytes() == 0, WAIT_S, "uploads still held")
     return app
 
 
@@ -88,7 +81,7 @@ def test_flood_from_one_client_stops_at_its_budget(nothing_held: RunningApp) -> 
     with client_from("127.0.0.11") as other:  # others are not affected
         assert upload(other, app, random_bytes(FILE_SIZE)).status_code == 200
     # Nobody used them: deleted by the server within the unused time (plus a sweep).
-    wait_until(lambda: not any(p.exists() for p in stored), UNUSED_S + 6, "unused uploads kept")
+    wait_until(lambda: not any(p.exists() for p in stored), WAIT_S, "unused uploads kept")
 
 
 def test_many_files_in_one_request_are_cut_at_the_budget_without_a_length(
@@ -152,7 +145,7 @@ def test_all_uploads_together_stop_at_the_total_cap(
     assert int(refused.headers["retry-after"]) == UNUSED_S
     assert partial_files(gradio_temp_dir) == []
     # The Space recovers on its own once the unused uploads are deleted.
-    wait_until(lambda: app.space.held_uploads.held_bytes() == 0, UNUSED_S + 6, "never freed")
+    wait_until(lambda: app.space.held_uploads.held_bytes() == 0, WAIT_S, "never freed")
     with client_from("127.0.0.23") as http:
         assert upload(http, app, random_bytes(FILE_SIZE)).status_code == 200
 
@@ -189,7 +182,7 @@ def test_uploads_a_request_named_are_kept_and_the_rest_deleted(nothing_held: Run
         used = Path(upload(http, app, png(256, 2)).json()[0])
         assert call_edit(http, app, str(used)) == "ok"
         unused = Path(upload(http, app, png(256, 3)).json()[0])
-    wait_until(lambda: not unused.exists(), UNUSED_S + 6, "the unused upload was kept")
+    wait_until(lambda: not unused.exists(), WAIT_S, "the unused upload was kept")
     assert used.exists() and refused.exists()
     refused.unlink()  # else held until the output lifetime, into the next tests
 
@@ -231,7 +224,7 @@ def test_image_editor_blobs_expire(nothing_held: RunningApp) -> None:
             assert answer.status_code == 200, answer.text
     assert len(store) == 3
     assert app.space.held_uploads.held_bytes() >= 3 * FILE_SIZE
-    wait_until(lambda: len(store) == 0, UNUSED_S + 6, "editor blobs kept in memory")
+    wait_until(lambda: len(store) == 0, WAIT_S, "editor blobs kept in memory")
 
 
 def test_the_unused_recording_route_is_closed(nothing_held: RunningApp) -> None:

@@ -4,22 +4,16 @@ or purged, or when the Space stops (issue 12, item 1)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.app.test_process import files_under, serving, wait_until
-from tests.conftest import free_port
 from tests.gradio_http import completed, file_data, fn_index, join
+from tests.launcher import ROOT, WAIT_S, launched_app, wait_until
 from zimage.privacy.output_cache import OutputCache
 
-ROOT = Path(__file__).resolve().parents[2]
 TTL_S = 3
 
 
@@ -96,54 +90,31 @@ def copy_of_the_app(folder: Path) -> Path:
 
 
 def test_edit_naming_a_served_example_never_deletes_it(tmp_path: Path) -> None:
-    app = copy_of_the_app(tmp_path)
-    examples = {path: path.read_bytes() for path in (app / "examples").glob("*.png")}
-    house, still_life = app / "examples" / "house.png", app / "examples" / "still_life.png"
-    port = free_port()
-    temp_dir = tmp_path / "gradio"
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_TEMP_DIR": str(temp_dir),
-        "ZIMAGE_DATA_DIR": str(tmp_path / "data"),
-        "ZIMAGE_ENGINE": "preview",
+    app_folder = copy_of_the_app(tmp_path)
+    examples = {path: path.read_bytes() for path in (app_folder / "examples").glob("*.png")}
+    house = app_folder / "examples" / "house.png"
+    still_life = app_folder / "examples" / "still_life.png"
+    settings = {
         "ZIMAGE_DEVICE": "cpu",
         "ZIMAGE_OUTPUT_TTL_S": str(TTL_S),
         "ZIMAGE_CACHE_MAX_PER_VISITOR": "1",
     }
-    env.pop("SPACE_ID", None)
-    process = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=app,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     session = uuid.uuid4().hex[:12]  # one script session: one owner in the cache
+    with launched_app(tmp_path, settings, cwd=app_folder) as app:
 
-    def edit(image: Path) -> Path | None:
-        data = [file_data(str(image)), "snow", None, 0.6, 1, False, 2]
-        message = completed(join(url, fn_index(url, "edit"), data, session))
-        return Path(message["output"]["data"][0]["path"]) if message["success"] else None
+        def edit(image: Path) -> Path | None:
+            data = [file_data(str(image)), "snow", None, 0.6, 1, False, 2]
+            message = completed(join(app.url, fn_index(app.url, "edit"), data, session))
+            return Path(message["output"]["data"][0]["path"]) if message["success"] else None
 
-    try:
-        wait_until(lambda: process.poll() is None and serving(url), 90, "not serving in 90 s")
         first = edit(house)
         second = edit(still_life)  # the visitor cap of 1 evicts the first output
         assert first and second, "the edits naming the examples should run"
         assert not first.exists(), "eviction must still delete the Space's own output"
-        wait_until(lambda: not second.exists(), TTL_S + 10, "output outlived its TTL")
+        wait_until(lambda: not second.exists(), WAIT_S, "output outlived its TTL")
         edit(house)
-    finally:
-        process.send_signal(signal.SIGTERM)  # shutdown purges everything
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    log = process.stdout.read().decode()
+        assert app.stop() == 0  # shutdown purges everything
     assert [path.name for path in examples if not path.exists()] == [], "examples deleted"
     assert all(path.read_bytes() == data for path, data in examples.items())
-    assert "outside the private temp folder" in log  # the guard, not luck, kept them
-    assert files_under(temp_dir) == [], "the Space's own files must still all go"
+    assert "outside the private temp folder" in app.output()  # the guard, not luck, kept them
+    assert app.temp_files() == [], "the Space's own files must still all go"

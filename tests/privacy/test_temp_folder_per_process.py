@@ -10,18 +10,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
-from bench.local_app import free_port, preview_app_env, serving, stop_app
+from tests.gradio_http import run
+from tests.launcher import ROOT, WAIT_S, AppProcess, start_app, wait_until
 from zimage.privacy.temp_folder import process_temp_dir, release
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "house.png"
-START_TIMEOUT_S = 120  # this machine is shared: a start takes 10-40 s
 
 
 def claim_in_child(base: Path, then: str) -> subprocess.Popen:
@@ -63,82 +61,73 @@ def test_a_process_claims_one_folder_and_removes_only_dead_ones(tmp_path) -> Non
         live.wait()
 
 
-def start_app(temp_base: Path, folder: Path, ttl_s: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **preview_app_env(folder, port),
-        "GRADIO_TEMP_DIR": str(temp_base),
-        "ZIMAGE_OUTPUT_TTL_S": str(ttl_s),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return process, f"http://127.0.0.1:{port}"
+def start_instance(temp_base: Path, folder: Path, ttl_s: int) -> AppProcess:
+    """An instance of the same user: its own data folder, the same temp folder as the others."""
+    settings = {"GRADIO_TEMP_DIR": str(temp_base), "ZIMAGE_OUTPUT_TTL_S": str(ttl_s)}
+    return start_app(folder, settings, wait=False, name=folder.name)
 
 
-def wait_serving(process: subprocess.Popen, url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not serving(url):
-        assert process.poll() is None, "the app exited"
-        assert time.monotonic() < deadline, "not serving in time"
-        time.sleep(0.5)
-
-
-def own_folder(temp_base: Path, process: subprocess.Popen) -> Path:
-    (folder,) = temp_base.glob(f"zimage-{process.pid}-*")
+def own_folder(temp_base: Path, app: AppProcess) -> Path:
+    (folder,) = temp_base.glob(f"zimage-{app.process.pid}-*")
     return folder
+
+
+def edit_with_an_upload(app: AppProcess) -> None:
+    client = app.client()
+    client.predict(
+        image=handle_file(str(SAMPLE)),
+        instruction="snow",
+        mask=None,
+        strength=0.6,
+        seed=1,
+        randomize_seed=False,
+        steps=1,
+        api_name="/edit",
+    )
+    client.close()
+
+
+def output_path(app: AppProcess) -> Path:
+    """One /text_to_image; where the app keeps its output."""
+    gallery, _ = run(app.url, "text_to_image", ["a kite", "256x256", 1, False, 1, 3.0, 1, False])
+    return Path(gallery[0]["image"]["path"])
 
 
 def test_two_instances_keep_their_files_apart_and_a_killed_ones_are_not_served(
     tmp_path,
 ) -> None:
     temp_base = tmp_path / "gradio"
-    a, a_url = start_app(temp_base, tmp_path / "a", ttl_s=2)
-    b, b_url = start_app(temp_base, tmp_path / "b", ttl_s=600)
+    a = start_instance(temp_base, tmp_path / "a", ttl_s=2)
+    b = start_instance(temp_base, tmp_path / "b", ttl_s=600)
     c = None
     try:
-        wait_serving(a, a_url)
-        wait_serving(b, b_url)
+        a.wait_serving()
+        b.wait_serving()
         b_folder = own_folder(temp_base, b)
         assert own_folder(temp_base, a) != b_folder
 
-        client = Client(b_url, verbose=False, download_files=str(tmp_path / "downloads"))
-        client.predict(
-            image=handle_file(str(SAMPLE)),
-            instruction="snow",
-            mask=None,
-            strength=0.6,
-            seed=1,
-            randomize_seed=False,
-            steps=1,
-            api_name="/edit",
-        )
-        client.close()
+        edit_with_an_upload(b)
         b_files = [p for p in b_folder.rglob("*") if p.is_file()]
         assert len(b_files) >= 2, b_files  # the upload and the output
         output = next(p for p in b_files if p.name == "zimage.png")
-
-        time.sleep(2 + 6)  # A's lifetime and a few of A's sweeps
-        assert stop_app(a) == 0
+        # Once A's sweeper has deleted A's own output, newer than B's files, it has swept past
+        # its 2 s lifetime with B's files in reach.
+        a_output = output_path(a)
+        wait_until(lambda: not a_output.exists(), WAIT_S, "A never deleted its own output")
+        assert a.stop() == 0
         assert all(p.exists() for p in b_files), "A's sweeper or shutdown deleted B's files"
-        assert httpx.get(f"{b_url}/gradio_api/file={output}").status_code == 200
+        assert httpx.get(f"{b.url}/gradio_api/file={output}").status_code == 200
 
-        b.send_signal(signal.SIGKILL)
-        b.wait(30)
+        b.stop(signal.SIGKILL)
         assert b_folder.exists()  # nothing ran at B's death
-        c, c_url = start_app(temp_base, tmp_path / "c", ttl_s=600)
-        wait_serving(c, c_url)
+        c = start_instance(temp_base, tmp_path / "c", ttl_s=600)
+        c.wait_serving()
         assert not b_folder.exists(), "the killed instance's files are removed at the next start"
-        assert httpx.get(f"{c_url}/gradio_api/file={output}").status_code in (403, 404)
+        assert httpx.get(f"{c.url}/gradio_api/file={output}").status_code in (403, 404)
         c_folder = own_folder(temp_base, c)
-        assert stop_app(c) == 0
+        assert c.stop() == 0
         assert not c_folder.exists(), "each instance removes its own folder at exit"
     finally:
-        for process in (a, b, c):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+        for app in (a, b, c):
+            if app is not None and app.process.poll() is None:
+                app.stop(signal.SIGKILL)

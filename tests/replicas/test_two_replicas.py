@@ -6,76 +6,25 @@ loses no image request."""
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from tests.app.test_process import serving
-from tests.conftest import free_port
 from tests.gradio_http import completed, fn_index, join, run
+from tests.launcher import WAIT_S, AppProcess, start_app, wait_until
 from zimage.privacy.policy import BrowserKeys
 from zimage.replicas.schema import migrate
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "replicas share this operator secret, 32+ characters"
 RATE_PER_MIN = 3
 OLD_ROWS = 10
-START_TIMEOUT_S = 240
-WAIT_S = 30
 _addresses = (f"203.0.113.{n % 250}" for n in itertools.count(1))
-
-
-@dataclass
-class Replica:
-    name: str
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def start_replicas(database: str, folder: Path) -> list[Replica]:
-    replicas = []
-    for name in ("A", "B"):
-        port = free_port()
-        env = {
-            **os.environ,
-            "GRADIO_SERVER_PORT": str(port),
-            "GRADIO_TEMP_DIR": str(folder / name / "gradio"),
-            "ZIMAGE_DATA_DIR": str(folder / name / "data"),
-            "ZIMAGE_ENGINE": "preview",
-            "ZIMAGE_BROWSER_SECRET": SECRET,
-            "ZIMAGE_USAGE_DB": database,
-            "ZIMAGE_RATE_PER_MIN": str(RATE_PER_MIN),
-            "ZIMAGE_TRUSTED_PROXY_HOPS": "1",
-        }
-        env.pop("SPACE_ID", None)
-        log = folder / f"{name}.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=output, stderr=output
-            )
-        replicas.append(Replica(name, f"http://127.0.0.1:{port}", process, log))
-    deadline = time.monotonic() + START_TIMEOUT_S
-    for replica in replicas:
-        while not serving(replica.url):
-            assert replica.process.poll() is None, replica.output()[-3000:]
-            assert time.monotonic() < deadline, f"{replica.name} not serving:\n{replica.output()}"
-            time.sleep(0.5)
-    return replicas
 
 
 def add_old_rows(database: str) -> None:
@@ -99,27 +48,25 @@ def database(postgres_server) -> str:
 
 
 @pytest.fixture(scope="module")
-def replicas(database, tmp_path_factory) -> Iterator[list[Replica]]:
-    started = start_replicas(database, tmp_path_factory.mktemp("replicas"))
-    yield started
-    for replica in started:
-        replica.process.terminate()
-    for replica in started:
-        try:
-            replica.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            replica.process.kill()
-
-
-def eventually(check: Callable[[], Any], timeout: float = WAIT_S, message: str = "") -> Any:
-    """check()'s first truthy result within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, message or f"{check} never held"
-        time.sleep(0.2)
+def replicas(database, tmp_path_factory) -> Iterator[list[AppProcess]]:
+    folder = tmp_path_factory.mktemp("replicas")
+    settings = {
+        "ZIMAGE_BROWSER_SECRET": SECRET,
+        "ZIMAGE_USAGE_DB": database,
+        "ZIMAGE_RATE_PER_MIN": str(RATE_PER_MIN),
+        "ZIMAGE_TRUSTED_PROXY_HOPS": "1",
+        # Every count the database's, however busy the machine; the short deadline is
+        # tests/replicas/test_rate_limit.py's.
+        "ZIMAGE_RATE_LIMIT_WAIT_MS": str(int(WAIT_S * 1000)),
+    }
+    started = [start_app(folder / name, settings, wait=False, name=name) for name in "AB"]
+    try:
+        for replica in started:
+            replica.wait_serving()
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
 
 
 # -- speaking to a replica as the balancer forwards a visitor -------------------------------------
@@ -129,29 +76,29 @@ def behind_balancer(address: str) -> dict[str, str]:
     return {"X-Forwarded-For": address}
 
 
-def new_browser(replica: Replica, address: str) -> dict:
+def new_browser(replica: AppProcess, address: str) -> dict:
     return run(replica.url, "on_page_load", [None], headers=behind_balancer(address))[0]
 
 
-def generate_in_browser(replica: Replica, browser: dict, address: str) -> None:
+def generate_in_browser(replica: AppProcess, browser: dict, address: str) -> None:
     data = ["a kite", "256x256", 1, False, 2, 3.0, 1, False, browser, False]
     run(replica.url, "generate_in_browser", data, headers=behind_balancer(address))
 
 
-def my_data(replica: Replica, browser: dict, address: str) -> tuple[dict, dict]:
+def my_data(replica: AppProcess, browser: dict, address: str) -> tuple[dict, dict]:
     shown, download = run(replica.url, "show_my_data", [browser], headers=behind_balancer(address))
     return shown, download
 
 
-def history(replica: Replica, browser: dict, address: str) -> list:
+def history(replica: AppProcess, browser: dict, address: str) -> list:
     return run(replica.url, "history", [browser], headers=behind_balancer(address))[0]
 
 
-def delete_my_data(replica: Replica, browser: dict, address: str) -> str:
+def delete_my_data(replica: AppProcess, browser: dict, address: str) -> str:
     return run(replica.url, "delete_my_data", [browser], headers=behind_balancer(address))[1]
 
 
-def text_to_image(replica: Replica, address: str) -> dict[str, Any]:
+def text_to_image(replica: AppProcess, address: str) -> dict[str, Any]:
     """A script's request; the final message of its event stream."""
     index = fn_index(replica.url, "text_to_image")
     data = ["a kite", "256x256", 1, False, 2, 3.0, 1, False]
@@ -174,7 +121,7 @@ def test_retention_runs_once_across_the_replicas(replicas, database) -> None:
             counts = connection.execute("SELECT coalesce(sum(count), 0) FROM daily_aggregates")
             return old[0] == 0 and counts.fetchone()[0] > 0
 
-    eventually(purged, message="the old rows were never purged")
+    wait_until(purged, WAIT_S, "the old rows were never purged")
     with psycopg.connect(database) as connection:
         aggregates = connection.execute("SELECT * FROM daily_aggregates").fetchall()
     assert aggregates == [("2025-01-02", "generate", "ok", OLD_ROWS)], "counted once, not twice"
@@ -197,7 +144,7 @@ def test_delete_on_one_replica_empties_the_others_and_exports_show_every_replica
     generate_in_browser(a, browser, address)
     generate_in_browser(b, browser, address)  # the balancer moved this browser to B
     assert len(history(b, browser, address)) == 1
-    eventually(lambda: rows_of(database, pseudonym_id) == 2)
+    wait_until(lambda: rows_of(database, pseudonym_id) == 2, WAIT_S, "rows never stored")
 
     # "See my data" and the JSON export on B show A's row too.
     shown, download = my_data(b, browser, address)
@@ -209,7 +156,7 @@ def test_delete_on_one_replica_empties_the_others_and_exports_show_every_replica
 
     message = delete_my_data(a, browser, address)
     assert message == "Deleted 2 usage rows and 1 images linked to this browser."
-    eventually(lambda: history(b, browser, address) == [], message="B kept the visitor's image")
+    wait_until(lambda: history(b, browser, address) == [], WAIT_S, "B kept the visitor's image")
     shown, _ = my_data(b, browser, address)
     assert shown == {"usage_rows": [], "images_in_memory": []}
     assert rows_of(database, pseudonym_id) == 0
@@ -233,30 +180,27 @@ def test_killing_the_database_loses_no_image_request_and_the_replicas_recover(
     phase = ["before"]
     stop = threading.Event()
 
-    def traffic(replica: Replica) -> None:
+    def traffic(replica: AppProcess) -> None:
         while not stop.is_set():
             message = text_to_image(replica, next(_addresses))  # each request its own visitor
             outcomes[replica.name].append((phase[0], bool(message["success"])))
 
-    def reached(name: str, wanted_phase: str, count: int) -> bool:
-        return sum(1 for p, _ in outcomes[name] if p == wanted_phase) >= count
+    def reached_both(wanted_phase: str) -> bool:
+        """Two requests answered by each replica in that phase."""
+        return all(sum(1 for p, _ in outcomes[name] if p == wanted_phase) >= 2 for name in outcomes)
 
     threads = [threading.Thread(target=traffic, args=(replica,)) for replica in replicas]
     for thread in threads:
         thread.start()
     try:
-        eventually(lambda: reached("A", "before", 2) and reached("B", "before", 2), 120)
+        # Generous bounds: on a busy 2-core machine a preview image can take seconds.
+        wait_until(lambda: reached_both("before"), 180, "no traffic")
         postgres_server.kill()
         phase[0] = "database down"
-        # Generous waits: on a busy 2-core machine a preview image can take seconds.
-        eventually(
-            lambda: reached("A", "database down", 2) and reached("B", "database down", 2), 180
-        )
+        wait_until(lambda: reached_both("database down"), 180, "no traffic without the database")
         postgres_server.start()
         phase[0] = "database back"
-        eventually(
-            lambda: reached("A", "database back", 2) and reached("B", "database back", 2), 180
-        )
+        wait_until(lambda: reached_both("database back"), 180, "no traffic once it was back")
     finally:
         stop.set()
         for thread in threads:
@@ -273,7 +217,7 @@ def test_killing_the_database_loses_no_image_request_and_the_replicas_recover(
     pseudonym_id = BrowserKeys(SECRET).verified_id(browser["pseudonym"])
     for replica in (a, b):
 
-        def stored(replica: Replica = replica) -> bool:
+        def stored(replica: AppProcess = replica) -> bool:
             before = rows_of(database, pseudonym_id)
             generate_in_browser(replica, browser, next(_addresses))
             deadline = time.monotonic() + 2
@@ -283,16 +227,16 @@ def test_killing_the_database_loses_no_image_request_and_the_replicas_recover(
                 time.sleep(0.1)
             return True
 
-        eventually(stored, message=f"{replica.name} never stored a row again")
+        wait_until(stored, WAIT_S, f"{replica.name} never stored a row again")
     # ... the rate limit is shared again ...
-    eventually(lambda: _limit_shared(a, b), message="the replicas never counted together again")
+    wait_until(lambda: _limit_shared(a, b), WAIT_S, "the replicas never counted together again")
     # ... and a deletion on A reaches B.
     generate_in_browser(b, browser, next(_addresses))
     delete_my_data(a, browser, address)
-    eventually(lambda: history(b, browser, address) == [], message="B kept the visitor's image")
+    wait_until(lambda: history(b, browser, address) == [], WAIT_S, "B kept the visitor's image")
 
 
-def _limit_shared(a: Replica, b: Replica) -> bool:
+def _limit_shared(a: AppProcess, b: AppProcess) -> bool:
     """One fresh visitor: admitted RATE_PER_MIN times across A and B, then refused on both."""
     address = next(_addresses)
     admitted = [text_to_image((a, b)[i % 2], address)["success"] for i in range(RATE_PER_MIN)]
