@@ -1,7 +1,6 @@
 """Faults, limits and hostile input: every request gets an answer, the server keeps serving."""
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -9,8 +8,10 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from gradio_client.utils import Status
 
 from tests.conftest import make_service, serve
+from tests.launcher import WAIT_S, wait_until
 from zimage.engine.errors import OutOfGpuMemory, TimedOut
 from zimage.engine.loading import create_preview_engine
 from zimage.service.service import Visitor
@@ -207,10 +208,11 @@ def test_full_queue_answers_busy_and_recovers(tmp_path) -> None:
     running = next(app)
     transformer = running.space.service.engine.pipeline.transformer
     original = transformer.forward
-    gate = threading.Event()
+    gate, inside = threading.Event(), threading.Event()
 
     def slow(*args, **kwargs):
-        gate.wait(20)
+        inside.set()
+        gate.wait(WAIT_S)
         return original(*args, **kwargs)
 
     transformer.forward = slow
@@ -230,7 +232,17 @@ def test_full_queue_answers_busy_and_recovers(tmp_path) -> None:
             )
             for i in range(4)
         ]
-        time.sleep(1.0)
+        # Held while the first runs: every other one has joined the queue or been refused.
+        wait_until(
+            lambda: (
+                inside.is_set()
+                and all(
+                    job.status().code not in (Status.STARTING, Status.JOINING_QUEUE) for job in jobs
+                )
+            ),
+            WAIT_S,
+            "the requests never reached the queue",
+        )
         gate.set()
         answers = []
         for job in jobs:

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -137,18 +135,15 @@ def test_zero_gpu_decorator_is_absent_off_zero_gpu(monkeypatch) -> None:
     assert zero_gpu_decorator() is None
 
 
-def test_a_stage_that_cannot_finish_in_time_is_not_started() -> None:
+def test_a_request_past_its_time_limit_is_stopped_before_its_last_step() -> None:
+    # A 2048x1952 step takes over a second on any CPU: the limit is reached within the steps.
     engine = Engine(build_preview_pipeline(), kind="preview", description="t", time_limit_s=1.0)
     steps: list[int] = []
-    started = time.monotonic()
     with pytest.raises(TimedOut):
         engine.text_to_image(
             request(width=2048, height=1952, steps=4), progress=lambda i, n: steps.append(i)
         )
-    elapsed = time.monotonic() - started
-    step_s = elapsed / max(1, len(steps))
     assert len(steps) < 4  # stopped before running every step (and before decoding)
-    assert elapsed < 1.0 + 2 * step_s
 
 
 def test_work_the_measured_speed_says_cannot_fit_is_refused_at_once() -> None:
@@ -156,7 +151,9 @@ def test_work_the_measured_speed_says_cannot_fit_is_refused_at_once() -> None:
     engine.text_to_image(request(steps=2))
     assert engine.speed.seconds_per_step_megapixel is not None
     engine.speed.seconds_per_step_megapixel = 1.0  # as if each step of a megapixel took 1 s
-    started = time.monotonic()
+    steps: list[int] = []
     with pytest.raises(TimedOut, match="would take about 200 s"):
-        engine.text_to_image(request(width=2000, height=2000, steps=50))
-    assert time.monotonic() - started < 0.5
+        engine.text_to_image(
+            request(width=2000, height=2000, steps=50), progress=lambda i, n: steps.append(i)
+        )
+    assert steps == []  # refused before its first step

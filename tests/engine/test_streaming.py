@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from tests.launcher import WAIT_S, wait_until
 from zimage.engine.streaming import ReusedThreads, stream_from_thread
 
 
@@ -45,23 +46,20 @@ def test_one_function_after_another_runs_on_the_same_thread() -> None:
     for _ in range(5):
         done = threading.Event()
         threads.run(lambda done=done: (seen.append(threading.get_ident()), done.set()))
-        assert done.wait(10)
+        assert done.wait(WAIT_S)
         # The thread goes back to the idle list just after the function returns.
-        for _ in range(1000):
-            if threads._idle:
-                break
-            threading.Event().wait(0.001)
+        wait_until(lambda: bool(threads._idle), WAIT_S, "the thread never went idle", 0.001)
     assert threads.started == 1 and len(set(seen)) == 1
 
 
 def test_functions_at_the_same_time_get_threads_of_their_own_and_a_failure_keeps_one() -> None:
     threads = ReusedThreads("test-reused")
     release = threading.Event()
-    running = threading.Barrier(3, timeout=10)
+    running = threading.Barrier(3, timeout=WAIT_S)
 
     def blocking() -> None:
         running.wait()
-        release.wait(10)
+        release.wait(WAIT_S)
 
     threads.run(blocking)
     threads.run(blocking)
@@ -72,14 +70,11 @@ def test_functions_at_the_same_time_get_threads_of_their_own_and_a_failure_keeps
     def failing() -> None:
         raise RuntimeError("lost in a thread")
 
-    for _ in range(1000):
-        if len(threads._idle) == 2:
-            break
-        threading.Event().wait(0.001)
+    wait_until(lambda: len(threads._idle) == 2, WAIT_S, "the threads never went idle", 0.001)
     threads.run(failing)
     done = threading.Event()
     threads.run(done.set)
-    assert done.wait(10)
+    assert done.wait(WAIT_S)
     assert threads.started == 2  # the failed function's thread still served
 
 
@@ -96,7 +91,7 @@ def test_a_forked_child_streams_on_threads_of_its_own() -> None:
         finally:
             os._exit(0)
     os.close(writer)
-    alarm = threading.Timer(20, lambda: os.kill(child, 9))
+    alarm = threading.Timer(WAIT_S, lambda: os.kill(child, 9))
     alarm.start()
     try:
         answer = os.read(reader, 100)

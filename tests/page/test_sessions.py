@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from tests.conftest import serve
-from zimage.page.gradio_state import SWEEP_INTERVAL_S
+from tests.launcher import WAIT_S, wait_until
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CAPACITY = 10
@@ -34,13 +34,6 @@ def call(url: str, prompt: str, read_result: bool) -> None:
             assert "event: error" in stream.text and "prompt is empty" in stream.text
 
 
-def wait_for(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def small_app():
     app = serve({"ZIMAGE_SESSION_CAPACITY": str(CAPACITY), "ZIMAGE_OUTPUT_TTL_S": str(TTL_S)})
@@ -49,13 +42,15 @@ def small_app():
 
 
 def test_sessions_event_sets_and_temp_paths_stay_bounded_past_the_capacity(
-    small_app, tmp_path
+    small_app, tmp_path, monkeypatch
 ) -> None:
     state = small_app.space.gradio_state
     unread = 5
     for i in range(6 * CAPACITY):
         call(small_app.url, "", read_result=i >= unread)
-    # Files too: an upload and an output per edit, deleted by the sweeper after TTL_S.
+    # Files too: an upload and an output per edit, deleted by the sweeper after TTL_S. Until
+    # they are counted below, GradioState does not forget them, however slow the edits are.
+    monkeypatch.setattr(state, "_forget_deleted_temp_paths", lambda: 0)
     client = Client(small_app.url, verbose=False, download_files=str(tmp_path))
     for seed in range(3):
         client.predict(
@@ -70,13 +65,14 @@ def test_sessions_event_sets_and_temp_paths_stay_bounded_past_the_capacity(
         )
     client.close()
     assert state.sizes()["temp_paths"] >= 2  # Gradio recorded the upload and outputs
+    monkeypatch.undo()
 
     def forgotten() -> bool:
         sizes = state.sizes()
         return sizes["temp_paths"] == 0 and sizes["pending_event_sets"] == unread
 
     # The sweeper deletes the files after TTL_S; the next pass of GradioState forgets them.
-    wait_for(forgotten, TTL_S + 2 * SWEEP_INTERVAL_S + 5)
+    wait_until(forgotten, WAIT_S, "Gradio's state was never forgotten")
     sizes = state.sizes()
     assert sizes["sessions"] <= CAPACITY, sizes
     # Unread results stay readable (until Gradio's own LRU of 2000 message queues drops them).

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageFile
 from PIL.PngImagePlugin import PngInfo
 
+from tests.launcher import WAIT_S
 from zimage.service.images import (
     ImageInputError,
     ImageLimits,
@@ -642,7 +643,7 @@ def test_a_source_that_never_ends_is_read_no_further_than_the_limit(tmp_path):
         with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as pipe:
             pipe.write(b"\x89PNG\r\n\x1a\n" + b"\x00" * (4 * limit))
             pipe.flush()
-            finish.wait(10)  # open, never ending, until the test is over
+            finish.wait()  # open, never ending, until the test is over
 
     refused: list[str] = []
 
@@ -656,7 +657,7 @@ def test_a_source_that_never_ends_is_read_no_further_than_the_limit(tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     writer.start()
     reader.start()
-    reader.join(5)
+    reader.join(WAIT_S)
     still_reading = reader.is_alive()
     finish.set()
     assert not still_reading, "waited for the end of a source that does not end"
