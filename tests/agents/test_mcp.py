@@ -18,6 +18,8 @@ from PIL import Image
 
 from tests.conftest import serve
 
+pytestmark = pytest.mark.xdist_group("mcp")  # its fixtures built once, on one worker
+
 SAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SMALL = {"resolution": "256x256", "steps": 1, "randomize_seed": False}
 

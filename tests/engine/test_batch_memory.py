@@ -34,6 +34,8 @@ from zimage.engine.loading import create_preview_engine
 from zimage.service.service import Visitor, outcome_of
 from zimage.tools.requests import GenerateRequest
 
+pytestmark = pytest.mark.xdist_group("batch_memory")  # its fixtures built once, on one worker
+
 REFUSED_4_AT_512 = (
     "4 images at 512x512 need about 244 MB of memory; 100 MB are available. "
     "Try 1 image, or 4 at 320x320."

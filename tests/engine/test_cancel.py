@@ -15,6 +15,8 @@ from zimage.engine.errors import Cancelled
 from zimage.engine.jobs import JobControl, StopReason
 from zimage.tools.requests import GenerateRequest
 
+pytestmark = pytest.mark.xdist_group("cancel")  # its fixtures built once, on one worker
+
 LONG = dict(prompt="a long job", resolution="512x512", seed=1, randomize_seed=False, steps=50)
 SMALL = dict(prompt="a small job", resolution="256x256", seed=2, randomize_seed=False, steps=1)
 

@@ -13,6 +13,8 @@ from zimage.service.service import Visitor
 from zimage.settings import Settings
 from zimage.tools.requests import EditRequest
 
+pytestmark = pytest.mark.xdist_group("edit")  # its fixtures built once, on one worker
+
 SCRIPT = Visitor(owner="session:test")
 
 

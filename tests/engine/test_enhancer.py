@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -33,12 +31,13 @@ from zimage.engine.tiny_pipelines import build_text_encoder, build_tokenizer
 from zimage.settings import Settings, SettingsError
 from zimage.tools.requests import GenerateRequest
 
+pytestmark = pytest.mark.xdist_group("enhancer")  # its fixtures built once, on one worker
+
 PROMPT = 'A lighthouse on a basalt cliff, a sign reading "OPEN"'
 # With this prompt, the preview's random weights draw an end-of-turn token as the 23rd token for
 # seed 23, and write up to the token limit for seed 28 (found by trying seeds; fixed weights).
 SEED_THAT_ENDS_EARLY = 23
 SEED_THAT_WRITES_LONG = 28
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Cancelled(Exception):
@@ -545,56 +544,3 @@ def test_replies_are_cleaned_without_touching_quoted_lettering(
     original: str, reply: str, expected: str
 ) -> None:
     assert clean_enhanced_prompt(reply, original) == expected
-
-
-# Benchmark
-
-
-def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "bench/enhancer.py", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-
-
-def test_the_benchmark_runs_on_the_preview_and_ends_with_the_ratio() -> None:
-    completed = run_bench(
-        "--runs",
-        "1",
-        "--max-new-tokens",
-        "8",
-        "--size",
-        "256x256",
-        "--steps",
-        "2",
-        "--threads",
-        "1",
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = completed.stdout.strip().splitlines()
-    assert "  chat model's own parameter bytes: 0 (want 0)" in lines
-    assert any(line.startswith("  seeded  tokens     8  first token ") for line in lines)
-    assert lines[-1].startswith("ratio enhance/image (seeded, 8 tokens): ")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
-def test_the_full_benchmark_without_a_gpu_says_one_is_needed() -> None:
-    completed = run_bench("--full", "--runs", "1")
-    assert completed.returncode != 0
-    assert "--full needs a CUDA GPU" in completed.stderr
-
-
-def test_the_full_benchmarks_builder_gives_an_enhancer_sharing_the_encoders_weights() -> None:
-    """The --full code path on the scaled-down configs (the full size needs a GPU)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import enhancer as enhancer_bench
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    engine = enhancer_bench.build_full(enhancer_bench.CONFIGS / "tiny", "cpu", torch.float32)
-    enhancer = enhancer_bench.enhancer_for(engine, max_new_tokens=4)
-    assert enhancer_bench.extra_parameter_bytes(enhancer, engine.pipeline.text_encoder) == 0
-    assert len(list(enhancer.stream(PROMPT, seed=1))) <= 4

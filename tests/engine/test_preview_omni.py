@@ -16,6 +16,8 @@ from zimage.engine.tiny_pipelines import (
     build_preview_pipeline,
 )
 
+pytestmark = pytest.mark.xdist_group("preview_omni")  # its fixtures built once, on one worker
+
 PROMPT = "make the sky purple"
 STEPS = 4
 

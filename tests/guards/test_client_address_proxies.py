@@ -18,6 +18,9 @@ import pytest
 from tests.conftest import RunningApp, serve
 from tests.forwarding_proxy import client_from, forwarding_proxy
 
+# Its fixtures built once, on one worker.
+pytestmark = pytest.mark.xdist_group("client_address_proxies")
+
 RATE = 3
 # /text_to_image's inputs in order: prompt, resolution, seed, randomize_seed, steps, shift,
 # num_images, live_preview.

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 
 from tests.launcher import WAIT_S, AppProcess, launched_app, wait_until
 
-TMPFS_BYTES = 4 * 1024 * 1024
+MB = 1024 * 1024
 UNUSED_S = 5
 OUT_OF_SPACE = "out of temporary space"
 
@@ -36,14 +37,17 @@ def private_tmpfs_possible() -> bool:
     return probe.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(
-    not private_tmpfs_possible(), reason="needs unprivileged user and mount namespaces"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not private_tmpfs_possible(), reason="needs unprivileged user and mount namespaces"
+    ),
+    pytest.mark.xdist_group("full_temp_folder"),  # its fixtures built once, on one worker
+]
 
 
 @dataclass
 class FullableApp:
-    """`python app.py` with its temp folder on a tmpfs of TMPFS_BYTES."""
+    """`python app.py` with its temp folder on a 4 MiB tmpfs."""
 
     app: AppProcess
 
@@ -56,7 +60,9 @@ class FullableApp:
         return Path(f"/proc/{self.app.process.pid}/root") / self.app.temp_dir.relative_to("/")
 
     def partial_files(self) -> list[str]:
-        return [p.name for p in self.folder_as_the_app_sees_it.iterdir() if p.is_file()]
+        """Files at the top of the app's own folder, where Gradio streams an upload."""
+        (own,) = self.folder_as_the_app_sees_it.glob("zimage-*")
+        return [p.name for p in own.iterdir() if p.is_file()]
 
     def bytes_used(self) -> int:
         """What the app's tmpfs has in use, open-but-deleted files included."""
@@ -106,41 +112,56 @@ def app_on_a_small_tmpfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
 
 def upload(app: FullableApp, size: int) -> httpx.Response:
     return httpx.post(
-        f"{app.url}/gradio_api/upload", files={"files": ("f.bin", os.urandom(size))}, timeout=60
+        f"{app.url}/gradio_api/upload",
+        files={"files": ("f.bin", os.urandom(size))},
+        timeout=WAIT_S,
     )
 
 
 def generate(app: FullableApp) -> str:
     """One /text_to_image over the plain HTTP API: "ok" or the error message."""
     data = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
-    started = httpx.post(f"{app.url}/gradio_api/call/text_to_image", json={"data": data})
+    url = f"{app.url}/gradio_api/call/text_to_image"
+    started = httpx.post(url, json={"data": data}, timeout=WAIT_S)
     assert started.status_code == 200, started.text
-    stream = httpx.get(f"{app.url}/gradio_api/call/text_to_image/{started.json()['event_id']}")
+    stream = httpx.get(f"{url}/{started.json()['event_id']}", timeout=WAIT_S)
     kind, _, answer = stream.text.strip().rsplit("event: ", 1)[-1].partition("\n")
     return "ok" if kind == "complete" else answer
 
 
+@contextmanager
+def filled_leaving(app: FullableApp, free_bytes: int) -> Iterator[None]:
+    """The tmpfs filled but for `free_bytes` by a file of the test's own, beside the app's folder
+    (the Space deletes nothing there): full for as long as the block runs, however slow."""
+    filler = app.folder_as_the_app_sees_it / "filler.bin"
+    stats = os.statvfs(app.folder_as_the_app_sees_it)
+    filler.write_bytes(bytes(stats.f_bavail * stats.f_frsize - free_bytes))
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
 def test_upload_into_a_full_folder_says_so_and_recovers(empty_app: FullableApp) -> None:
     app = empty_app
-    assert upload(app, int(2.5 * 1024 * 1024)).status_code == 200
-    refused = upload(app, int(2.5 * 1024 * 1024))  # the disk fills while Gradio writes it
-    assert refused.status_code == 507  # was 500 "Internal Server Error"
-    assert OUT_OF_SPACE in refused.json()["detail"]
-    assert int(refused.headers["retry-after"]) == UNUSED_S
-    assert app.partial_files() == [], "the half-written file must not stay"
-    # Its space is free at once, although Gradio's abandoned parser still holds it open.
-    assert app.bytes_used() < 2.5 * 1024 * 1024 + 256 * 1024
-    # Nobody uses the first upload: once it is deleted there is room again.
-    wait_until(
-        lambda: upload(app, int(2.5 * 1024 * 1024)).status_code == 200, WAIT_S, "no recovery"
-    )
+    with filled_leaving(app, 2 * MB):
+        assert upload(app, int(1.5 * MB)).status_code == 200  # nobody uses it
+        before = app.bytes_used()
+        refused = upload(app, int(2.5 * MB))  # the disk fills while Gradio writes it
+        assert refused.status_code == 507  # was 500 "Internal Server Error"
+        assert OUT_OF_SPACE in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) == UNUSED_S
+        assert app.partial_files() == [], "the half-written file must not stay"
+        # Its space is free at once, although Gradio's abandoned parser still holds it open.
+        assert app.bytes_used() < before + 256 * 1024
+        # Once the Space deletes the unused first upload, there is room again.
+        wait_until(lambda: upload(app, int(1.5 * MB)).status_code == 200, WAIT_S, "no recovery")
 
 
 def test_an_output_that_cannot_be_written_says_so_and_recovers(empty_app: FullableApp) -> None:
     app = empty_app
-    # Fill the disk to within 64 KiB: less than one 256x256 output.
-    assert upload(app, TMPFS_BYTES - 64 * 1024).status_code == 200
-    answer = generate(app)
-    assert OUT_OF_SPACE in answer, answer
-    assert "Something went wrong" not in answer
+    with filled_leaving(app, 64 * 1024):  # less than one 256x256 output
+        answer = generate(app)
+        assert OUT_OF_SPACE in answer, answer
+        assert "Something went wrong" not in answer
     wait_until(lambda: generate(app) == "ok", WAIT_S, "never recovered")

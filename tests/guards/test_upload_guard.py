@@ -21,6 +21,8 @@ from tests.conftest import RunningApp, serve
 from tests.forwarding_proxy import client_from
 from tests.launcher import WAIT_S, wait_until
 
+pytestmark = pytest.mark.xdist_group("upload_guard")  # its fixtures built once, on one worker
+
 MB = 1024 * 1024
 UNUSED_S = 4
 FILE_SIZE = int(1.5 * MB)

@@ -19,6 +19,8 @@ from gradio_client import Client, handle_file
 from tests.conftest import serve
 from tests.launcher import WAIT_S, wait_until
 
+pytestmark = pytest.mark.xdist_group("sessions")  # its fixtures built once, on one worker
+
 SAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CAPACITY = 10
 TTL_S = 2

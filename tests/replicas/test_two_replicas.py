@@ -21,6 +21,8 @@ from tests.launcher import WAIT_S, AppProcess, start_app, wait_until
 from zimage.privacy.policy import BrowserKeys
 from zimage.replicas.schema import migrate
 
+pytestmark = pytest.mark.xdist_group("two_replicas")  # its fixtures built once, on one worker
+
 SECRET = "replicas share this operator secret, 32+ characters"
 RATE_PER_MIN = 3
 OLD_ROWS = 10

@@ -27,6 +27,8 @@ from zimage.service.service import Visitor
 from zimage.settings import Settings
 from zimage.tools.requests import EnhanceRequest
 
+pytestmark = pytest.mark.xdist_group("enhance_flow")  # its fixtures built once, on one worker
+
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 PROMPT = "a red kite over the sea"
 VISITOR = Visitor(owner="p-enhance", pseudonym="p-enhance", client_ip="203.0.113.9")
