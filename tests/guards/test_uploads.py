@@ -291,11 +291,11 @@ def test_a_visitor_is_told_when_the_bytes_will_fit(
 
 
 def test_expiring_blobs_use_the_real_clock_unless_given_one() -> None:
-    store = ExpiringBlobs(ttl_s=0.05)
-    store["blob"] = b"x"
-    assert store.sweep() == 0
+    kept, short = ExpiringBlobs(ttl_s=3600), ExpiringBlobs(ttl_s=0.05)
+    kept["blob"] = short["blob"] = b"x"
     time.sleep(0.06)
-    assert store.sweep() == 1 and "blob" not in store
+    assert kept.sweep() == 0 and "blob" in kept
+    assert short.sweep() == 1 and "blob" not in short
 
 
 def test_a_blob_deleted_or_popped_is_forgotten_with_its_time() -> None:

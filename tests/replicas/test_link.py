@@ -4,16 +4,14 @@ after a disconnection by the notes read on reconnect; expired notes and rate-lim
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
+from tests.launcher import WAIT_S, wait_until
 from zimage.replicas.link import ReplicaLink
 from zimage.replicas.schema import Schema
-
-WAIT_S = 15
 
 
 class Forgotten:
@@ -62,10 +60,9 @@ def cut_off(postgres_server, database: str, link: ReplicaLink) -> None:
     with postgres_server.admin() as admin:
         admin.execute(f"ALTER DATABASE {name_of(database)} ALLOW_CONNECTIONS false")
         admin.execute("SELECT pg_terminate_backend(%s)", (link.backend_pid,))
-    deadline = time.monotonic() + WAIT_S
-    while link.listening.is_set():
-        assert time.monotonic() < deadline, "the link never noticed its connection ended"
-        time.sleep(0.05)
+    wait_until(
+        lambda: not link.listening.is_set(), WAIT_S, "the link never noticed its connection ended"
+    )
 
 
 def reconnectable(postgres_server, database: str) -> None:
@@ -128,13 +125,12 @@ def test_expired_notes_and_rate_limit_rows_are_deleted(database) -> None:
         link.start(Forgotten())
         try:
             assert link.listening.wait(WAIT_S)
-            deadline = time.monotonic() + WAIT_S
-            while True:
+
+            def tidied() -> bool:
                 notes = connection.execute("SELECT pseudonym FROM deleted_visitors").fetchall()
                 limits = connection.execute("SELECT visitor FROM rate_limits").fetchall()
-                if notes == [("recent",)] and limits == [("active",)]:
-                    break
-                assert time.monotonic() < deadline, (notes, limits)
-                time.sleep(0.1)
+                return notes == [("recent",)] and limits == [("active",)]
+
+            wait_until(tidied, WAIT_S, "expired notes or rate-limit rows kept")
         finally:
             link.close()
