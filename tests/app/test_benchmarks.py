@@ -159,6 +159,14 @@ def test_gpu_latency_without_a_gpu_says_one_is_needed() -> None:
     assert "--tiny" in completed.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
+@pytest.mark.parametrize("script", ["live_preview", "batch", "enhancer"])
+def test_full_size_without_a_gpu_says_one_is_needed(script: str) -> None:
+    completed = run_script(f"bench/{script}.py", "--full")
+    assert completed.returncode != 0
+    assert "--full needs a CUDA GPU" in completed.stderr
+
+
 def test_full_size_configs_build_z_image_turbo_on_the_meta_device() -> None:
     pipeline = gpu_latency.build_pipeline(
         gpu_latency.CONFIGS / "full", "meta", dtype=torch.bfloat16
@@ -233,13 +241,6 @@ def test_live_preview_quick_measures_both_paths_and_ends_with_the_ratio() -> Non
         assert any(line.startswith(row) for line in lines), row
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
-def test_live_preview_full_without_a_gpu_says_one_is_needed() -> None:
-    completed = run_script("bench/live_preview.py", "--full")
-    assert completed.returncode != 0
-    assert "--full needs a CUDA GPU" in completed.stderr
-
-
 def test_upload_flood_quick_measures_what_the_launched_app_keeps() -> None:
     completed = run_script(
         "bench/upload_flood.py", "--uploads", "5", "--mb", "1", "--unused-s", "2", "--wait-s", "6"
@@ -296,13 +297,6 @@ def test_batch_quick_times_both_runs_and_ends_with_the_ratio() -> None:
     assert any(line.startswith("round 1: 1 image ") for line in lines)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
-def test_batch_full_without_a_gpu_says_one_is_needed() -> None:
-    completed = run_script("bench/batch.py", "--full")
-    assert completed.returncode != 0
-    assert "--full needs a CUDA GPU" in completed.stderr
-
-
 def test_batch_memory_finds_the_preview_engine_within_the_estimates_figures() -> None:
     completed = run_script("bench/batch_memory.py", "--threads", "1")
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -336,13 +330,6 @@ def test_enhancer_runs_on_the_preview_and_ends_with_the_ratio() -> None:
     assert "  chat model's own parameter bytes: 0 (want 0)" in lines
     assert any(line.startswith("  seeded  tokens     8  first token ") for line in lines)
     assert lines[-1].startswith("ratio enhance/image (seeded, 8 tokens): ")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
-def test_enhancer_full_without_a_gpu_says_one_is_needed() -> None:
-    completed = run_script("bench/enhancer.py", "--full", "--runs", "1")
-    assert completed.returncode != 0
-    assert "--full needs a CUDA GPU" in completed.stderr
 
 
 def test_enhancer_full_builder_gives_an_enhancer_sharing_the_encoders_weights() -> None:
