@@ -312,19 +312,8 @@ def test_batch_memory_finds_the_preview_engine_within_the_estimates_figures() ->
 
 
 def test_enhancer_runs_on_the_preview_and_ends_with_the_ratio() -> None:
-    completed = run_script(
-        "bench/enhancer.py",
-        "--runs",
-        "1",
-        "--max-new-tokens",
-        "8",
-        "--size",
-        "256x256",
-        "--steps",
-        "2",
-        "--threads",
-        "1",
-    )
+    arguments = "--runs 1 --max-new-tokens 8 --size 256x256 --steps 2 --threads 1"
+    completed = run_script("bench/enhancer.py", *arguments.split())
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.strip().splitlines()
     assert "  chat model's own parameter bytes: 0 (want 0)" in lines
