@@ -28,23 +28,23 @@ MODULES=(privacy/policy privacy/output_cache service/images tools/checks guards/
 # The candidate tests of each module: the fast tests of the module itself. Tests that launch the
 # whole app are left out (each mutant would start a server); what they check of these modules is
 # also checked here. Node ids pick the fast tests of a file that also launches the app. Tests
-# that run the code in another process (test_decode_memory.py) cannot be traced to the functions
-# they cover, so mutmut would never run them: left out too.
-BROWSER_STATE=tests/test_security_browser_state.py
+# that run the code in another process (tests/service/test_decode_memory.py) cannot be traced
+# to the functions they cover, so mutmut would never run them: left out too.
+BROWSER_STATE=tests/privacy/test_browser_state.py
 declare -A TESTS=(
-  [privacy/policy]="tests/test_privacy.py $BROWSER_STATE::test_pseudonym_signatures
+  [privacy/policy]="tests/privacy/test_policy.py $BROWSER_STATE::test_pseudonym_signatures
     $BROWSER_STATE::test_key_file_is_made_once_owner_only_and_kept
     $BROWSER_STATE::test_empty_or_malformed_key_file_is_replaced
     $BROWSER_STATE::test_key_file_that_can_be_neither_read_nor_made_raises
     $BROWSER_STATE::test_a_short_operator_secret_is_refused_without_echoing_it"
-  [privacy/output_cache]="tests/test_cache.py"
-  [service/images]="tests/test_images.py"
-  [tools/checks]="tests/test_validation.py"
-  [guards/client_address]="tests/test_client_address.py"
-  [guards/uploads]="tests/test_uploads.py"
-  [privacy/usage_store]="tests/test_analytics.py"
-  [privacy/usage_log]="tests/test_analytics.py"
-  [guards/rate_limit]="tests/test_admission.py"
+  [privacy/output_cache]="tests/privacy/test_output_cache.py"
+  [service/images]="tests/service/test_images.py"
+  [tools/checks]="tests/tools/test_checks.py"
+  [guards/client_address]="tests/guards/test_client_address.py"
+  [guards/uploads]="tests/guards/test_uploads.py"
+  [privacy/usage_store]="tests/privacy/test_usage_log.py"
+  [privacy/usage_log]="tests/privacy/test_usage_log.py"
+  [guards/rate_limit]="tests/guards/test_rate_limit.py"
 )
 
 installed="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mutmut"))' \
