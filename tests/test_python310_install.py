@@ -15,6 +15,10 @@ from tests.launcher import ROOT, launched_app
 
 VENV = ROOT / ".venv310"
 ZERO_GPU_PYTHON = "3.10.13"
+# Starting from this venv loads torch's CUDA build (several GB of libraries), just written to
+# disk by the venv's build: 203 s were seen on a loaded 2-core machine, near the launcher's
+# usual bound. This one only turns a hang into a failure.
+START_TIMEOUT_S = 600
 BUILD_COMMAND = (
     "$(pyenv root)/versions/3.10.13/bin/python -m venv .venv310"
     " && .venv310/bin/pip install -r requirements.txt"
@@ -53,7 +57,8 @@ def test_the_venv_is_zero_gpus_python_with_what_requirements_txt_pins_for_it() -
 
 
 def test_the_app_answers_its_four_endpoints_on_python_3_10(tmp_path: Path) -> None:
-    with launched_app(tmp_path, command=[str(venv_python()), "app.py"]) as app:
+    with launched_app(tmp_path, command=[str(venv_python()), "app.py"], wait=False) as app:
+        app.wait_serving(START_TIMEOUT_S)
         client = app.client()
         official, seed_text, seed_number = client.predict(
             prompt="a red kite over the sea",

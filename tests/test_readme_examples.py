@@ -106,7 +106,8 @@ BLOCKS_TO_RUN = [block for block in readme_blocks() if is_run(block)]
 def test_every_block_not_run_is_named_with_its_reason() -> None:
     found = {(block.heading, block.language) for block in readme_blocks()}
     assert set(NOT_RUN) <= found, f"named but not in README.md: {set(NOT_RUN) - found}"
-    assert {block.language for block in BLOCKS_TO_RUN} == {"python", "bash", "js"}
+    # Scripts call the Space from Python, from a shell with curl, and from JavaScript.
+    assert {"python", "bash", "js"} <= {block.language for block in BLOCKS_TO_RUN}
 
 
 @pytest.mark.parametrize("block", BLOCKS_TO_RUN, ids=lambda block: block.name)
