@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +88,10 @@ class LoadedAdapters:
         if not Path(file).is_file():
             raise AdapterRefused(f"{label} file is missing ({Path(file).name}). Please try again.")
         weights = lora_weights(file, label, transformer)
-        self.pipeline.load_lora_weights(weights, adapter_name=key)
+        with warnings.catch_warnings():
+            # Several adapters in one model is what this module is for.
+            warnings.filterwarnings("ignore", "Already found a `peft_config`", UserWarning)
+            self.pipeline.load_lora_weights(weights, adapter_name=key)
         # Loading makes the new adapter the active one: every run sets its own.
         transformer.disable_lora()
         logger.info("adapter %s loaded (%d tensors)", key, len(weights))
