@@ -147,14 +147,16 @@ class AdapterMenu:
             return None
         if not self.available:
             raise InputError("This Space offers no adapters: leave the adapter empty.")
-        offered = ", ".join(self.offered) or "none"
-        hub = " or a Hub model id (owner/name)" if self.hub is not None else ""
-        if looks_like_hub_id(name) and self.hub is None:
+        offered = ", ".join(self.offered)
+        if self.hub is None and looks_like_hub_id(name):
             raise InputError(
                 f"{name!r} looks like a Hub id, but this Space does not fetch adapters from the "
                 f"Hub; use one of its own: {offered}."
             )
-        raise InputError(f"No adapter is called {name!r}; use one of: {offered}{hub}.")
+        if self.hub is None:
+            raise InputError(f"No adapter is called {name!r}; use one of: {offered}.")
+        also = f"use one of: {offered}, or" if offered else "give"
+        raise InputError(f"No adapter is called {name!r}; {also} a Hub model id (owner/name).")
 
     def close(self) -> None:
         """Delete the visitor-named adapters fetched (at shutdown)."""
