@@ -39,10 +39,10 @@ from safetensors.torch import save_file  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gpu_latency import CONFIGS, build_pipeline, parse_size  # noqa: E402
+from bench.engine_options import add_engine_options, bench_engine  # noqa: E402
+from bench.gpu_latency import parse_size  # noqa: E402
 from zimage import presets  # noqa: E402
 from zimage.engine.engine import Engine  # noqa: E402
-from zimage.engine.loading import create_preview_engine  # noqa: E402
 from zimage.tools.adapters import AdapterUse  # noqa: E402
 from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
@@ -89,32 +89,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=presets.DEFAULT_STEPS)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--runs", type=int, default=5, help="rounds (each choice once per round)")
-    parser.add_argument("--full", action="store_true", help="full-size model on a CUDA GPU")
-    parser.add_argument("--quick", action="store_true", help="256x256, 2 steps, 1 round")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    add_engine_options(parser, quick="256x256, 2 steps, 1 round")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         args.size, args.steps, args.runs = "256x256", 2, 1
-    if args.full and not torch.cuda.is_available():
-        raise SystemExit("bench/lora.py --full needs a CUDA GPU")
     width, height = parse_size(args.size)
-    if args.full:
-        pipeline = build_pipeline(CONFIGS / "full", "cuda", torch.bfloat16)
-        engine = Engine(pipeline, kind="diffusers", description="full-size, random weights")
-        engine.time_limit_s = 3600
-    else:
-        engine = create_preview_engine()
+    engine, what = bench_engine(args, "bench/lora.py")
+    engine.time_limit_s = 3600
     with tempfile.TemporaryDirectory() as folder:
         for index in range(2):
             engine.adapters.load(
                 f"lora_{index}", random_lora(engine, args.rank, index, Path(folder)), "bench"
             )
-    where = torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else "CPU"
-    model = "full-size Z-Image, random bf16 weights" if args.full else "preview engine"
     print(
-        f"lora: {model} on {where}, {width}x{height}, {args.steps} steps, rank {args.rank}, "
+        f"lora: {what}, {width}x{height}, {args.steps} steps, rank {args.rank}, "
         f"{args.runs} rounds, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
