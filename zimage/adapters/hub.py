@@ -67,7 +67,9 @@ class HubAdapters:
         self.folder = folder
         self.max_bytes = max_bytes
         self.keep = keep
-        folder.mkdir(parents=True, exist_ok=True)
+        # What an earlier process left (one that was killed) is nobody's: start empty.
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         self._lock = threading.Lock()
         self._files: OrderedDict[str, str] = OrderedDict()  # Hub id -> file, least recent first
         self._downloads: dict[str, tuple[_Download, concurrent.futures.Future[str]]] = {}

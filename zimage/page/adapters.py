@@ -63,10 +63,11 @@ def adapter_controls(menu: AdapterMenu) -> AdapterControls:
             ],
             label=t("adapters.gallery"),
             columns=4,
-            height=180,
+            height=220,
             object_fit="cover",
             allow_preview=False,
             interactive=False,
+            buttons=[],  # no share or download: these are the Space's pictures, not outputs
             visible=bool(names),
         )
         boxes = []
