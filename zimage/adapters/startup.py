@@ -31,6 +31,11 @@ def adapter_menu(settings: Settings, engine: ImageEngine) -> AdapterMenu:
         folder = Path(settings.data_dir) / HUB_FOLDER
         hub = HubAdapters(folder, settings.lora_max_mb * MB, settings.lora_hub_keep)
         engine.adapters.visitor_slots = settings.lora_hub_keep
+    if (offered or hub) and settings.compile:
+        logger.warning(
+            "ZIMAGE_COMPILE with adapters: the compiled blocks are compiled again for each new "
+            "choice of adapters (measured on a GPU: pending, BENCHMARKS.md)"
+        )
     if offered or hub:
         logger.info(
             "adapters: %d offered (%s); visitor-named Hub adapters %s",
@@ -62,6 +67,12 @@ def _loaded(
         engine.adapters.load(key, file, f"{where}: {Path(file).name}")
     except AdapterRefused as error:
         raise SettingsError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - e.g. PEFT refusing a quantized layer (ZIMAGE_QUANT)
+        logger.exception("loading %s failed", where)
+        raise SettingsError(
+            f"{where}: {Path(file).name} could not be loaded into the model "
+            f"({error.__class__.__name__}: {error})."
+        ) from None
     return OfferedAdapter(entry, key, file, preview)
 
 
