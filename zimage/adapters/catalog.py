@@ -24,8 +24,6 @@ from typing import Any
 
 MIN_SCALE = -2.0
 MAX_SCALE = 2.0
-# Adapters one run may use at once.
-MAX_ADAPTERS_PER_RUN = 2
 MAX_NAME_CHARS = 60
 MAX_TRIGGER_CHARS = 200
 # A Hub model id: owner/name (letters, digits, "-", "_", "."), as the Hub allows them.

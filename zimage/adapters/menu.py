@@ -12,12 +12,17 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from zimage.adapters.catalog import AdapterEntry, looks_like_hub_id
 from zimage.tools.adapters import ADAPTER_NAMES, AdapterUse
 from zimage.tools.checks import InputError
+from zimage.tools.edit import Edit
 from zimage.tools.parameters import Offer, ToolRequest
+from zimage.tools.text_to_image import TextToImage
+
+# The requests that take adapters (two of them, ADAPTER_FIELDS), each as itself.
+Styled = TypeVar("Styled", TextToImage, Edit)
 
 # The request fields that name adapters and their strengths, in pairs.
 ADAPTER_FIELDS = (("lora", "lora_scale"), ("lora_2", "lora_2_scale"))
@@ -95,10 +100,10 @@ class AdapterMenu:
 
     def applied(
         self,
-        request: Any,
+        request: Styled,
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
-    ) -> Any:
+    ) -> Styled:
         """`request` (checked) with its adapters resolved into `adapters`, each strength set
         (the adapter's default where none was given) and, if asked, the trigger words in front
         of its text; InputError says what cannot be used. A visitor-named Hub adapter is

@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from zimage import presets
-from zimage.adapters.menu import AdapterMenu
+from zimage.adapters.menu import AdapterMenu, Styled
 from zimage.engine.errors import (
     Cancelled,
     EngineError,
@@ -54,8 +54,6 @@ from zimage.tools.text_to_image import TextToImage
 
 if TYPE_CHECKING:
     from zimage.replicas.link import ReplicaLink
-
-Request = TypeVar("Request", TextToImage, Edit)
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +241,7 @@ class ZImageService:
             raise ShuttingDown()
         self.rate_limiter.admit(visitor.client_ip)
 
-    def _with_adapters(self, request: Request, hooks: RunHooks) -> Request:
+    def _with_adapters(self, request: Styled, hooks: RunHooks) -> Styled:
         """The request with its adapters resolved and trigger words added (a visitor-named Hub
         adapter is fetched now, outside the GPU slot, its bytes shown as progress)."""
         return self.adapters.applied(
