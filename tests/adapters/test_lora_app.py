@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from gradio_client import handle_file
 
+from tests.adapters.lora_files import FORMATS, catalog, lora_file
 from tests.launcher import launched_app, wait_until
-from tests.lora_files import FORMATS, catalog, lora_file
 
 pytest.importorskip("peft", reason="adapters need peft (requirements.txt)")
 
-SAMPLES = Path(__file__).resolve().parent.parent / "examples"
+pytestmark = pytest.mark.xdist_group("lora_app")  # its fixtures built once, on one worker
+SAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # One adapter per layout, named after it.
 NAMES = {"peft": "PEFT style", "comfyui": "ComfyUI style", "kohya": "Kohya style"}
 SMALL = {"resolution": "256x256", "steps": 2, "seed": 11}

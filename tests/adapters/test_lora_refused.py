@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.launcher import refused_start
-from tests.lora_files import (
+from tests.adapters.lora_files import (
     catalog,
     corrupt_lora,
     lora_file,
@@ -14,6 +13,7 @@ from tests.lora_files import (
     wrong_architecture_lora,
     wrong_size_lora,
 )
+from tests.launcher import refused_start
 from zimage.adapters.startup import adapter_menu
 from zimage.engine.loading import create_preview_engine
 from zimage.settings import Settings, SettingsError

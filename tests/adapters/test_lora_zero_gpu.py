@@ -10,9 +10,9 @@ import pickle
 
 import pytest
 
-from tests import test_zero_gpu
-from tests.lora_files import lora_file
-from tests.test_zero_gpu import calls, request
+from tests.adapters.lora_files import lora_file
+from tests.engine import test_zero_gpu
+from tests.engine.test_zero_gpu import calls, request
 from zimage.engine.engine import Engine
 from zimage.engine.lora_files import AdapterRefused
 from zimage.engine.tiny_pipelines import build_preview_pipeline

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.adapters.lora_files import lora_file
 from tests.conftest import make_service
-from tests.lora_files import lora_file
 from zimage.adapters.catalog import AdapterEntry
 from zimage.adapters.menu import LOGGED_HUB_ADAPTER, AdapterMenu, OfferedAdapter
 from zimage.engine.loading import create_preview_engine
@@ -21,8 +21,9 @@ from zimage.tools.text_to_image import TextToImage
 
 pytest.importorskip("peft", reason="adapters need peft (requirements.txt)")
 
+pytestmark = pytest.mark.xdist_group("lora_choices")  # its fixtures built once, on one worker
 MODEL = "Tongyi-MAI/Z-Image-Turbo"
-SAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def offered(name: str, key: str, file: Path, **fields) -> OfferedAdapter:

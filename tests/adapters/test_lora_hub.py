@@ -1,5 +1,5 @@
 """Visitor-named adapters (ZIMAGE_LORA_FROM_HUB=on) through the launched app, against a stand-in
-Hub over real HTTP (tests/fake_hub.py; huggingface_hub's client, pointed at it by HF_ENDPOINT).
+Hub over real HTTP (tests/adapters/fake_hub.py; huggingface_hub's client, pointed at it by HF_ENDPOINT).
 
 Not covered here: the real Hub's redirects to its CDN and its rate limits; the progress shown
 while a large file comes in (the files here arrive in one piece).
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_hub import FakeRepo, fake_hub
+from tests.adapters.fake_hub import FakeRepo, fake_hub
+from tests.adapters.lora_files import lora_file, pickle_lora
 from tests.launcher import launched_app, wait_until
-from tests.lora_files import lora_file, pickle_lora
 
 pytest.importorskip("peft", reason="adapters need peft (requirements.txt)")
 
+pytestmark = pytest.mark.xdist_group("lora_hub")  # its fixtures built once, on one worker
 SMALL = {"prompt": "a red kite", "resolution": "256x256", "steps": 2, "seed": 11}
 MAX_MB = 1
 
