@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zimage import presets
-from zimage.adapters.catalog import AdapterEntry, CatalogError, read_catalog
+from zimage.adapter_catalog import AdapterEntry, CatalogError, read_catalog
 
 ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
@@ -375,7 +375,7 @@ class _Reader:
         return self._parse(name, "", parse, "give a folder this user can create and write in")
 
     def adapters(self, name: str, model: str) -> tuple[AdapterEntry, ...]:
-        """The operator's adapters: a JSON list, inline or in a file (zimage/adapters/catalog.py)."""
+        """The operator's adapters: a JSON list, inline or in a file (zimage/adapter_catalog.py)."""
         try:
             return read_catalog(self._raw(name) or "", model, name)
         except CatalogError as error:

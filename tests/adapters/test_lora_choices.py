@@ -11,7 +11,7 @@ import pytest
 
 from tests.adapters.lora_files import lora_file
 from tests.conftest import make_service
-from zimage.adapters.catalog import AdapterEntry
+from zimage.adapter_catalog import AdapterEntry
 from zimage.adapters.menu import LOGGED_HUB_ADAPTER, AdapterMenu, OfferedAdapter
 from zimage.engine.loading import create_preview_engine
 from zimage.service.visitors import Visitor

@@ -33,7 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, get_session
 
-from zimage.adapters.catalog import SAFETENSORS_SUFFIX
+from zimage.adapter_catalog import SAFETENSORS_SUFFIX
 from zimage.engine.errors import Cancelled, EngineError
 from zimage.tools.checks import InputError
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from zimage.adapters.catalog import AdapterEntry, looks_like_hub_id
+from zimage.adapter_catalog import AdapterEntry, looks_like_hub_id
 from zimage.tools.adapters import ADAPTER_NAMES, AdapterUse
 from zimage.tools.checks import InputError
 from zimage.tools.edit import Edit

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from zimage.adapters.catalog import AdapterEntry
+from zimage.adapter_catalog import AdapterEntry
 from zimage.adapters.hub import MB, HubAdapters, operator_file
 from zimage.adapters.menu import AdapterMenu, OfferedAdapter
 from zimage.engine.interface import ImageEngine

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zimage.adapters.catalog import MAX_SCALE, MIN_SCALE
+from zimage.adapter_catalog import MAX_SCALE, MIN_SCALE
 from zimage.tools.checks import InputError, check_number
 from zimage.tools.parameters import Kind, Parameter
 
