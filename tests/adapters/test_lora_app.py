@@ -163,7 +163,7 @@ def test_scripts_see_the_offered_names_and_the_usage_log_keeps_names_only(app, c
 
 
 def test_agents_get_the_names_as_an_enum_and_can_use_them(app) -> None:
-    from tests.test_mcp import images_of, session
+    from tests.agents.test_mcp import images_of, session
 
     async def work(client, _):
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
