@@ -320,7 +320,7 @@ def test_read_only_directory(tmp_path: Path) -> None:
     assert list(folder.iterdir()) == []
 
 
-def test_a_locked_database_never_holds_the_caller_and_drops_are_counted(
+def test_a_locked_database_never_holds_the_caller_and_its_rows_wait_for_it(
     db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     usage = UsageLog(db_path, clock=clock)
@@ -330,16 +330,15 @@ def test_a_locked_database_never_holds_the_caller_and_drops_are_counted(
             for _ in range(20):
                 assert usage.record(make_event())  # queued; the writer meets the lock
             assert time.monotonic() - start < 0.2
-            deadline = time.monotonic() + 10
-            while usage.dropped < 20 and time.monotonic() < deadline:
-                time.sleep(0.05)
-        assert usage.dropped == 20 and usage.pending == 0
-        assert "20 dropped since start" in caplog.text or "dropped since start" in caplog.text
+            assert wait_until(lambda: usage.store_away)
+        assert usage.dropped == 0 and usage.pending == 20
+        assert "rows wait in memory" in caplog.text
         assert RAW_IP not in caplog.text and CHROME_UA not in caplog.text
-    assert usage.record(make_event())  # recovers once the lock is gone
-    assert len(usage.rows_for("pseudo-alice-7f3a")) == 1
+    assert wait_until(lambda: count_rows(db_path) == 20)  # written once the lock is gone
+    assert usage.record(make_event())
+    assert len(usage.rows_for("pseudo-alice-7f3a")) == 21
     usage.close()
-    assert count_rows(db_path) == 1
+    assert count_rows(db_path) == 21 and usage.dropped == 0
 
 
 def test_a_full_queue_drops_new_rows_and_counts_them(db_path: Path, clock: FakeClock) -> None:
@@ -366,7 +365,7 @@ def test_delete_removes_queued_rows_so_none_is_written_later(
     usage.record(make_event(pseudonym="pseudo-bob"))
     usage.close()
     assert b"pseudo-alice-7f3a" not in store_bytes(db_path)
-    assert count_rows(db_path) == 1
+    assert count_rows(db_path) == 2  # Bob's rows: the one the lock held back came later
 
 
 def test_reads_see_rows_still_queued_and_close_writes_them(db_path: Path, clock: FakeClock) -> None:
@@ -828,25 +827,28 @@ def test_a_failing_store_is_reported_per_operation_and_breaks_nothing(
 ) -> None:
     usage = UsageLog(FailingStore(), clock=clock)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_log"):
-        assert usage.aggregates() == []  # nothing queued: nothing to report dropped
+        assert usage.aggregates() == []
         assert warnings_of(caplog) == ["Usage aggregates not read: disk I/O error"]
         caplog.clear()
         assert usage.record(make_event())  # queued; the writer then fails to store it
-        assert wait_until(lambda: usage.dropped == 1)
+        assert wait_until(lambda: usage.store_away)
         assert warnings_of(caplog) == [
-            "Usage log: 1 row(s) dropped (the store failed: disk I/O error); 1 dropped since start"
+            "Usage log: the store failed (disk I/O error); rows wait in memory (at most 10000) "
+            "until it answers again"
         ]
         caplog.clear()
-        assert usage.rows_for("pseudo-alice-7f3a") == []
-        assert usage.delete_for("pseudo-alice-7f3a") == 0
+        assert len(usage.rows_for("pseudo-alice-7f3a")) == 1  # the row waiting
+        assert usage.delete_for("pseudo-alice-7f3a") == 1  # deleted from memory at once
+        assert usage.deletion_waiting("pseudo-alice-7f3a")  # and from the store when it is back
         assert usage.purge_expired() == 0
         assert usage.aggregates() == []
     assert warnings_of(caplog) == [
         "Usage rows not read: disk I/O error",
-        "Usage rows not deleted: disk I/O error",
+        "Usage rows not deleted yet (disk I/O error): deleted when the store is back",
         "Usage log purge failed: disk I/O error",
         "Usage aggregates not read: disk I/O error",
     ]
+    assert usage.dropped == 0
     usage.close()
 
 
@@ -997,17 +999,17 @@ def test_after_a_failure_the_writer_tries_again_within_a_second_and_closes_at_on
     usage = UsageLog(db_path, clock=clock)
     with locked_by_another_program(db_path):
         usage.record(make_event())
-        assert wait_until(lambda: usage.dropped == 1)  # the lock outlasted the busy timeout
+        assert wait_until(lambda: usage.store_away)  # the lock outlasted the busy timeout
     usage.record(make_event())  # queued while the writer waits before trying again
     started = time.monotonic()
-    assert wait_until(lambda: count_rows(db_path) == 1, timeout_s=5)
+    assert wait_until(lambda: count_rows(db_path) == 2, timeout_s=5)
     assert time.monotonic() - started < 3, "tried again after a second, without a flush"
     usage.close()
 
     usage = UsageLog(db_path, clock=clock)
     with locked_by_another_program(db_path):
         usage.record(make_event())
-        assert wait_until(lambda: usage.dropped == 1)
+        assert wait_until(lambda: usage.store_away)
     started = time.monotonic()
     usage.close()  # the writer is in its wait after the failure: it stops at once
     assert time.monotonic() - started < 0.8

@@ -213,7 +213,9 @@ class PageHandlers:
         visitor = self._visitor(request, browser)
         rows, outputs = self.service.delete_everything_of(visitor)
         browser = {**browser_defaults(), **(browser or {}), "pseudonym": self.keys.new_pseudonym()}
-        message = words("message.deleted", language_of(request), rows=rows, images=outputs)
+        later = self.service.usage_deletion_waiting(visitor.pseudonym)
+        key = "message.deleted_later" if later else "message.deleted"
+        message = words(key, language_of(request), rows=rows, images=outputs)
         return {"usage_rows": [], "images_in_memory": []}, message, browser
 
     # -- history ------------------------------------------------------------------------------

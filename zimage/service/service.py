@@ -283,6 +283,11 @@ class ZImageService:
             self.replicas.announce_deletion(visitor.pseudonym)
         return rows, outputs
 
+    def usage_deletion_waiting(self, pseudonym: str) -> bool:
+        """Whether the usage store was away when this pseudonym's rows were deleted: the rows it
+        holds are deleted as soon as it answers again."""
+        return bool(self.usage_log and pseudonym and self.usage_log.deletion_waiting(pseudonym))
+
     def forget_browser_here(self, pseudonym: str) -> tuple[int, int]:
         """What a browser deleted on another replica leaves here: its usage rows (queued ones
         too), outputs and prompt embeddings, kept under its pseudonym (zimage/page/visitors.py)."""
