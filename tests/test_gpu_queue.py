@@ -13,6 +13,7 @@ import asyncio
 import sys
 import threading
 import traceback
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from tests.gpu_gate import (
     visitor,
     waiting,
 )
+from zimage.service.gpu_turns import fair_order
 
 RATE = 6
 PER_VISITOR = 4
@@ -215,3 +217,20 @@ def test_agents_waiting_hold_no_threads_and_files_are_served_meanwhile() -> None
         client.close()
     finally:
         running.close()
+
+
+def test_fair_order_is_round_robin_between_visitors_counting_their_running_runs() -> None:
+    waiting = ["g1", "g2", "g3", "p1", "q1", "p2", "g4"]
+    ordered = fair_order(waiting, lambda run: run[0], Counter({"g": 1}))
+    # g has one run on the GPU already: p and q go first, then each visitor's next in turn.
+    assert ordered == ["p1", "q1", "g1", "p2", "g2", "g3", "g4"]
+    assert fair_order(ordered, lambda run: run[0], Counter({"g": 1})) == ordered  # stable
+    assert fair_order(waiting, lambda run: run[0], Counter()) == [
+        "g1",
+        "p1",
+        "q1",
+        "g2",
+        "p2",
+        "g3",
+        "g4",
+    ]

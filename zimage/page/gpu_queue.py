@@ -98,8 +98,11 @@ class GpuQueue:
         """Wrap the push and get_events of `blocks`' queue (after `blocks.queue()`)."""
         queue = blocks._queue
         for fn in blocks.fns.values():
-            if fn.concurrency_id == GPU_QUEUE:
-                queue.create_event_queue_for_fn(fn)  # before an agent's ticket needs it
+            if fn.concurrency_id != GPU_QUEUE:
+                continue
+            if fn._id not in self._checks:  # it would skip the rate limit and the checks
+                raise RuntimeError(f"the GPU event {fn.name!r} has no join check (expects)")
+            queue.create_event_queue_for_fn(fn)  # before an agent's ticket needs it
         original_push, original_get_events = queue.push, queue.get_events
 
         async def push(body: Any, request: Any, username: str | None) -> Any:
