@@ -8,7 +8,6 @@ Before, 192 rows of a 20 s outage were dropped, and the deletion answered "Delet
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -129,20 +128,12 @@ def test_past_the_bound_rows_are_dropped_counted_and_logged_the_rest_written(
     try:
         for _ in range(3):
             assert usage.record(event())
-        assert wait_until_true(lambda: usage.store_away)
+        wait_until(lambda: usage.store_away, 30, "the store was never found away")
         assert [usage.record(event()) for _ in range(2)] == [False, False]
         assert usage.dropped == 2 and "dropped since start" in caplog.text
         store.away = False
-        assert wait_until_true(lambda: len(store.rows_for("pseudo-alice")) == 3)
+        wait_until(lambda: len(store.rows_for("pseudo-alice")) == 3, 30, "never written")
         assert usage.pending == 0 and usage.dropped == 2
     finally:
         usage.close()
 
-
-def wait_until_true(condition: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
