@@ -16,6 +16,7 @@ import gradio as gr
 from zimage.engine.jobs import PreviewCallback, RunHooks, TextCallback
 from zimage.page.errors import readable_errors
 from zimage.page.outputs import (
+    download_reporter,
     gallery_of,
     preview_items,
     progress_reporter,
@@ -79,7 +80,12 @@ class ScriptEndpoints:
         with self.running.control() as control:
 
             def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
-                hooks = RunHooks(control, progress_reporter(progress), on_preview=on_preview)
+                hooks = RunHooks(
+                    control,
+                    progress_reporter(progress),
+                    on_preview=on_preview,
+                    fetching=download_reporter(progress),
+                )
                 return self.service.text_to_image(asked, visitor, hooks)
 
             outcomes = yield from stream_while_running(
@@ -94,7 +100,11 @@ class ScriptEndpoints:
             outcome = self.service.edit(
                 asked,
                 visitor_of(request, self.settings),
-                RunHooks(control=control, progress=progress_reporter(progress)),
+                RunHooks(
+                    control=control,
+                    progress=progress_reporter(progress),
+                    fetching=download_reporter(progress),
+                ),
             )
         result = save_output(outcome, self.service)
         self.service.keep_files(outcome, [asked.image, asked.mask])
@@ -150,15 +160,17 @@ class ScriptEndpoints:
     ) -> None:
         """`/tool_name`: `run` handles it; `runs_as` is the request its run makes of the
         service, which the GPU queue admits when a call joins."""
-        names = list(tool.parameters())
-        inputs = [hidden_input(name, tool.parameters()[name]) for name in names]
+        offered = self.service.adapters.offer()
+        parameters = tool.parameters(offered=offered)
+        names = list(parameters)
+        inputs = [hidden_input(name, parameters[name]) for name in names]
 
         def asks(values: list[Any], request: gr.Request) -> tuple[list[ToolRequest], Visitor]:
             asked = tool(**dict(zip(names, values)))
             return [runs_as(asked)], visitor_of(request, self.settings)
 
         dependency = gr.Button(visible=False).click(
-            readable_errors(endpoint_for(tool, run)),
+            readable_errors(endpoint_for(tool, run, offered)),
             inputs=inputs,
             outputs=outputs,
             api_name=tool.tool_name,

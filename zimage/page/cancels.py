@@ -118,7 +118,9 @@ class EventCancels:
     def _take_early(self, session_hash: str, fn_index: int) -> bool:
         self._forget_old()
         cutoff = time.monotonic() - EARLY_CANCEL_S
-        times = [moment for moment in self._early.pop((session_hash, fn_index), []) if moment > cutoff]
+        times = [
+            moment for moment in self._early.pop((session_hash, fn_index), []) if moment > cutoff
+        ]
         if not times:
             return False
         if times[1:]:

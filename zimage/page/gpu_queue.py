@@ -263,6 +263,5 @@ class GpuQueue:
         return self._queue.event_queue_per_concurrency_id[GPU_QUEUE]
 
 
-
 def _slot_free(gpu: EventQueue) -> bool:
     return gpu.concurrency_limit is None or gpu.current_concurrency < gpu.concurrency_limit

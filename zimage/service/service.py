@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from PIL import Image
 
 from zimage import presets
+from zimage.adapters.menu import AdapterMenu, Styled
 from zimage.engine.errors import (
     Cancelled,
     EngineError,
@@ -34,6 +35,7 @@ from zimage.engine.errors import (
 )
 from zimage.engine.interface import ImageEngine
 from zimage.engine.jobs import JobControl, RunHooks, StopReason
+from zimage.engine.lora_files import AdapterRefused
 from zimage.engine.results import Timings
 from zimage.guards.rate_limit import RateLimited, RateLimiter
 from zimage.privacy.output_cache import CacheEntry, OutputCache
@@ -112,8 +114,10 @@ class ZImageService:
         moderation: Moderation | None = None,
         rate_limiter: RateLimiter | None = None,
         replicas: ReplicaLink | None = None,
+        adapters: AdapterMenu | None = None,
     ) -> None:
         self.engine = engine
+        self.adapters = adapters or AdapterMenu()
         self.image_limits = image_limits
         self.cache = cache
         self.usage_log = usage_log
@@ -149,16 +153,21 @@ class ZImageService:
         hooks = hooks or RunHooks()
         with self._logged("generate", visitor) as note:
             self._refuse_when_shutting_down()
-            request = dataclasses.replace(self._checked(request), owner=visitor.owner)
-            note.params = request.logged_settings()
-            note.prompt = request.prompt
+            request = self._checked(request)
+            asked_prompt = request.prompt
+            request = self._with_adapters(request, hooks)
+            if request.prompt != asked_prompt:  # with the adapters' trigger words
+                self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
+            request = dataclasses.replace(request, owner=visitor.owner)
+            note.params = self.adapters.usage_settings(request)
+            note.prompt = asked_prompt
             if not request.live_preview:
                 hooks = dataclasses.replace(hooks, on_preview=None)
             result = self.engine.text_to_image(request, hooks)
             _end_if_stopped(hooks.control)
             for image in result.images:
                 self.moderation.check_output(image)
-            settings = {"prompt": request.prompt, **note.params}
+            settings = {"prompt": asked_prompt, **request.logged_settings()}
             return [
                 self._keep(visitor, image, seed, "text-to-image", result.timings, settings)
                 for image, seed in zip(result.images, result.seeds)
@@ -175,19 +184,26 @@ class ZImageService:
         with self._logged("edit", visitor) as note:
             self._refuse_when_shutting_down()
             request = self._checked(request)
+            asked_instruction = request.instruction
+            request = self._with_adapters(request, hooks)
+            if request.instruction != asked_instruction:  # with the adapters' trigger words
+                self._check_text(request.instruction, "instruction")
             picture = load_input_image(request.image, self.image_limits)
             if request.mask is not None:
                 mask = load_mask(request.mask, picture.size, self.image_limits)
             else:
                 mask = painted_mask(request.mask_layers, picture.size, self.image_limits)
+            if mask is None and request.adapters and self.engine_facts.edits_with_omni:
+                raise InputError(
+                    "Adapters do not apply to whole-image edits on this Space (they run on the "
+                    "image-conditioned edit model): paint the area to change, or choose none."
+                )
             request = dataclasses.replace(
                 request, image=picture, mask=mask, mask_layers=(), owner=visitor.owner
             )
-            note.params = {
-                "resolution": f"{picture.width}x{picture.height}",
-                **request.logged_settings(),
-            }
-            note.prompt = request.instruction
+            resolution = {"resolution": f"{picture.width}x{picture.height}"}
+            note.params = {**resolution, **self.adapters.usage_settings(request)}
+            note.prompt = asked_instruction
             result = self.engine.edit(request, hooks)
             _end_if_stopped(hooks.control)
             note.params["method"] = result.method
@@ -198,7 +214,12 @@ class ZImageService:
                 result.seed,
                 result.method,
                 result.timings,
-                {"instruction": request.instruction, **note.params},
+                {
+                    "instruction": asked_instruction,
+                    **resolution,
+                    **request.logged_settings(),
+                    "method": result.method,
+                },
             )
 
     def enhance_prompt(
@@ -261,6 +282,15 @@ class ZImageService:
         if isinstance(request, EnhancePrompt):
             self._check_text(request.prompt, "prompt")
         return request
+
+    def _with_adapters(self, request: Styled, hooks: RunHooks) -> Styled:
+        """The request with its adapters resolved and trigger words added (a visitor-named Hub
+        adapter is fetched now, outside the GPU slot, its bytes shown as progress)."""
+        return self.adapters.applied(
+            request,
+            progress=hooks.fetching,
+            should_stop=lambda: hooks.control.stop_reason() is not None,
+        )
 
     def _check_text(self, text: str, what: str, cut: bool = False) -> None:
         """Within the model's token limit (or, if `cut`, read only up to it), and past the prompt
@@ -422,6 +452,7 @@ OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (ContentFlagged, "flagged"),
     (RateLimited, "error:rate_limited"),
     (InputError, "error:input"),
+    (AdapterRefused, "error:input"),
     (ImageInputError, "error:input"),
     (OutOfGpuMemory, "error:out_of_memory"),
     (TimedOut, "error:timeout"),
