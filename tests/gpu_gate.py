@@ -19,6 +19,7 @@ from gradio_client import Client
 
 from tests.conftest import TEST_FOLDER
 from zimage.page.api import GPU_QUEUE
+from zimage.tools.text_to_image import TextToImage
 
 # A test never holds the GPU longer than this, whatever happens.
 GATE_S = 300.0
@@ -40,6 +41,13 @@ def small(seed: int, **changes: Any) -> dict[str, Any]:
         "steps": 1,
         **changes,
     }
+
+
+def join_values(seed: int, **changes: Any) -> list[Any]:
+    """`small(seed, **changes)` as the values a raw /queue/join of /text_to_image sends: one per
+    parameter, in order, the ones not given at their defaults."""
+    given = small(seed, **changes)
+    return [given.get(name, p.default) for name, p in TextToImage.parameters().items()]
 
 
 def visitor(app, address: str | None = None) -> Client:

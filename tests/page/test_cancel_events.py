@@ -20,7 +20,7 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from tests.conftest import serve
-from tests.gpu_gate import WAIT_S, eventually, gpu_held, small, visitor, waiting
+from tests.gpu_gate import WAIT_S, eventually, gpu_held, join_values, small, visitor, waiting
 from tests.gradio_http import fn_index
 
 pytestmark = pytest.mark.xdist_group("cancel_events")  # its fixtures built once, on one worker
@@ -89,8 +89,12 @@ def test_a_cancel_sent_before_the_join_was_answered_cancels_that_job_only(app) -
     session = uuid.uuid4().hex[:12]
 
     def join(seed: int) -> str:
-        data = ["a kite", "256x256", seed, False, 1, 3.0, 1, False]
-        body = {"data": data, "fn_index": index, "session_hash": session, "trigger_id": None}
+        body = {
+            "data": join_values(seed),
+            "fn_index": index,
+            "session_hash": session,
+            "trigger_id": None,
+        }
         return httpx.post(f"{url}/gradio_api/queue/join", json=body, timeout=WAIT_S).json()[
             "event_id"
         ]

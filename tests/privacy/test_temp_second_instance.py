@@ -13,15 +13,15 @@ from pathlib import Path
 
 import httpx
 
+from tests.gpu_gate import join_values
 from tests.gradio_http import run
 from tests.launcher import launched_app, wait_until
 
 WAIT_S = 120.0
-GENERATE = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
 
 
 def output_url(url: str) -> str:
-    gallery, _ = run(url, "text_to_image", GENERATE)
+    gallery, _ = run(url, "text_to_image", join_values(1))
     return gallery[0]["image"]["url"]
 
 

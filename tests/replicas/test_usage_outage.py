@@ -40,7 +40,9 @@ def new_browser(url: str, address: str) -> dict:
 
 
 def generate(url: str, browser: dict, address: str) -> None:
-    data = ["a kite", "256x256", 1, False, 1, 3.0, 1, False, browser, False]
+    form = ["a kite", "256x256", 1, False, 1, 3.0, 1]  # prompt, size, seed, random, steps...
+    no_adapters = ["", 1.0, "", 1.0, False]  # two adapter boxes and their scales, triggers
+    data = [*form, *no_adapters, False, browser, False]  # enhance first, browser, opt-out
     run(url, "generate_in_browser", data, headers=behind_proxy(address))
 
 
