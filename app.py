@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from zimage.engine.engine import Engine
     from zimage.engine.loading import UnavailableEngine
     from zimage.guards.uploads import HeldUploads, UploadBudget
-    from zimage.page import RunningRequests
+    from zimage.page import EventCancels, RunningRequests
     from zimage.page.gradio_state import GradioState
     from zimage.privacy.housekeeping import Housekeeping
     from zimage.replicas.database import SharedDatabase
@@ -60,6 +60,7 @@ class Space:
     service: ZImageService
     housekeeping: Housekeeping
     running: RunningRequests
+    cancels: EventCancels
     mcp: McpEndpoint | None
     upload_budget: UploadBudget
     held_uploads: HeldUploads
@@ -98,7 +99,7 @@ class Space:
             upload_budget=self.upload_budget,
             held_uploads=self.held_uploads,
             endpoints=self.gradio_state,
-            running=self.running,
+            cancels=self.cancels,
             mcp_server=self.mcp.manager if self.mcp is not None else None,
             hidden_paths=server_paths(
                 settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS
@@ -213,19 +214,22 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     if shared:
         shared.link.start(service.forget_browser_here)
     running = page.RunningRequests()
-    demo = page.build_demo(service, settings, BrowserKeys(secret), running, GPU_SLOTS)
+    gpu_queue = page.GpuQueue(service, settings)
+    demo = page.build_demo(service, settings, BrowserKeys(secret), running, gpu_queue, GPU_SLOTS)
     held_uploads.expire_editor_blobs(demo.blocks.values())
     demo.queue(**queue_options(settings))
+    gpu_queue.install(demo)
     housekeeping = Housekeeping(
         cache, usage_log, temp_dir, getattr(engine, "prompt_embeddings", None), held_uploads
     )
     housekeeping.start()
-    mcp = McpEndpoint(service, settings) if settings.mcp else None
+    mcp = McpEndpoint(service, settings, gpu_queue, GPU_SLOTS) if settings.mcp else None
     return Space(
         demo,
         service,
         housekeeping,
         running,
+        page.EventCancels(running, demo),
         mcp,
         upload_budget,
         held_uploads,
@@ -237,13 +241,13 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
 def queue_options(settings: Settings) -> dict[str, object]:
     """Gradio's queue as the Space sets it (bench/bare_app.py copies it).
 
-    api_open=False: the HTTP API cannot skip the queue. The handlers holding GPU slots past the
-    first count against ZIMAGE_QUEUE_MAX, so as many requests wait as before.
+    api_open=False: the HTTP API cannot skip the queue. ZIMAGE_QUEUE_MAX requests may wait (the
+    ones running are not counted), whichever door they came by (zimage/page/gpu_queue.py).
     """
     return {
         "api_open": False,
         "default_concurrency_limit": 1,
-        "max_size": max(1, settings.queue_max - (GPU_SLOTS - 1)),
+        "max_size": settings.queue_max,
     }
 
 

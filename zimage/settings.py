@@ -73,6 +73,7 @@ class Settings:
     cache_max_per_visitor: int = 32
     temp_dir: str = ""
     queue_max: int = 64
+    queue_per_visitor: int = 8
     session_capacity: int = 1000
     rate_per_min: int = 0
     rate_limit_wait_ms: int = 250
@@ -148,6 +149,9 @@ class Settings:
             ),
             temp_dir=reader.writable_folder("GRADIO_TEMP_DIR"),
             queue_max=reader.integer("ZIMAGE_QUEUE_MAX", cls.queue_max, 1, 10000),
+            queue_per_visitor=reader.integer(
+                "ZIMAGE_QUEUE_PER_VISITOR", cls.queue_per_visitor, 1, 10000
+            ),
             session_capacity=reader.integer(
                 "ZIMAGE_SESSION_CAPACITY", cls.session_capacity, 10, 100000
             ),

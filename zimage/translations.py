@@ -175,6 +175,13 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Deleted {rows} usage rows and {images} images linked to this browser.",
         "已删除与此浏览器关联的 {rows} 条使用记录和 {images} 张图像。",
     ),
+    "message.deleted_later": (
+        "Deleted {rows} usage rows and {images} images linked to this browser. The usage "
+        "database does not answer right now: your rows stored there will be deleted as soon "
+        "as it is back.",
+        "已删除与此浏览器关联的 {rows} 条使用记录和 {images} 张图像。使用记录数据库暂时无法连接："
+        "其中保存的您的记录将在它恢复后立即删除。",
+    ),
     "message.image_gone": ("That image has already been deleted.", "这张图像已被删除。"),
 }
 

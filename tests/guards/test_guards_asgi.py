@@ -198,16 +198,19 @@ def test_the_middleware_stack_order(tmp_path, with_mcp: bool) -> None:
         async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
             pass
 
-    class Running:
-        def cancel(self, event_id: str, session_hash: str) -> bool:
-            return False
+    class Cancels:
+        async def cancel(self, event_id, session_hash, fn_index) -> None:
+            return None
+
+        async def reset(self, event_id) -> None:
+            return None
 
     stack = middleware_stack(
         Settings.from_env({"ZIMAGE_DATA_DIR": str(tmp_path)}),
         upload_budget=UploadBudget(1024, 60),
         held_uploads=HeldUploads(tmp_path, 1024, 60),
         endpoints=None,  # not asked while stacking
-        running=Running(),
+        cancels=Cancels(),
         mcp_server=Server() if with_mcp else None,
         hidden_paths=[],
     )

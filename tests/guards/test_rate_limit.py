@@ -69,3 +69,20 @@ def test_the_wait_is_told_in_whole_seconds_rounded_up_and_never_below_one() -> N
     assert str(limiter.refusal(0.0)).endswith("Try again in 1 s.")
     assert str(limiter.refusal(-3.0)).endswith("Try again in 1 s.")
     assert str(limiter.refusal(1.01)).endswith("Try again in 2 s.")
+
+
+def test_a_request_counts_the_images_it_asks_for_and_a_refused_one_counts_none() -> None:
+    """Issue 24.3: 12 images passed a limit of "3 images a minute" (4 requests of 4)."""
+    clock = Clock()
+    limiter = RateLimiter(6, clock)
+    limiter.admit("203.0.113.5", images=4)
+    clock.now += 10
+    # 4 + 4 > 6: room comes when the second oldest of the 4 leaves the window.
+    with pytest.raises(RateLimited, match=r"6 images a minute\. Try again in 50 s"):
+        limiter.admit("203.0.113.5", images=4)
+    limiter.admit("203.0.113.5", images=2)  # the refused request counted nothing
+    with pytest.raises(RateLimited):
+        limiter.admit("203.0.113.5")
+    with pytest.raises(RateLimited, match=r"at most 6 images a minute .* ask for 6 or fewer"):
+        limiter.admit("203.0.113.6", images=7)  # never possible, even for a fresh visitor
+    limiter.admit("203.0.113.6", images=6)

@@ -328,16 +328,17 @@ def test_a_store_that_holds_the_writer_never_holds_the_caller(clock: FakeClock) 
     assert usage.record(make_event())
     assert store.writing.wait(WAIT_S), "the writer never took the row"
     # The writer is held in the store: a record that waited for it would not return before
-    # the release (and then not queued, as the write fails).
+    # the release (and the rows then wait in memory, as the write fails).
     for _ in range(19):
         assert usage.record(make_event())
     assert usage.pending == 19
     store.release.set()
-    wait_until(lambda: usage.dropped == 20, WAIT_S, "the rows were never dropped")
+    wait_until(lambda: usage.store_away, WAIT_S, "the failed write was never seen")
+    assert usage.pending == 20 and usage.dropped == 0
     usage.close()
 
 
-def test_a_locked_database_drops_rows_counts_them_and_recovers(
+def test_a_locked_database_keeps_the_rows_waiting_and_writes_them_when_free(
     db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     usage = UsageLog(db_path, clock=clock)
@@ -345,14 +346,15 @@ def test_a_locked_database_drops_rows_counts_them_and_recovers(
         with caplog.at_level(logging.WARNING):
             for _ in range(20):
                 assert usage.record(make_event())  # queued; the writer meets the lock
-            wait_until(lambda: usage.dropped == 20, WAIT_S, "the rows were never dropped")
-        assert usage.dropped == 20 and usage.pending == 0
-        assert "20 dropped since start" in caplog.text or "dropped since start" in caplog.text
+            wait_until(lambda: usage.store_away, WAIT_S, "the lock never failed a write")
+        assert usage.dropped == 0 and usage.pending == 20
+        assert "rows wait in memory" in caplog.text
         assert RAW_IP not in caplog.text and CHROME_UA not in caplog.text
-    assert usage.record(make_event())  # recovers once the lock is gone
-    assert len(usage.rows_for("pseudo-alice-7f3a")) == 1
+    wait_until(lambda: count_rows(db_path) == 20, WAIT_S, "not written once the lock was gone")
+    assert usage.record(make_event())
+    assert len(usage.rows_for("pseudo-alice-7f3a")) == 21
     usage.close()
-    assert count_rows(db_path) == 1
+    assert count_rows(db_path) == 21 and usage.dropped == 0
 
 
 def test_a_full_queue_drops_new_rows_and_counts_them(db_path: Path, clock: FakeClock) -> None:
@@ -379,7 +381,7 @@ def test_delete_removes_queued_rows_so_none_is_written_later(
     usage.record(make_event(pseudonym="pseudo-bob"))
     usage.close()
     assert b"pseudo-alice-7f3a" not in store_bytes(db_path)
-    assert count_rows(db_path) == 1
+    assert count_rows(db_path) == 2  # Bob's rows: the one the lock held back came later
 
 
 def test_reads_see_rows_still_queued_and_close_writes_them(db_path: Path, clock: FakeClock) -> None:
@@ -845,25 +847,28 @@ def test_a_failing_store_is_reported_per_operation_and_breaks_nothing(
 ) -> None:
     usage = UsageLog(FailingStore(), clock=clock)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_log"):
-        assert usage.aggregates() == []  # nothing queued: nothing to report dropped
+        assert usage.aggregates() == []
         assert warnings_of(caplog) == ["Usage aggregates not read: disk I/O error"]
         caplog.clear()
         assert usage.record(make_event())  # queued; the writer then fails to store it
-        wait_until(lambda: usage.dropped == 1, WAIT_S, "never dropped")
+        wait_until(lambda: usage.store_away, WAIT_S, "the failed write was never seen")
         assert warnings_of(caplog) == [
-            "Usage log: 1 row(s) dropped (the store failed: disk I/O error); 1 dropped since start"
+            "Usage log: the store failed (disk I/O error); rows wait in memory (at most 10000) "
+            "until it answers again"
         ]
         caplog.clear()
-        assert usage.rows_for("pseudo-alice-7f3a") == []
-        assert usage.delete_for("pseudo-alice-7f3a") == 0
+        assert len(usage.rows_for("pseudo-alice-7f3a")) == 1  # the row waiting
+        assert usage.delete_for("pseudo-alice-7f3a") == 1  # deleted from memory at once
+        assert usage.deletion_waiting("pseudo-alice-7f3a")  # and from the store when it is back
         assert usage.purge_expired() == 0
         assert usage.aggregates() == []
     assert warnings_of(caplog) == [
         "Usage rows not read: disk I/O error",
-        "Usage rows not deleted: disk I/O error",
+        "Usage rows not deleted yet (disk I/O error): deleted when the store is back",
         "Usage log purge failed: disk I/O error",
         "Usage aggregates not read: disk I/O error",
     ]
+    assert usage.dropped == 0
     usage.close()
 
 
@@ -1012,9 +1017,9 @@ def test_after_a_failure_the_writer_tries_again_without_a_flush(
     usage = UsageLog(db_path, clock=clock)
     with locked_by_another_program(db_path):
         usage.record(make_event())
-        wait_until(lambda: usage.dropped == 1, WAIT_S, "the lock outlasted the busy timeout")
+        wait_until(lambda: usage.store_away, WAIT_S, "the lock outlasted the busy timeout")
     usage.record(make_event())  # queued while the writer waits before trying again
-    wait_until(lambda: count_rows(db_path) == 1, WAIT_S, "never tried again")
+    wait_until(lambda: count_rows(db_path) == 2, WAIT_S, "never tried again")
     usage.close()
 
 
@@ -1026,7 +1031,7 @@ def test_close_ends_the_writers_wait_after_a_failure_at_once(
     usage = UsageLog(db_path, clock=clock)
     with locked_by_another_program(db_path):
         usage.record(make_event())
-        wait_until(lambda: usage.dropped == 1, WAIT_S, "the lock outlasted the busy timeout")
+        wait_until(lambda: usage.store_away, WAIT_S, "the lock outlasted the busy timeout")
     closing = threading.Thread(target=usage.close)
     closing.start()
     closing.join(WAIT_S)

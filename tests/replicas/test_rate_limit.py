@@ -52,6 +52,26 @@ def test_two_replicas_count_one_visitor_together(database: str) -> None:
         limiter.close()
 
 
+def test_the_database_counts_the_images_each_request_asks_for(database: str) -> None:
+    """Issue 24.3 across replicas: zimage_admit's four-argument form (schema 3)."""
+    a, b = replica(database, 6), replica(database, 6)
+    a.admit(ADDRESS, images=4)
+    with pytest.raises(RateLimited, match=r"6 images a minute\. Try again in \d+ s"):
+        b.admit(ADDRESS, images=4)
+    b.admit(ADDRESS, images=2)  # the refused request counted nothing
+    for limiter in (a, b):
+        with pytest.raises(RateLimited):
+            limiter.admit(ADDRESS)
+    with pytest.raises(RateLimited, match="ask for 6 or fewer"):
+        a.admit("203.0.113.43", images=7)
+    assert a.fallbacks == b.fallbacks == 0
+    with psycopg.connect(database) as connection:
+        (hits,) = connection.execute("SELECT sum(cardinality(hits)) FROM rate_limits").fetchone()
+    assert hits == 6
+    for limiter in (a, b):
+        limiter.close()
+
+
 def test_requests_at_the_same_moment_on_both_replicas_never_exceed_the_limit(database) -> None:
     limiters = [replica(database, 4) for _ in range(2)]
     for limiter in limiters:

@@ -178,15 +178,16 @@ def test_replicas_purging_at_once_count_every_row_once(database: str) -> None:
         store.close()
 
 
-def test_an_unreachable_database_drops_rows_and_counts_them_without_holding_anyone() -> None:
+def test_an_unreachable_database_keeps_rows_waiting_without_holding_anyone() -> None:
     closed_port = free_port()
     usage = UsageLog(postgres_store(f"postgresql://nobody@127.0.0.1:{closed_port}/none"))
     for _ in range(5):
         assert usage.record(make_event())  # queued; the writer meets the refusal
     usage.flush()
-    assert usage.dropped == 5 and usage.pending == 0
-    assert usage.rows_for("pseudo-alice-7f3a") == []
+    assert usage.dropped == 0 and usage.pending == 5 and usage.store_away
+    assert len(usage.rows_for("pseudo-alice-7f3a")) == 5  # the visitor sees them waiting
     usage.close()
+    assert usage.dropped == 5  # still waiting when the log closed: lost, and counted
 
 
 def test_a_stalled_database_holds_a_store_call_only_until_its_timeout(

@@ -6,6 +6,12 @@ visitor, sharing outputs and a cap), and without a progress token it returns a r
 Python repr instead of an image. This one keeps MCP sessions (the `Mcp-Session-Id` header): each
 session is its own visitor with its own outputs; the caller's address, Do Not Track and Global
 Privacy Control apply as for any request; images come back as image content with their seeds.
+
+A call joins the same GPU queue as the page and the scripts (`GpuTurns`, zimage/page/gpu_queue.py):
+the same admission when it joins (rate limit, parameters, the per-visitor bound, the cap), the
+same fair order, one GPU slot while it runs. It waits on the event loop, not in a thread; its
+admission and its run take threads of this module's own pools, never the pool that serves
+files.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from zimage.engine.errors import INTERNAL_FAILURE
 from zimage.engine.jobs import JobControl, RunHooks, StopReason
+from zimage.service.gpu_turns import GpuTurns, QueueRefusal
 from zimage.service.service import VISITOR_ERRORS, ImageOutcome, ZImageService
 from zimage.service.visitors import Visitor, visitor_from_http
 from zimage.settings import Settings
@@ -42,6 +49,8 @@ logger = logging.getLogger(__name__)
 SESSION_HEADER = "mcp-session-id"
 # Open MCP sessions at most; each holds a little memory until it ends or idles out.
 MAX_SESSIONS = 1000
+# A cancelled call waits for its run to leave the GPU slot, looking this often.
+SLOT_POLL_S = 0.05
 
 # The tools agents see; their parameters come from the tools' own descriptions.
 AGENT_TOOLS: tuple[type[ToolRequest], ...] = (TextToImage, Edit)
@@ -69,6 +78,23 @@ def tool_listing(tool: type[ToolRequest], offered: Mapping[str, Offer] | None = 
     )
 
 
+class SessionCloseNoise(logging.Filter):
+    """Drops the traceback mcp 1.30 logs as an ERROR on every session close: `terminate()`
+    closes the stream that the session's standalone SSE writer is reading, which then raises
+    anyio.ClosedResourceError and logs it as "Error in standalone SSE writer". That is the
+    normal end of a session; any other error of that writer is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            record.getMessage() == "Error in standalone SSE writer"
+            and isinstance(error, anyio.ClosedResourceError)
+        )
+
+
+_MCP_TRANSPORT_LOG = logging.getLogger("mcp.server.streamable_http")
+
+
 class ToolFailed(Exception):
     """A readable reason, returned to the agent as an error result."""
 
@@ -76,9 +102,12 @@ class ToolFailed(Exception):
 class McpEndpoint:
     """The MCP server and its session manager (zimage/guards/mcp_route.py routes to it)."""
 
-    def __init__(self, service: ZImageService, settings: Settings) -> None:
+    def __init__(
+        self, service: ZImageService, settings: Settings, turns: GpuTurns, gpu_slots: int
+    ) -> None:
         self.service = service
         self.settings = settings
+        self.turns = turns
         self.server: Server = Server("Z-Image Turbo", instructions=_INSTRUCTIONS)
         self.server.list_tools()(self._list_tools)
         self.server.call_tool(validate_input=False)(self._call_tool)
@@ -87,7 +116,10 @@ class McpEndpoint:
             session_idle_timeout=max(60, settings.output_ttl_s),
             max_sessions=MAX_SESSIONS,
         )
-        self._calls = threading.BoundedSemaphore(settings.queue_max)
+        if not any(isinstance(f, SessionCloseNoise) for f in _MCP_TRANSPORT_LOG.filters):
+            _MCP_TRANSPORT_LOG.addFilter(SessionCloseNoise())
+        # Threads for the runs: one per GPU slot a call may hold.
+        self._runs = anyio.CapacityLimiter(gpu_slots)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -105,18 +137,46 @@ class McpEndpoint:
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> list[Any]:
         context = self.server.request_context
         visitor = self._visitor(context.request)
-        report = _progress_sender(context)
-        control = JobControl()
-        if not self._calls.acquire(blocking=False):
-            raise ToolFailed("The Space is busy. Please try again in a minute.")
+        asked = self._asked(name, arguments)
         try:
-            work = partial(self._run, name, arguments, visitor, report, control)
-            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            async with self.turns.turn([asked], visitor):
+                return await self._run_in_slot(asked, visitor, _progress_sender(context))
+        except (QueueRefusal, *VISITOR_ERRORS) as refusal:
+            raise ToolFailed(str(refusal)) from None
+
+    def _asked(self, name: str, arguments: dict[str, Any]) -> ToolRequest:
+        """The tool's request from the agent's arguments (files decoded), or ToolFailed."""
+        tools = {tool.agent_name: tool for tool in self._tools()}
+        if name not in tools:
+            raise ToolFailed(f"Unknown tool {name!r}: use one of {', '.join(tools)}.")
+        try:
+            asked = tools[name].from_agent(arguments)
+        except VISITOR_ERRORS as error:
+            raise ToolFailed(str(error)) from None
+        return _with_files_decoded(asked) if isinstance(asked, Edit) else asked
+
+    async def _run_in_slot(
+        self, asked: ToolRequest, visitor: Visitor, report: Callable[[int, int], None]
+    ) -> list[Any]:
+        """Run the call in a thread while its turn holds the GPU slot; a call cancelled by its
+        agent stops at the next step, and the slot is kept until the thread has left it."""
+        control = JobControl()
+        finished = threading.Event()
+
+        def work() -> list[Any]:
+            try:
+                return self._run(asked, visitor, report, control)
+            finally:
+                finished.set()
+
+        try:
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self._runs)
         except anyio.get_cancelled_exc_class():
             control.stop(StopReason.CANCELLED)  # the GPU work ends at its next step
+            with anyio.CancelScope(shield=True):
+                while not finished.is_set():
+                    await anyio.sleep(SLOT_POLL_S)
             raise
-        finally:
-            self._calls.release()
 
     def _visitor(self, request: Any) -> Visitor:
         headers = request.headers if request is not None else {}
@@ -126,31 +186,25 @@ class McpEndpoint:
 
     def _run(
         self,
-        name: str,
-        arguments: dict[str, Any],
+        asked: ToolRequest,
         visitor: Visitor,
         report: Callable[[int, int], None],
         control: JobControl,
     ) -> list[Any]:
         hooks = RunHooks(control=control, progress=report)
-        tools = {tool.agent_name: tool for tool in self._tools()}
         try:
-            if name not in tools:
-                raise ToolFailed(f"Unknown tool {name!r}: use one of {', '.join(tools)}.")
-            asked = tools[name].from_agent(arguments)
             if isinstance(asked, TextToImage):
                 outcomes = self.service.text_to_image(asked, visitor, hooks)
                 return [item for outcome in outcomes for item in _content(outcome)]
             if isinstance(asked, Edit):
-                outcome = self.service.edit(_with_files_decoded(asked), visitor, hooks)
+                outcome = self.service.edit(asked, visitor, hooks)
                 return [*_content(outcome), _text(f"method {outcome.method}")]
+            assert isinstance(asked, EnhancePrompt)
             return [_text(self.service.enhance_prompt(asked, visitor, hooks))]
         except VISITOR_ERRORS as error:
             raise ToolFailed(str(error)) from None
-        except ToolFailed:
-            raise
         except Exception:
-            logger.exception("MCP tool %s failed", name)
+            logger.exception("MCP tool %s failed", asked.agent_name)
             raise ToolFailed(INTERNAL_FAILURE) from None
 
 

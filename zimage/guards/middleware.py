@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from starlette.middleware import Middleware
 
-from zimage.guards.cancel_relay import CancelRelay, CancelsRequests
+from zimage.guards.cancel_relay import CancelRelay, CancelsEvents
 from zimage.guards.gradio_calls import KnownEndpoints
 from zimage.guards.mcp_route import HandlesRequests, McpRoute
 from zimage.guards.page_language import PageLanguage
@@ -24,7 +24,7 @@ def middleware_stack(
     upload_budget: UploadBudget,
     held_uploads: HeldUploads,
     endpoints: KnownEndpoints,
-    running: CancelsRequests,
+    cancels: CancelsEvents,
     mcp_server: HandlesRequests | None,
     hidden_paths: Iterable[str],
 ) -> list[Middleware]:
@@ -34,7 +34,7 @@ def middleware_stack(
     - SecurityHeaders first, so that every answer carries its headers, refusals included.
     - UploadGuard next: every request body is counted against its sender's budget and bounded
       before anything further in reads it (the MCP server's requests included).
-    - CancelRelay and PageLanguage touch only `/cancel` and the page.
+    - CancelRelay and PageLanguage touch only `/cancel`, `/reset` and the page.
     - McpRoute before the two guards of Gradio's protocol: MCP requests are not Gradio's, and
       the MCP server answers its errors in its own protocol.
     - ProtocolGuard: Gradio's protocol, checked against what the app serves.
@@ -51,7 +51,7 @@ def middleware_stack(
             trusted_proxy_hops=settings.trusted_proxy_hops,
             max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
         ),
-        Middleware(CancelRelay, running=running),
+        Middleware(CancelRelay, cancels=cancels),
         Middleware(PageLanguage),
     ]
     if mcp_server is not None:

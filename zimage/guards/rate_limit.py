@@ -1,4 +1,7 @@
-"""Per-visitor rate limit: at most N requests in any sliding minute.
+"""Per-visitor rate limit: at most N images in any sliding minute.
+
+Each request counts the images it asks for (a batch of 4 counts 4; an edit or a prompt
+enhancement counts 1), so the limit is what its message says.
 
 Visitors are told apart by a keyed hash of their address (the key exists only in this
 process's memory), so the limiter never holds a raw IP address.
@@ -33,18 +36,30 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.per_minute > 0
 
-    def admit(self, client_address: str) -> None:
-        """Count one request, or raise RateLimited if the visitor's minute is full."""
+    def admit(self, client_address: str, images: int = 1) -> None:
+        """Count `images` for the visitor, or raise RateLimited if their minute has no room
+        for that many (nothing is counted then)."""
         if not self.enabled:
             return
+        self.refuse_more_than_a_minute(images)
         visitor = self._visitor_key(client_address)
         now = self._clock()
         with self._lock:
             self._forget_before(now - WINDOW_S)
             recent = self._recent.setdefault(visitor, deque())
-            if len(recent) >= self.per_minute:
-                raise self.refusal(recent[0] + WINDOW_S - now)
-            recent.append(now)
+            over = len(recent) + images - self.per_minute
+            if over > 0:
+                # Room comes when the `over`-th oldest image leaves the window.
+                raise self.refusal(recent[over - 1] + WINDOW_S - now)
+            recent.extend([now] * images)
+
+    def refuse_more_than_a_minute(self, images: int) -> None:
+        """A request for more images than the whole limit can never run: say so."""
+        if images > self.per_minute:
+            raise RateLimited(
+                f"This Space makes at most {self.per_minute} images a minute per visitor: "
+                f"please ask for {self.per_minute} or fewer."
+            )
 
     def refusal(self, wait_s: float) -> RateLimited:
         """What a visitor who must wait `wait_s` seconds is told."""

@@ -5,6 +5,8 @@ become readable `gr.Error` messages here.
 """
 
 from zimage.page.assets import PAGE_CSS, PAGE_HEAD, page_theme
+from zimage.page.cancels import EventCancels
+from zimage.page.gpu_queue import GpuQueue
 from zimage.page.language import page_translations
 from zimage.page.page import build_demo
 from zimage.page.running import RunningRequests
@@ -13,6 +15,8 @@ from zimage.page.sessions import use_lazy_sessions
 __all__ = [
     "PAGE_CSS",
     "PAGE_HEAD",
+    "EventCancels",
+    "GpuQueue",
     "RunningRequests",
     "build_demo",
     "page_theme",

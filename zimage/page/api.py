@@ -9,7 +9,7 @@ rounding, decide what is accepted. What differs per endpoint is only how it answ
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -27,6 +27,7 @@ from zimage.page.parameters import described, endpoint_for, hidden_input, intege
 from zimage.page.running import RunningRequests, stream_while_running
 from zimage.page.visitors import visitor_of
 from zimage.service.service import ImageOutcome, ZImageService
+from zimage.service.visitors import Visitor
 from zimage.settings import Settings
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
@@ -34,6 +35,10 @@ from zimage.tools.official import OfficialGenerate
 from zimage.tools.parameters import ToolRequest
 from zimage.tools.text_to_image import TextToImage
 
+if TYPE_CHECKING:
+    from zimage.page.gpu_queue import GpuQueue
+
+# The concurrency id of every event that needs the GPU (zimage/page/gpu_queue.py).
 GPU_QUEUE = "gpu"
 
 
@@ -41,11 +46,17 @@ class ScriptEndpoints:
     """What scripts call. Each endpoint is the same request path as the page's buttons."""
 
     def __init__(
-        self, service: ZImageService, settings: Settings, running: RunningRequests, gpu_slots: int
+        self,
+        service: ZImageService,
+        settings: Settings,
+        running: RunningRequests,
+        gpu_queue: GpuQueue,
+        gpu_slots: int,
     ) -> None:
         self.service = service
         self.settings = settings
         self.running = running
+        self.gpu_queue = gpu_queue
         self.gpu_slots = gpu_slots
 
     def generate(
@@ -129,7 +140,12 @@ class ScriptEndpoints:
                 gr.Textbox(label="method"), "img2img, inpaint or omni: how the edit was made."
             )
             enhanced = described(gr.Textbox(label="enhanced_prompt"), "The enhanced prompt.")
-            self._endpoint(OfficialGenerate, self.generate, [gallery, seed_text, seed_used])
+            self._endpoint(
+                OfficialGenerate,
+                self.generate,
+                [gallery, seed_text, seed_used],
+                runs_as=OfficialGenerate.as_text_to_image,
+            )
             self._endpoint(TextToImage, self.text_to_image, [gallery, seed_used])
             self._endpoint(Edit, self.edit, [edited, seed_used, method])
             if self.service.engine_facts.can_enhance:
@@ -140,10 +156,20 @@ class ScriptEndpoints:
         tool: type[ToolRequest],
         run: Callable[..., Any],
         outputs: list[gr.components.Component],
+        runs_as: Callable[[Any], ToolRequest] = lambda asked: asked,
     ) -> None:
+        """`/tool_name`: `run` handles it; `runs_as` is the request its run makes of the
+        service, which the GPU queue admits when a call joins."""
         offered = self.service.adapters.offer()
-        inputs = [hidden_input(name, p) for name, p in tool.parameters(offered=offered).items()]
-        gr.Button(visible=False).click(
+        parameters = tool.parameters(offered=offered)
+        names = list(parameters)
+        inputs = [hidden_input(name, parameters[name]) for name in names]
+
+        def asks(values: list[Any], request: gr.Request) -> tuple[list[ToolRequest], Visitor]:
+            asked = tool(**dict(zip(names, values)))
+            return [runs_as(asked)], visitor_of(request, self.settings)
+
+        dependency = gr.Button(visible=False).click(
             readable_errors(endpoint_for(tool, run, offered)),
             inputs=inputs,
             outputs=outputs,
@@ -152,3 +178,4 @@ class ScriptEndpoints:
             concurrency_limit=self.gpu_slots,
             api_visibility="public",
         )
+        self.gpu_queue.expects(dependency, asks)

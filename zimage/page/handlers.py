@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -14,6 +14,7 @@ from gradio.utils import get_upload_folder
 from zimage import presets
 from zimage.engine.jobs import JobControl, PreviewCallback, RunHooks, TextCallback
 from zimage.page.controls import ToolForm
+from zimage.page.gpu_queue import JoinCheck
 from zimage.page.language import language_of, t
 from zimage.page.outputs import (
     download_reporter,
@@ -31,10 +32,16 @@ from zimage.service.visitors import Visitor
 from zimage.settings import Settings
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.parameters import ToolRequest
 from zimage.tools.text_to_image import TextToImage
 from zimage.translations import method_name, words
 
 Outputs = TypeVar("Outputs")
+
+
+def _enhanced_first(text: str, asked: ToolRequest, enhance_first: bool) -> list[ToolRequest]:
+    """The requests of a run: an enhancement of `text` first when asked, then `asked`."""
+    return [EnhancePrompt(prompt=text), asked] if enhance_first else [asked]
 
 
 class PageHandlers:
@@ -67,9 +74,7 @@ class PageHandlers:
             opt-out box; yields (images, seed used, prompt box, original prompt): the prompt
             being enhanced when asked, the picture forming at each step, then the images with
             their seeds."""
-            *given, enhance_first, browser, opt_out = values
-            asked: TextToImage = form.request(given)
-            visitor = self._visitor(request, browser, opt_out)
+            asked, enhance_first, visitor = self._generate_values(form, values, request)
             keep = gr.skip()
             with self.running.control() as control:
                 if enhance_first:
@@ -105,12 +110,9 @@ class PageHandlers:
             mask), the form's values, "enhance first", the browser state and the opt-out box.
             Yields (before/after, seed used, method, instruction box, original instruction);
             the after side shows the edit forming, then the result."""
-            editor, *given, enhance_first, browser, opt_out = values
-            editor = editor or {}
-            background = editor.get("background")
-            layers = editor.get("layers") or []
-            asked: Edit = form.request(given, image=background, mask_layers=layers)
-            visitor = self._visitor(request, browser, opt_out)
+            asked, editor, enhance_first, visitor = self._edit_values(form, values, request)
+            background = asked.image
+            layers = list(asked.mask_layers)
             keep = gr.skip()
             with self.running.control() as control:
                 if enhance_first:
@@ -157,6 +159,46 @@ class PageHandlers:
                 text, variant, visitor, control, lambda so_far: (so_far, gr.skip())
             )
         yield enhanced, gr.skip()
+
+    # -- what each GPU event asks for, read again when it joins the queue (gpu_queue.py) ------
+
+    def generate_joins(self, form: ToolForm) -> JoinCheck:
+        def asks(values: list[Any], request: gr.Request) -> tuple[list[ToolRequest], Visitor]:
+            asked, enhance_first, visitor = self._generate_values(form, values, request)
+            return _enhanced_first(asked.prompt, asked, enhance_first), visitor
+
+        return asks
+
+    def edit_joins(self, form: ToolForm) -> JoinCheck:
+        def asks(values: list[Any], request: gr.Request) -> tuple[list[ToolRequest], Visitor]:
+            asked, _, enhance_first, visitor = self._edit_values(form, values, request)
+            return _enhanced_first(asked.instruction, asked, enhance_first), visitor
+
+        return asks
+
+    def enhance_joins(self, values: list[Any], request: gr.Request) -> tuple[list, Visitor]:
+        text, browser, opt_out = values
+        return [EnhancePrompt(prompt=text)], self._visitor(request, browser, opt_out)
+
+    def _generate_values(
+        self, form: ToolForm, values: Sequence[Any], request: gr.Request
+    ) -> tuple[TextToImage, bool, Visitor]:
+        """The Generate button's values: the request, "enhance first", the visitor."""
+        *given, enhance_first, browser, opt_out = values
+        visitor = self._visitor(request, browser, opt_out)
+        return form.request(given), bool(enhance_first), visitor
+
+    def _edit_values(
+        self, form: ToolForm, values: Sequence[Any], request: gr.Request
+    ) -> tuple[Edit, dict, bool, Visitor]:
+        """The Edit button's values: the request (the editor's background as its image, its
+        brush layers as the mask), the editor's value, "enhance first", the visitor."""
+        editor, *given, enhance_first, browser, opt_out = values
+        editor = editor or {}
+        asked = form.request(
+            given, image=editor.get("background"), mask_layers=editor.get("layers") or []
+        )
+        return asked, editor, bool(enhance_first), self._visitor(request, browser, opt_out)
 
     def _enhancing(
         self,
@@ -224,7 +266,9 @@ class PageHandlers:
         visitor = self._visitor(request, browser)
         rows, outputs = self.service.delete_everything_of(visitor)
         browser = {**browser_defaults(), **(browser or {}), "pseudonym": self.keys.new_pseudonym()}
-        message = words("message.deleted", language_of(request), rows=rows, images=outputs)
+        later = self.service.usage_deletion_waiting(visitor.pseudonym)
+        key = "message.deleted_later" if later else "message.deleted"
+        message = words(key, language_of(request), rows=rows, images=outputs)
         return {"usage_rows": [], "images_in_memory": []}, message, browser
 
     # -- history ------------------------------------------------------------------------------

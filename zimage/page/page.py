@@ -12,6 +12,7 @@ from zimage.page.adapters import preview_files
 from zimage.page.api import GPU_QUEUE, ScriptEndpoints
 from zimage.page.edit import SAMPLES, edit_tab
 from zimage.page.errors import readable_errors
+from zimage.page.gpu_queue import GpuQueue
 from zimage.page.handlers import PageHandlers
 from zimage.page.header import page_header
 from zimage.page.history import history_panel
@@ -52,8 +53,11 @@ def build_demo(
     settings: Settings,
     keys: BrowserKeys,
     running: RunningRequests,
+    gpu_queue: GpuQueue,
     gpu_slots: int = 1,
 ) -> gr.Blocks:
+    """The page and the script endpoints; every GPU event's joins are admitted by `gpu_queue`
+    (install it on the Blocks' queue once `queue()` made it)."""
     handlers = PageHandlers(service, settings, running, keys)
     # Served from the repository, so the temp-folder sweeper never deletes them.
     gr.set_static_paths([SAMPLES, *preview_files(service.adapters)])
@@ -76,7 +80,7 @@ def build_demo(
             with gr.Tab(t("tab.privacy"), id="privacy"):
                 data = privacy_tab()
         history = history_panel()
-        ScriptEndpoints(service, settings, running, gpu_slots).build()
+        ScriptEndpoints(service, settings, running, gpu_queue, gpu_slots).build()
 
         # -- privacy ------------------------------------------------------------------------
         demo.load(
@@ -153,6 +157,7 @@ def build_demo(
             api_name="generate_in_browser",
             **gpu,
         )
+        gpu_queue.expects(generating, handlers.generate_joins(text_tab.form))
         generating.then(handlers.history, inputs=browser, outputs=history_outputs, **LIGHT)
         editing = gr.on(
             [edit.run.click, edit.instruction.submit],
@@ -174,6 +179,7 @@ def build_demo(
             api_name="edit_in_browser",
             **gpu,
         )
+        gpu_queue.expects(editing, handlers.edit_joins(edit.form))
         editing.then(handlers.history, inputs=browser, outputs=history_outputs, **LIGHT)
         for box, controls, run, stop in (
             (text_tab.prompt, text_tab.enhance, generating, text_tab.stop),
@@ -186,6 +192,7 @@ def build_demo(
                 api_name=False,
                 **gpu,
             )
+            gpu_queue.expects(enhancing, handlers.enhance_joins)
             controls.undo.click(undo_enhance, inputs=[controls.original, box], outputs=box, **LIGHT)
             stop.click(stop_runs(running, [run, enhancing]), **LIGHT)
 

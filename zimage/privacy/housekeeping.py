@@ -13,6 +13,7 @@ from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.guards.uploads import HeldUploads
 from zimage.privacy.heap_trim import TrimAfterFrees
 from zimage.privacy.output_cache import OutputCache, delete_files_older_than, delete_tree_contents
+from zimage.privacy.temp_folder import keep_held
 from zimage.privacy.usage_log import UsageLog
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ class Housekeeping:
         return self.uploads.sweep(owned=self.cache.live_files())
 
     def sweep_temp_dir(self) -> int:
-        """Delete temp files (outputs, uploads, downloads) older than the output lifetime."""
+        """Delete temp files (outputs, uploads, downloads) older than the output lifetime, and
+        hold the folder again if it was deleted from outside (zimage/privacy/temp_folder.py)."""
+        keep_held(self.temp_dir)
         return delete_files_older_than(
             self.temp_dir, self.cache.ttl_s, keep=self.cache.live_files()
         )

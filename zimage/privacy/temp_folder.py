@@ -4,9 +4,15 @@ Two instances of the same user used to share one folder (`/dev/shm/zimage-space-
 the operator's GRADIO_TEMP_DIR): A's sweeper and shutdown deleted B's outputs and uploads. Now
 each process claims `<base>/zimage-<pid>-<random>` and keeps an exclusive flock on it until it
 ends (the kernel drops the lock when a process dies, kill -9 included). At start a process
-deletes the folders of processes that are gone (lock free) and never one whose lock is held.
-Gradio serves files only from its own GRADIO_TEMP_DIR, so a dead process's leftovers are not
-served even before they are deleted.
+deletes the folders of processes that are gone (lock free, and no process of the pid in the
+name) and never one whose lock is held. Gradio serves files only from its own GRADIO_TEMP_DIR,
+so a dead process's leftovers are not served even before they are deleted.
+
+A folder deleted from outside (a temp cleaner, an operator) while its process runs is made
+again by the next file written into it, but without the lock, which stayed on the deleted
+folder: another instance starting then would have taken it for a dead process's and deleted
+it, outputs and all. So the name's pid must also be gone, and the process takes its lock again
+on the new folder (`keep_held`, on the housekeeping timer every 2 s).
 """
 
 from __future__ import annotations
@@ -75,6 +81,9 @@ def remove_dead_folders(base: Path) -> int:
         except OSError:
             os.close(descriptor)
             continue  # its process is alive
+        if _process_alive(int(entry.name.split("-")[1])):
+            os.close(descriptor)  # its process lost the lock (the folder was made again)
+            continue
         try:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
@@ -82,6 +91,44 @@ def remove_dead_folders(base: Path) -> int:
         finally:
             os.close(descriptor)
     return removed
+
+
+def keep_held(folder: Path) -> bool:
+    """Hold `folder` again if it was deleted (or replaced) since this process locked it: make
+    it if missing and lock the folder now at its path. True when it had to."""
+    descriptor = _held.get(folder)
+    if descriptor is None:
+        return False
+    try:
+        if os.path.samestat(os.fstat(descriptor), os.stat(folder, follow_symlinks=False)):
+            return False
+    except FileNotFoundError:
+        pass
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        renewed = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as error:
+        logger.warning("the temp folder %s was deleted and cannot be made again: %s", folder, error)
+        return False
+    try:
+        fcntl.flock(renewed, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(renewed)
+        return False  # another process holds it now: try again at the next tick
+    _held[folder] = renewed
+    os.close(descriptor)
+    logger.warning("the temp folder %s was deleted from outside: made again and held", folder)
+    return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def release(folder: Path) -> None:

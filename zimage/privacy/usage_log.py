@@ -2,8 +2,12 @@
 
 Callers decide consent (see `privacy.analytics_allowed`) before calling `UsageLog.record`.
 Raw IP addresses and user-agent strings never reach the store or the log messages. Rows are
-written by one background thread through a small queue, so a slow or locked store never
-delays a request: when the queue is full or the store fails, rows are dropped and counted.
+written by one background thread through a bounded buffer in memory, so a slow or locked store
+never delays a request. While the store fails (a shared database that is down or unreachable)
+the rows wait in that buffer, in this process's memory only, and are written when it answers
+again; "delete my data" deletes from the buffer at once and, from the store, as soon as it
+answers (`deletion_waiting` tells). Only rows past the bound (MAX_PENDING_ROWS) are dropped,
+counted and logged; so are rows still waiting when the process stops.
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ _SCRIPT_TOKENS = (
     "wget/",
     "gradio_client",
 )
-# Rows waiting for the writer; past this many a new row is dropped (and counted).
+# Rows waiting for the writer (or for a store that is away); past this many a new row is
+# dropped (and counted).
 MAX_PENDING_ROWS = 10_000
+# Visitors whose stored rows are still to be deleted when the store answers again, at most.
+MAX_DELETIONS_WAITING = 10_000
 # At most one warning about dropped rows this often (the count is exact regardless).
 _DROP_WARNING_INTERVAL_S = 10.0
 # After a failed write the writer waits this long (rows keep queueing), so that it neither
@@ -165,13 +172,16 @@ class UsageLog:
         self.retention_days = retention_days
         self.log_prompts = log_prompts
         self.max_pending = max_pending
-        self.dropped = 0  # rows never stored: queue full or store failed
+        self.dropped = 0  # rows never stored: the buffer was full, or the process stopped
         self._clock = clock
         self._ip_hasher = ip_hasher or IpHasher(clock)
         self._store: UsageStore | None = store
         self._store_lock = threading.Lock()  # one store operation at a time
         self._pending: deque[UsageRow] = deque()
-        self._pending_changed = threading.Condition()  # guards _pending, _closing, dropped
+        # Pseudonyms whose stored rows the store has still to delete (it failed when asked).
+        self._deletions_waiting: dict[str, None] = {}
+        self._store_failing = False
+        self._pending_changed = threading.Condition()  # guards the above, _closing, dropped
         self._closing = False
         self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
         self._stop = threading.Event()
@@ -193,6 +203,18 @@ class UsageLog:
         """Rows waiting for the writer."""
         with self._pending_changed:
             return len(self._pending)
+
+    @property
+    def store_away(self) -> bool:
+        """Whether the last write failed: rows wait in memory until the store answers."""
+        with self._pending_changed:
+            return self._store_failing
+
+    def deletion_waiting(self, pseudonym: str) -> bool:
+        """Whether that pseudonym's stored rows are still to be deleted when the store is back
+        (the rows in the buffer are deleted already)."""
+        with self._pending_changed:
+            return pseudonym in self._deletions_waiting
 
     def record(self, event: UsageEvent) -> bool:
         """Queue one row for `event` and return at once; False when it is dropped."""
@@ -258,7 +280,9 @@ class UsageLog:
         return json.dumps(document, indent=2)
 
     def delete_for(self, pseudonym: str) -> int:
-        """Delete every row of that pseudonym, stored or still queued; returns how many."""
+        """Delete every row of that pseudonym, stored or still queued; returns how many were
+        deleted now. If the store fails, its rows are deleted as soon as it answers again
+        (`deletion_waiting` says so meanwhile)."""
         if not pseudonym:
             return 0
         with self._store_lock:
@@ -271,7 +295,14 @@ class UsageLog:
             try:
                 return deleted + self._store.delete_for(pseudonym)
             except Exception as exc:  # noqa: BLE001
-                log.warning("Usage rows not deleted: %s", exc)
+                log.warning("Usage rows not deleted yet (%s): deleted when the store is back", exc)
+                with self._pending_changed:
+                    self._deletions_waiting[pseudonym] = None
+                    while len(self._deletions_waiting) > MAX_DELETIONS_WAITING:
+                        oldest = next(iter(self._deletions_waiting))
+                        del self._deletions_waiting[oldest]
+                        log.warning("Usage log: a waiting deletion was forgotten (too many)")
+                    self._pending_changed.notify()
                 return deleted
 
     def purge_expired(self) -> int:
@@ -320,6 +351,15 @@ class UsageLog:
             self._writer = None
         with self._store_lock:
             self._write_pending()
+            with self._pending_changed:
+                if self._pending:
+                    self._count_dropped(len(self._pending), "the store is away at shutdown")
+                    self._pending.clear()
+                if self._deletions_waiting:
+                    log.warning(
+                        "Usage log closed with %d deletions not done: the store was away",
+                        len(self._deletions_waiting),
+                    )
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -331,7 +371,7 @@ class UsageLog:
     def _write_until_closed(self) -> None:
         while True:
             with self._pending_changed:
-                while not self._pending and not self._closing:
+                while not (self._pending or self._deletions_waiting or self._closing):
                     self._pending_changed.wait()
                 if self._closing:
                     return  # close() writes what is left
@@ -342,20 +382,51 @@ class UsageLog:
                     self._pending_changed.wait_for(lambda: self._closing, _RETRY_AFTER_FAILURE_S)
 
     def _write_pending(self) -> bool:
-        """Write every queued row in one batch (the caller holds the store lock); False if
-        the store failed and the batch was dropped."""
+        """Do the deletions waiting, then write every queued row in one batch (the caller
+        holds the store lock); False if the store failed: the rows stay queued, in order."""
+        if self._store is None:
+            return True
         with self._pending_changed:
+            deletions = list(self._deletions_waiting)
             batch = list(self._pending)
             self._pending.clear()
-        if not batch or self._store is None:
-            return True
         try:
-            self._store.insert(batch)
-            return True
-        except Exception as exc:  # noqa: BLE001 - the rows are dropped, the requests went on
+            for pseudonym in deletions:
+                self._store.delete_for(pseudonym)
+                with self._pending_changed:
+                    self._deletions_waiting.pop(pseudonym, None)
+            if batch:
+                self._store.insert(batch)
+        except Exception as exc:  # noqa: BLE001 - the rows wait for the store to come back
             with self._pending_changed:
-                self._count_dropped(len(batch), f"the store failed: {exc}")
+                self._pending.extendleft(reversed(batch))
+                over = len(self._pending) - self.max_pending
+                for _ in range(max(0, over)):
+                    self._pending.pop()  # the newest: rows recorded while this write failed
+                if over > 0:
+                    self._count_dropped(over, "the queue is full")
+                self._note_store_away(exc)
             return False
+        if self._store_failing:
+            with self._pending_changed:
+                self._store_failing = False
+            log.info(
+                "Usage log: the store answers again; %d rows written, %d deletions done",
+                len(batch),
+                len(deletions),
+            )
+        return True
+
+    def _note_store_away(self, error: Exception) -> None:
+        # The caller holds _pending_changed. Never the rows' content in the message.
+        if not self._store_failing:
+            self._store_failing = True
+            log.warning(
+                "Usage log: the store failed (%s); rows wait in memory (at most %d) until it "
+                "answers again",
+                error,
+                self.max_pending,
+            )
 
     def _count_dropped(self, count: int, reason: str) -> None:
         # The caller holds _pending_changed. Never the rows' content in the message.

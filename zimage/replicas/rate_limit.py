@@ -1,7 +1,7 @@
 """The per-visitor rate limit counted across replicas, in the shared PostgreSQL database.
 
-One call per request (`zimage_admit`, one round trip) counts the request and answers whether it
-may run; the row lock it takes makes a visitor's requests on different replicas count one after
+One call per request (`zimage_admit`, one round trip) counts the images it asks for and answers
+whether it may run; the row lock it takes makes a visitor's requests on different replicas count one after
 another. The visitor is a keyed hash of the address, never the address: the key is derived from
 the operator's secret, which every replica already has, so it is the same on every replica and
 is never written to the database or to disk.
@@ -62,15 +62,16 @@ class SharedRateLimiter(RateLimiter):
         self.fallbacks = 0  # requests counted locally because the database did not answer
         self._last_warning = -_FALLBACK_WARNING_INTERVAL_S
 
-    def admit(self, client_address: str) -> None:
+    def admit(self, client_address: str, images: int = 1) -> None:
         if not self.enabled:
             return
+        self.refuse_more_than_a_minute(images)
         visitor = self._shared_key(client_address)
 
         def work(connection: psycopg.Connection) -> float:
             row = connection.execute(
-                "SELECT zimage_admit(%s, %s, %s)",
-                (visitor, self.per_minute, timedelta(seconds=WINDOW_S)),
+                "SELECT zimage_admit(%s, %s, %s, %s)",
+                (visitor, self.per_minute, timedelta(seconds=WINDOW_S), images),
             ).fetchone()
             return float(row[0]) if row else 0.0
 
@@ -78,7 +79,7 @@ class SharedRateLimiter(RateLimiter):
             wait_s = self._lane.call(work)
         except Exception as error:  # noqa: BLE001 - any failure: count here instead
             self._count_locally(error)
-            super().admit(client_address)
+            super().admit(client_address, images)
             return
         if wait_s > 0:
             raise self.refusal(wait_s)

@@ -86,6 +86,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX deleted_visitors_noted_at ON deleted_visitors (noted_at)",
     ),
+    # 3: the rate limit counts images: a request for `p_count` images is admitted only when
+    # the minute has room for all of them. (Version 2's three-argument function stays for
+    # replicas of the previous version during a rolling update.)
+    (
+        """CREATE FUNCTION zimage_admit(
+            p_visitor text, p_limit integer, p_window interval, p_count integer
+        ) RETURNS double precision LANGUAGE plpgsql AS $$
+        DECLARE
+            recent timestamptz[];
+            over integer;
+        BEGIN
+            INSERT INTO rate_limits AS r (visitor, hits, last_at) VALUES (p_visitor, '{}', now())
+            ON CONFLICT (visitor) DO UPDATE SET visitor = excluded.visitor
+            RETURNING ARRAY(SELECT h FROM unnest(r.hits) AS h WHERE h > now() - p_window ORDER BY h)
+            INTO recent;
+            over := cardinality(recent) + p_count - p_limit;
+            IF over > 0 THEN
+                UPDATE rate_limits SET hits = recent WHERE visitor = p_visitor;
+                -- Room comes when the over-th oldest image leaves the window.
+                RETURN greatest(extract(epoch FROM recent[over] + p_window - now()), 0.001);
+            END IF;
+            UPDATE rate_limits
+            SET hits = recent || array_fill(now(), ARRAY[p_count]), last_at = now()
+            WHERE visitor = p_visitor;
+            RETURN 0;
+        END $$""",
+    ),
 )
 LATEST = len(MIGRATIONS)
 

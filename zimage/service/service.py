@@ -1,9 +1,13 @@
-"""The request path: check -> engine -> cache -> response, and the usage log told at the end.
+"""The request path: admit -> (wait for the GPU) -> check -> engine -> cache -> response, and the
+usage log told at the end.
 
 Plain Python, the one door of the page, the script endpoints and the MCP server to the engine
 and to the outputs kept. Each tool is asked for with its request object (zimage/tools), the
-visitor and the run's hooks. Analytics hears about a request only when consent allows (operator
-setting, the visitor's toggle, Global Privacy Control / Do Not Track).
+visitor and the run's hooks. `admit` runs when a request joins the GPU queue (every door's
+queue is the same: zimage/page/gpu_queue.py), so that what would be refused is refused then,
+not after waiting its turn; the run checks its parameters again, cheaply. Analytics hears about
+a request only when consent allows (operator setting, the visitor's toggle, Global Privacy
+Control / Do Not Track).
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
 
@@ -30,7 +34,7 @@ from zimage.engine.errors import (
     TimedOut,
 )
 from zimage.engine.interface import ImageEngine
-from zimage.engine.jobs import RunHooks
+from zimage.engine.jobs import JobControl, RunHooks, StopReason
 from zimage.engine.lora_files import AdapterRefused
 from zimage.engine.results import Timings
 from zimage.guards.rate_limit import RateLimited, RateLimiter
@@ -50,12 +54,20 @@ from zimage.service.visitors import Visitor
 from zimage.tools.checks import InputError, choose_seed
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.parameters import ToolRequest
 from zimage.tools.text_to_image import TextToImage
 
 if TYPE_CHECKING:
     from zimage.replicas.link import ReplicaLink
 
 logger = logging.getLogger(__name__)
+
+# The usage log's name for each tool's runs.
+ENDPOINTS: dict[type[ToolRequest], str] = {
+    TextToImage: "generate",
+    Edit: "edit",
+    EnhancePrompt: "enhance",
+}
 
 
 @dataclass(frozen=True)
@@ -140,18 +152,19 @@ class ZImageService:
         """
         hooks = hooks or RunHooks()
         with self._logged("generate", visitor) as note:
-            self._admit(visitor)
-            request = request.checked()
+            self._refuse_when_shutting_down()
+            request = self._checked(request)
             asked_prompt = request.prompt
             request = self._with_adapters(request, hooks)
-            self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
-            seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
-            request = dataclasses.replace(request, seed=seed, owner=visitor.owner)
+            if request.prompt != asked_prompt:  # with the adapters' trigger words
+                self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
+            request = dataclasses.replace(request, owner=visitor.owner)
             note.params = self.adapters.usage_settings(request)
             note.prompt = asked_prompt
             if not request.live_preview:
                 hooks = dataclasses.replace(hooks, on_preview=None)
             result = self.engine.text_to_image(request, hooks)
+            _end_if_stopped(hooks.control)
             for image in result.images:
                 self.moderation.check_output(image)
             settings = {"prompt": asked_prompt, **request.logged_settings()}
@@ -167,15 +180,14 @@ class ZImageService:
 
         Raises InputError / ImageInputError for bad input, EngineUnavailable without a model.
         """
+        hooks = hooks or RunHooks()
         with self._logged("edit", visitor) as note:
-            self._admit(visitor)
-            request = request.checked()
+            self._refuse_when_shutting_down()
+            request = self._checked(request)
             asked_instruction = request.instruction
-            request = self._with_adapters(request, hooks or RunHooks())
-            self._check_text(request.instruction, "instruction")
-            seed = choose_seed(request.seed, request.randomize_seed)
-            if request.image is None:
-                raise InputError("Please add an image to edit.")
+            request = self._with_adapters(request, hooks)
+            if request.instruction != asked_instruction:  # with the adapters' trigger words
+                self._check_text(request.instruction, "instruction")
             picture = load_input_image(request.image, self.image_limits)
             if request.mask is not None:
                 mask = load_mask(request.mask, picture.size, self.image_limits)
@@ -187,12 +199,13 @@ class ZImageService:
                     "image-conditioned edit model): paint the area to change, or choose none."
                 )
             request = dataclasses.replace(
-                request, image=picture, mask=mask, mask_layers=(), seed=seed, owner=visitor.owner
+                request, image=picture, mask=mask, mask_layers=(), owner=visitor.owner
             )
             resolution = {"resolution": f"{picture.width}x{picture.height}"}
             note.params = {**resolution, **self.adapters.usage_settings(request)}
             note.prompt = asked_instruction
             result = self.engine.edit(request, hooks)
+            _end_if_stopped(hooks.control)
             note.params["method"] = result.method
             self.moderation.check_output(result.image)
             return self._keep(
@@ -218,13 +231,14 @@ class ZImageService:
         prompt like any other: it passes the same checks and content filter, and it is never
         logged unless prompts are.
         """
+        hooks = hooks or RunHooks()
         with self._logged("enhance", visitor) as note:
-            self._admit(visitor)
-            request = request.checked()
-            self._check_text(request.prompt, "prompt")
+            self._refuse_when_shutting_down()
+            request = self._checked(request)
             note.params = {"sampled": request.sampling_seed is not None}
             note.prompt = request.prompt
             enhanced = self.engine.enhance_prompt(request, hooks)
+            _end_if_stopped(hooks.control)
             self.moderation.check_prompt(enhanced)
             return enhanced
 
@@ -236,10 +250,38 @@ class ZImageService:
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace_s)
 
-    def _admit(self, visitor: Visitor) -> None:
+    def admit(self, asked: Sequence[ToolRequest], visitor: Visitor) -> None:
+        """Refuse now, as a run joins the GPU queue, what its run would refuse after waiting:
+        the Space stopping, the visitor's rate limit (counting every image asked for, a prompt
+        enhancement as one), a bad parameter, a prompt over the token limit or the filter.
+        `asked` are the requests the run makes in order (an enhancement, then an image). Counts
+        against the rate limit when admitted; a refusal is logged as a run's would be."""
+        with self._logged(ENDPOINTS[type(asked[0])], visitor, refusals_only=True):
+            self._refuse_when_shutting_down()
+            self.rate_limiter.admit(visitor.client_ip, sum(map(images_counted, asked)))
+            for request in asked:
+                self._checked(request)
+
+    def _refuse_when_shutting_down(self) -> None:
         if self._shutting_down:
             raise ShuttingDown()
-        self.rate_limiter.admit(visitor.client_ip)
+
+    def _checked(self, request: Request) -> Request:
+        """The request with its parameters, text and seed checked (the seed chosen)."""
+        request = request.checked()
+        if isinstance(request, TextToImage):
+            self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
+            seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
+            return dataclasses.replace(request, seed=seed)
+        if isinstance(request, Edit):
+            self._check_text(request.instruction, "instruction")
+            seed = choose_seed(request.seed, request.randomize_seed)
+            if request.image is None:
+                raise InputError("Please add an image to edit.")
+            return dataclasses.replace(request, seed=seed)
+        if isinstance(request, EnhancePrompt):
+            self._check_text(request.prompt, "prompt")
+        return request
 
     def _with_adapters(self, request: Styled, hooks: RunHooks) -> Styled:
         """The request with its adapters resolved and trigger words added (a visitor-named Hub
@@ -308,6 +350,11 @@ class ZImageService:
             self.replicas.announce_deletion(visitor.pseudonym)
         return rows, outputs
 
+    def usage_deletion_waiting(self, pseudonym: str) -> bool:
+        """Whether the usage store was away when this pseudonym's rows were deleted: the rows it
+        holds are deleted as soon as it answers again."""
+        return bool(self.usage_log and pseudonym and self.usage_log.deletion_waiting(pseudonym))
+
     def forget_browser_here(self, pseudonym: str) -> tuple[int, int]:
         """What a browser deleted on another replica leaves here: its usage rows (queued ones
         too), outputs and prompt embeddings, kept under its pseudonym (zimage/page/visitors.py)."""
@@ -335,7 +382,9 @@ class ZImageService:
         return ImageOutcome(png, seed, method, image.width, image.height, timings, entry.key)
 
     @contextmanager
-    def _logged(self, endpoint: str, visitor: Visitor) -> Iterator[_UsageNote]:
+    def _logged(
+        self, endpoint: str, visitor: Visitor, refusals_only: bool = False
+    ) -> Iterator[_UsageNote]:
         note = _UsageNote()
         started = time.perf_counter()
         outcome = "ok"
@@ -347,7 +396,8 @@ class ZImageService:
             outcome = outcome_of(error)
             raise
         finally:
-            self._record(endpoint, visitor, note, time.perf_counter() - started, outcome)
+            if outcome != "ok" or not refusals_only:
+                self._record(endpoint, visitor, note, time.perf_counter() - started, outcome)
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
@@ -371,6 +421,28 @@ class ZImageService:
                 prompt=note.prompt if outcome == "ok" else None,
             )
         )
+
+
+Request = TypeVar("Request", bound=ToolRequest)
+
+
+def images_counted(request: ToolRequest) -> int:
+    """What a request counts against the rate limit: its images (one for an edit or a prompt
+    enhancement; one for a number of images the checks will refuse)."""
+    images = getattr(request, "num_images", 1)
+    if isinstance(images, int) and 1 <= images <= presets.MAX_IMAGES_PER_RUN:
+        return images
+    return 1
+
+
+def _end_if_stopped(control: JobControl) -> None:
+    """A run stopped after its GPU work ended (a cancel that came during the last step) keeps
+    nothing and is logged as cancelled (or as ended by the shutdown)."""
+    reason = control.stop_reason()
+    if reason is StopReason.SHUTTING_DOWN:
+        raise ShuttingDown()
+    if reason is not None:
+        raise Cancelled()
 
 
 # Errors whose message is written for the visitor; anything else is logged and summarised.
