@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+from zimage.audit.client import CopyClient
+from zimage.audit.events import GradioCopy
+
 TIMEOUT = httpx.Timeout(120, connect=10)
 
 
@@ -80,3 +83,29 @@ def call(url: str, api_name: str, data: Any) -> str:
 def file_data(path: str) -> dict[str, Any]:
     """A file parameter naming ``path`` on the server, without uploading anything."""
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+# A small text-to-image run as the page's Generate button sends it: inputs named as the audit
+# names them (a label's translation key, an element id, or `type:<type>`).
+SMALL_PAGE_RUN = {
+    "generate.prompt": "a kite",
+    "generate.resolution": "256x256",
+    "controls.steps": 2,
+    "controls.seed": 1,
+}
+
+
+def page_inputs(url: str, api_name: str, values: dict[str, Any]) -> list[Any]:
+    """The data of a page event, read from the page's config: the inputs named in `values`,
+    every other at the value the page starts with."""
+    return GradioCopy(CopyClient(url), lambda seconds, why: None).inputs(api_name, values)
+
+
+def generate_in_browser(
+    url: str, browser: dict[str, Any], headers: dict[str, str] | None = None, **names: Any
+) -> list[Any]:
+    """A small run through the page's Generate button for the visitor whose state is `browser`."""
+    values = {**SMALL_PAGE_RUN, "type:browserstate": browser, **names}
+    data = page_inputs(url, "generate_in_browser", values)
+    return run(url, "generate_in_browser", data, headers=headers)
+

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from gradio_client import handle_file
 
-from tests.gradio_http import run
+from tests.gradio_http import generate_in_browser, run
 from tests.launcher import ROOT, EnvironmentSettings, launched_app, refused_start
 from zimage.privacy.policy import BrowserKeys
 
@@ -56,11 +56,7 @@ def test_folders_and_files_the_space_creates_are_owner_only(tmp_path: Path) -> N
         )
         client.close()
         browser = run(app.url, "on_page_load", [None])[0]
-        run(
-            app.url,
-            "generate_in_browser",
-            ["a kite", "256x256", 1, False, 2, 3.0, 1, False, browser, False],
-        )
+        generate_in_browser(app.url, browser)
         run(app.url, "show_my_data", [browser])  # writes the JSON download
         modes = modes_under(tmp_path / "operator")
     assert {path for path in modes if path.endswith(("usage.sqlite3", "browser-state.key"))}

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_FOLDER, RunningApp, serve
-from tests.gradio_http import run
+from tests.gradio_http import generate_in_browser, run
 from zimage.privacy.policy import BrowserKeys, KeyFileError, browser_state_key
 from zimage.settings import Settings, SettingsError
 
@@ -85,14 +85,6 @@ def test_the_secret_appears_in_nothing_the_page_loads(secret_from: str) -> None:
 
 def page_load(url: str, browser: dict | None) -> dict:
     return run(url, "on_page_load", [browser])[0]
-
-
-def generate_in_browser(url: str, browser: dict) -> None:
-    run(
-        url,
-        "generate_in_browser",
-        ["a kite", "256x256", 1, False, 2, 3.0, 1, False, browser, False],
-    )
 
 
 def my_data(url: str, browser: dict) -> dict:

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.gradio_http import completed, fn_index, join, run
+from tests.gradio_http import generate_in_browser as page_generate
 from tests.launcher import WAIT_S, AppProcess, start_app, wait_until
 from zimage.privacy.policy import BrowserKeys
 from zimage.replicas.schema import migrate
@@ -83,8 +84,7 @@ def new_browser(replica: AppProcess, address: str) -> dict:
 
 
 def generate_in_browser(replica: AppProcess, browser: dict, address: str) -> None:
-    data = ["a kite", "256x256", 1, False, 2, 3.0, 1, False, browser, False]
-    run(replica.url, "generate_in_browser", data, headers=behind_balancer(address))
+    page_generate(replica.url, browser, headers=behind_balancer(address))
 
 
 def my_data(replica: AppProcess, browser: dict, address: str) -> tuple[dict, dict]:

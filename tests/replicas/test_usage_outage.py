@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.gradio_http import run
+from tests.gradio_http import generate_in_browser, run
 from tests.launcher import launched_app, wait_until
 from zimage.privacy.policy import BrowserKeys
 from zimage.privacy.usage_log import UsageEvent, UsageLog
@@ -40,10 +40,7 @@ def new_browser(url: str, address: str) -> dict:
 
 
 def generate(url: str, browser: dict, address: str) -> None:
-    form = ["a kite", "256x256", 1, False, 1, 3.0, 1]  # prompt, size, seed, random, steps...
-    no_adapters = ["", 1.0, "", 1.0, False]  # two adapter boxes and their scales, triggers
-    data = [*form, *no_adapters, False, browser, False]  # enhance first, browser, opt-out
-    run(url, "generate_in_browser", data, headers=behind_proxy(address))
+    generate_in_browser(url, browser, headers=behind_proxy(address), **{"controls.steps": 1})
 
 
 def rows_of(database: str, browser: dict) -> int:
