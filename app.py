@@ -307,6 +307,8 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Before the settings are read: checking GRADIO_TEMP_DIR makes its missing folders.
+    os.umask(0o077)
     try:
         settings = Settings.from_env()
     except SettingsError as error:

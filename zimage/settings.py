@@ -75,6 +75,7 @@ class Settings:
     queue_max: int = 64
     session_capacity: int = 1000
     rate_per_min: int = 0
+    rate_limit_wait_ms: int = 250
     trusted_proxy_hops: int = 0
     upload_visitor_mb: int = 100
     upload_window_s: int = 300
@@ -149,6 +150,9 @@ class Settings:
             ),
             rate_per_min=reader.integer(
                 "ZIMAGE_RATE_PER_MIN", SPACE_RATE_PER_MIN if on_space else 0, 0, 10000
+            ),
+            rate_limit_wait_ms=reader.integer(
+                "ZIMAGE_RATE_LIMIT_WAIT_MS", cls.rate_limit_wait_ms, 10, 60000
             ),
             trusted_proxy_hops=reader.integer(
                 "ZIMAGE_TRUSTED_PROXY_HOPS",

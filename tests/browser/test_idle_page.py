@@ -25,6 +25,8 @@ from tests.browser.helpers import (
 )
 from tests.conftest import RunningApp, serve
 
+pytestmark = pytest.mark.xdist_group("idle_page")  # its fixtures built once, on one worker
+
 # Long enough for a run on a loaded machine to be listed before its image expires.
 SHORT_TTL_S = 30
 

@@ -29,6 +29,8 @@ from zimage.translations import (
     words,
 )
 
+pytestmark = pytest.mark.xdist_group("run_state")  # its fixtures built once, on one worker
+
 ZH = "zh-CN"
 LAPTOP = {"width": 1366, "height": 768}
 LONG_STEPS = 50

@@ -82,6 +82,7 @@ def build_demo(
             handlers.on_page_load,
             inputs=browser,
             outputs=[browser, banner.accordion, banner.text, banner.opt_out, data.opt_out],
+            api_name="on_page_load",
             **LIGHT,
         )
         banner.acknowledge.click(
@@ -95,7 +96,11 @@ def build_demo(
             toggle.input(None, inputs=toggle, outputs=twin, js=MIRROR, **LIGHT)
             toggle.input(handlers.set_opt_out, inputs=[toggle, browser], outputs=browser, **LIGHT)
         data.show.click(
-            handlers.show_my_data, inputs=browser, outputs=[data.shown, data.download], **LIGHT
+            handlers.show_my_data,
+            inputs=browser,
+            outputs=[data.shown, data.download],
+            api_name="show_my_data",
+            **LIGHT,
         )
         data.delete.click(lambda: gr.Row(visible=True), outputs=data.confirm_row, **LIGHT)
         data.cancel.click(lambda: gr.Row(visible=False), outputs=data.confirm_row, **LIGHT)
@@ -103,6 +108,7 @@ def build_demo(
             handlers.delete_my_data,
             inputs=browser,
             outputs=[data.shown, data.status, browser],
+            api_name="delete_my_data",
             **LIGHT,
         ).then(
             lambda: (gr.Row(visible=False), gr.DownloadButton(visible=False)),
