@@ -14,6 +14,7 @@ import pytest
 import torch
 from diffusers import AutoencoderTiny
 
+from tests.engine.test_latent_preview import step_frames
 from tests.engine.test_zero_gpu import calls, zero_gpu  # noqa: F401 - the fixture, used by name
 from zimage import presets
 from zimage.engine.engine import Engine
@@ -42,13 +43,7 @@ def test_the_preview_engine_decodes_the_estimate_of_each_step_with_a_tiny_autoen
     preview = preview_engine.preview_decoder
     assert isinstance(preview, TinyAutoencoderPreview)
     assert isinstance(preview.decoder, AutoencoderTiny)
-    run = preview.start_run()
-    frames: list[list[np.ndarray]] = []
-
-    def on_step_end(pipeline: object, step: int, timestep: object, tensors: dict) -> dict:
-        frames.append(run.after_step(tensors["latents"], pipeline.scheduler))
-        return tensors
-
+    frames, on_step_end = step_frames(preview_engine.pipeline, preview)
     final = preview_engine.pipeline(
         "a lighthouse at dusk",
         height=208,
