@@ -6,7 +6,6 @@ open above the prompt and Generate."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from tests.browser.helpers import (
     serious_accessibility_faults,
     wait_idle,
 )
-from tests.conftest import RunningApp, serve
+from tests.conftest import RunningApp
 from zimage.translations import (
     EXAMPLE_PROMPTS,
     EXAMPLE_SETTINGS,
@@ -28,8 +27,6 @@ from zimage.translations import (
     example_card,
     words,
 )
-
-pytestmark = pytest.mark.xdist_group("run_state")  # its fixtures built once, on one worker
 
 ZH = "zh-CN"
 LAPTOP = {"width": 1366, "height": 768}
@@ -65,13 +62,6 @@ def run_in(page: Page, language: str, prompt: str, size: str, steps: int) -> Non
     slider = panel.get_by_role("slider", name=f"range slider for {label}")
     fill_in(steps_box, str(steps), press="Enter", shows=slider)
     button(page, "generate.run", language).click()
-
-
-@pytest.fixture(scope="module")
-def roomy_app() -> Iterator[RunningApp]:
-    """An app whose time limit no long run reaches: the engine predicts a run's time from the
-    speeds it measured, which a loaded machine inflates enough to refuse a long run up front."""
-    yield from serve({"ZIMAGE_TIME_LIMIT_S": "3600"})
 
 
 @LANGUAGES
