@@ -14,9 +14,8 @@ import pytest
 import torch
 from diffusers import AutoencoderTiny
 
-from tests.engine.test_latent_preview import step_frames
+from tests.engine.test_latent_preview import two_images_with_frames
 from tests.engine.test_zero_gpu import calls, zero_gpu  # noqa: F401 - the fixture, used by name
-from zimage import presets
 from zimage.engine.engine import Engine
 from zimage.engine.jobs import RunHooks
 from zimage.engine.latent_preview import TinyAutoencoderPreview
@@ -43,18 +42,7 @@ def test_the_preview_engine_decodes_the_estimate_of_each_step_with_a_tiny_autoen
     preview = preview_engine.preview_decoder
     assert isinstance(preview, TinyAutoencoderPreview)
     assert isinstance(preview.decoder, AutoencoderTiny)
-    frames, on_step_end = step_frames(preview_engine.pipeline, preview)
-    final = preview_engine.pipeline(
-        "a lighthouse at dusk",
-        height=208,
-        width=272,
-        num_images_per_prompt=2,
-        num_inference_steps=presets.DEFAULT_STEPS,
-        guidance_scale=0.0,
-        generator=torch.Generator().manual_seed(3),
-        output_type="latent",
-        callback_on_step_end=on_step_end,
-    ).images
+    frames, final = two_images_with_frames(preview_engine.pipeline, preview)
     assert frames[0] == []  # the first step has no estimate yet
     for step in frames[1:]:
         # 34x26 latents, averaged to 32x24 so the decoded frame's longest side is 256.
