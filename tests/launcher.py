@@ -192,7 +192,9 @@ def launched_app(
                 pass
 
 
-def refused_start(folder: Path, settings: EnvironmentSettings, timeout: float = 120) -> list[str]:
+def refused_start(
+    folder: Path, settings: EnvironmentSettings, timeout: float = START_TIMEOUT_S
+) -> list[str]:
     """Run `python app.py` with settings it must refuse: it exits 2 without a traceback.
     Returns the lines it wrote to stderr."""
     completed = subprocess.run(

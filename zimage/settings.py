@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zimage import presets
+from zimage.adapter_catalog import AdapterEntry, CatalogError, read_catalog
 
 ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
@@ -94,6 +95,10 @@ class Settings:
     enhancer_max_tokens: int = presets.DEFAULT_ENHANCER_MAX_TOKENS
     preview_decoder: str = "auto"
     preview_decoder_model: str = "madebyollin/taef1"
+    loras: tuple[AdapterEntry, ...] = ()
+    lora_from_hub: bool = False
+    lora_max_mb: int = 512
+    lora_hub_keep: int = 4
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,9 +118,10 @@ class Settings:
                 "ZIMAGE_USAGE_DB names a database shared by replicas: set ZIMAGE_BROWSER_SECRET "
                 "to the same value on every replica."
             )
+        model = reader.text("ZIMAGE_MODEL", cls.model)
         return cls(
             engine=reader.choice("ZIMAGE_ENGINE", ENGINE_CHOICES, cls.engine),
-            model=reader.text("ZIMAGE_MODEL", cls.model),
+            model=model,
             edit_model=reader.text("ZIMAGE_EDIT_MODEL", cls.edit_model, allow_empty=True),
             device=reader.device("ZIMAGE_DEVICE", cls.device),
             attention=reader.choice("ZIMAGE_ATTENTION", ATTENTION_CHOICES, cls.attention),
@@ -204,6 +210,10 @@ class Settings:
             preview_decoder_model=reader.text(
                 "ZIMAGE_PREVIEW_DECODER_MODEL", cls.preview_decoder_model
             ),
+            loras=reader.adapters("ZIMAGE_LORAS", model),
+            lora_from_hub=reader.flag("ZIMAGE_LORA_FROM_HUB", cls.lora_from_hub),
+            lora_max_mb=reader.integer("ZIMAGE_LORA_MAX_MB", cls.lora_max_mb, 1, 4096),
+            lora_hub_keep=reader.integer("ZIMAGE_LORA_HUB_KEEP", cls.lora_hub_keep, 1, 32),
         )
 
     @property
@@ -372,6 +382,13 @@ class _Reader:
             return raw
 
         return self._parse(name, "", parse, "give a folder this user can create and write in")
+
+    def adapters(self, name: str, model: str) -> tuple[AdapterEntry, ...]:
+        """The operator's adapters: a JSON list, inline or in a file (zimage/adapter_catalog.py)."""
+        try:
+            return read_catalog(self._raw(name) or "", model, name)
+        except CatalogError as error:
+            raise SettingsError(str(error)) from None
 
     def device(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:

@@ -160,11 +160,22 @@ def test_gpu_latency_without_a_gpu_says_one_is_needed() -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="only without a GPU")
-@pytest.mark.parametrize("script", ["live_preview", "batch", "enhancer"])
+@pytest.mark.parametrize("script", ["live_preview", "batch", "enhancer", "lora"])
 def test_full_size_without_a_gpu_says_one_is_needed(script: str) -> None:
     completed = run_script(f"bench/{script}.py", "--full")
     assert completed.returncode != 0
     assert "--full needs a CUDA GPU" in completed.stderr
+
+
+def test_lora_quick_times_none_one_and_two_adapters_and_both_ways_to_switch() -> None:
+    pytest.importorskip("peft", reason="adapters need peft (requirements.txt)")
+    completed = run_script("bench/lora.py", "--quick", "--threads", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert any(line.startswith("round 1: none ") and "2 adapters" in line for line in lines)
+    assert any(line.startswith("1 adapter: median ") and "ratio to none" in line for line in lines)
+    assert any(line.startswith("fused (1 adapter merged into the weights)") for line in lines)
+    assert any(line.startswith("weights after fuse + unfuse") for line in lines)
 
 
 def test_full_size_configs_build_z_image_turbo_on_the_meta_device() -> None:

@@ -42,6 +42,45 @@ def test_only_the_page_imports_gradio() -> None:
     assert offenders == []
 
 
+def zimage_rooms_imported(path: Path) -> set[str]:
+    """The rooms of zimage/ (a package, or a top-level module) that a module imports."""
+    rooms: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "zimage":
+            rooms.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("zimage."):
+            rooms.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            rooms.update(a.name.split(".")[1] for a in node.names if a.name.startswith("zimage."))
+    return rooms
+
+
+def documented_layers() -> list[set[str]]:
+    """The layers of docs/ARCHITECTURE.md, first to last: `a, b  ->  c  ->  ...  ->  app.py`."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    line = next(line for line in text.splitlines() if line.rstrip().endswith("->  app.py"))
+    return [{name.strip() for name in layer.split(",")} for layer in line.split("->")[:-1]]
+
+
+def test_each_room_imports_only_from_the_layers_before_its_own() -> None:
+    layers = documented_layers()
+    layer_of = {room: index for index, layer in enumerate(layers) for room in layer}
+    package = ROOT / "zimage"
+    rooms = {path.stem if path.is_file() else path.name for path in package.iterdir()}
+    rooms -= {"__init__", "__pycache__", "audit"}  # audit: a client of any copy, over HTTP
+    assert rooms == set(layer_of), "docs/ARCHITECTURE.md's layers name every room of zimage/"
+    wrong: list[str] = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).parts
+        room = parts[0] if len(parts) > 1 else path.stem
+        for imported in zimage_rooms_imported(path) - {room}:
+            if room == "audit" or imported == "audit":
+                wrong.append(f"{path.relative_to(ROOT)} imports {imported} (audit stands alone)")
+            elif room in layer_of and layer_of[imported] >= layer_of[room]:
+                wrong.append(f"{path.relative_to(ROOT)} ({room}) imports {imported}")
+    assert not wrong, wrong
+
+
 def test_ruff_is_clean() -> None:
     ruff = require_tool("ruff")
     completed = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)

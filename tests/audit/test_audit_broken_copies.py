@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.audit.broken_copy import BREAKAGES, THIRD_PARTY_SCRIPT
-from tests.launcher import launched_app
 from tests.audit.test_audit_app import BROKEN_TODAY
+from tests.launcher import launched_app
 from zimage.audit import AuditOptions, Status, audit_copy
 from zimage.audit.checks.page import check_page
 from zimage.audit.client import CopyClient

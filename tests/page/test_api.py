@@ -223,6 +223,11 @@ def test_api_documents_every_parameter_with_its_type(client) -> None:
         "shift",
         "num_images",
         "live_preview",
+        "lora",
+        "lora_scale",
+        "lora_2",
+        "lora_2_scale",
+        "trigger_words",
     ]
     for name in ("/generate", "/text_to_image", "/edit"):
         for parameter in endpoints[name]["parameters"]:

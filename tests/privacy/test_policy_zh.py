@@ -27,7 +27,7 @@ def test_the_same_sections_in_the_same_order() -> None:
         return re.findall(r"^#{2,3} (\d+(?:\.\d+)?)", text, re.MULTILINE)
 
     assert numbered(CHINESE_POLICY) == numbered(ENGLISH_POLICY)
-    assert len(numbered(ENGLISH_POLICY)) == 18
+    assert len(numbered(ENGLISH_POLICY)) == 19
     assert len(re.findall(r"^## ", CHINESE_POLICY, re.MULTILINE)) == len(
         re.findall(r"^## ", ENGLISH_POLICY, re.MULTILINE)
     )

@@ -55,6 +55,11 @@ def test_checked_requests_hold_the_values_the_engine_takes() -> None:
         "steps": 8,
         "shift": 3.0,
         "num_images": 2,
+        "lora": "",
+        "lora_scale": None,
+        "lora_2": "",
+        "lora_2_scale": None,
+        "trigger_words": False,
     }
 
 

@@ -17,7 +17,13 @@ from zimage.engine.jobs import JobControl, PreviewCallback, RunHooks, TextCallba
 from zimage.page.controls import ToolForm
 from zimage.page.history import LEFT, countdown, refresh_after
 from zimage.page.language import language_of, t
-from zimage.page.outputs import gallery_of, preview_items, save_output, seed_caption
+from zimage.page.outputs import (
+    download_reporter,
+    gallery_of,
+    preview_items,
+    save_output,
+    seed_caption,
+)
 from zimage.page.run_status import StepsReached
 from zimage.page.running import RunningRequests, stream_while_running
 from zimage.page.visitors import browser_defaults, visitor_of
@@ -83,7 +89,12 @@ class PageHandlers:
                         asked = dataclasses.replace(asked, prompt=enhanced)
 
                     def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
-                        hooks = RunHooks(control, steps.report, on_preview=on_preview)
+                        hooks = RunHooks(
+                            control,
+                            steps.report,
+                            on_preview=on_preview,
+                            fetching=download_reporter(progress),
+                        )
                         return self.service.text_to_image(asked, visitor, hooks)
 
                     outcomes = yield from stream_while_running(
@@ -133,7 +144,12 @@ class PageHandlers:
                         asked = dataclasses.replace(asked, instruction=enhanced)
 
                     def work(on_preview: PreviewCallback) -> ImageOutcome:
-                        hooks = RunHooks(control, steps.report, on_preview=on_preview)
+                        hooks = RunHooks(
+                            control,
+                            steps.report,
+                            on_preview=on_preview,
+                            fetching=download_reporter(progress),
+                        )
                         return self.service.edit(asked, visitor, hooks)
 
                     outcome = yield from stream_while_running(
