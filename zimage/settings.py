@@ -18,6 +18,7 @@ ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
 QUANT_CHOICES = ("off", "fp8")
 ENHANCER_CHOICES = ("auto", "off")
+PREVIEW_DECODER_CHOICES = ("auto", "taef1", "linear")
 # Requests per minute per visitor on a Space unless ZIMAGE_RATE_PER_MIN says otherwise.
 SPACE_RATE_PER_MIN = 10
 # A Space sits behind one proxy of its host, which appends the client's address to
@@ -93,6 +94,8 @@ class Settings:
     enhancer: str = "auto"
     enhancer_model: str = ""
     enhancer_max_tokens: int = presets.DEFAULT_ENHANCER_MAX_TOKENS
+    preview_decoder: str = "auto"
+    preview_decoder_model: str = "madebyollin/taef1"
     loras: tuple[AdapterEntry, ...] = ()
     lora_from_hub: bool = False
     lora_max_mb: int = 512
@@ -204,6 +207,12 @@ class Settings:
                 cls.enhancer_max_tokens,
                 presets.MIN_ENHANCER_MAX_TOKENS,
                 presets.MAX_SEQUENCE_LENGTH,
+            ),
+            preview_decoder=reader.choice(
+                "ZIMAGE_PREVIEW_DECODER", PREVIEW_DECODER_CHOICES, cls.preview_decoder
+            ),
+            preview_decoder_model=reader.text(
+                "ZIMAGE_PREVIEW_DECODER_MODEL", cls.preview_decoder_model
             ),
             loras=reader.adapters("ZIMAGE_LORAS", model),
             lora_from_hub=reader.flag("ZIMAGE_LORA_FROM_HUB", cls.lora_from_hub),

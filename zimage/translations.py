@@ -10,6 +10,7 @@ same text.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 ENGLISH = "en"
 CHINESE = "zh-CN"
@@ -183,6 +184,16 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "其中保存的您的记录将在它恢复后立即删除。",
     ),
     "message.image_gone": ("That image has already been deleted.", "这张图像已被删除。"),
+    "message.stopped_at": (
+        "Stopped at step {step} of {total}.",
+        "已停止：第 {step} 步，共 {total} 步。",
+    ),
+    "message.stopped_before": ("Stopped before the first step.", "已停止：尚未开始第一步。"),
+    # An example's card: its title, then the settings it fills in.
+    "example.card": (
+        "{title}\n{size} · {steps} steps · {written_in}",
+        "{title}\n{size} · {steps} 步 · {written_in}",
+    ),
 }
 
 UNITS: dict[str, tuple[tuple[str, str], str]] = {
@@ -211,6 +222,26 @@ EXAMPLE_PROMPTS: dict[str, list[str]] = {
         "蓝釉陶瓷茶壶特写，柔和的影棚灯光，浅景深",
     ],
 }
+
+
+@dataclass(frozen=True)
+class ExampleSettings:
+    """What an example prompt's card shows besides its language, and fills in with the prompt:
+    a short title (English, Chinese), the size and the steps."""
+
+    title: tuple[str, str]
+    resolution: str
+    steps: int
+
+
+# One per prompt of EXAMPLE_PROMPTS, in the same order.
+EXAMPLE_SETTINGS: list[ExampleSettings] = [
+    ExampleSettings(("Lighthouse at dusk", "黄昏的灯塔"), "1280x720", 8),
+    ExampleSettings(("Tea-house sign", "茶馆招牌"), "1024x1024", 8),
+    ExampleSettings(("Night-market poster", "夜市海报"), "720x1280", 8),
+    ExampleSettings(("Blue teapot", "蓝釉茶壶"), "1152x864", 8),
+]
+
 # Edit examples: (sample image in examples/, instruction).
 EXAMPLE_EDITS: dict[str, list[tuple[str, str]]] = {
     ENGLISH: [
@@ -229,6 +260,20 @@ def words(key: str, language: str, **values: object) -> str:
     english, chinese = PAGE_TEXT.get(key) or TEMPLATES[key]
     text = chinese if language == CHINESE else english
     return text.format(**values) if values else text
+
+
+def example_card(settings: ExampleSettings, language: str) -> str:
+    """The card of an example prompt in `language`: its title, then its size, steps and the
+    language the prompt is written in."""
+    title = settings.title[1] if language == CHINESE else settings.title[0]
+    return words(
+        "example.card",
+        language,
+        title=title,
+        size=settings.resolution,
+        steps=settings.steps,
+        written_in=LANGUAGE_NAMES[language],
+    )
 
 
 def method_name(method: str, language: str) -> str:

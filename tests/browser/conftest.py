@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
+from tests.conftest import RunningApp, serve
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,6 +72,14 @@ def context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Browse
     context.set_default_timeout(TIMEOUT_MS)
     yield context
     context.close()
+
+
+@pytest.fixture(scope="session")
+def roomy_app() -> Iterator[RunningApp]:
+    """An app whose time limit no long run reaches: the engine predicts a run's time from the
+    speeds it measured, which a loaded machine inflates enough to refuse a long run up front
+    (768x768, 50 steps: "would take about ... s")."""
+    yield from serve({"ZIMAGE_TIME_LIMIT_S": "3600"})
 
 
 @pytest.fixture(scope="session")

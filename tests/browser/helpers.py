@@ -30,9 +30,14 @@ def is_queue_join(request) -> bool:
     return "/gradio_api/queue/join" in request.url
 
 
+# A run's end may be far off: on a loaded 2-core machine the preview engine has taken 2.5 s a
+# step at 256x256. The wait ends as soon as the page is idle.
+IDLE_TIMEOUT_MS = 180_000
+
+
 def wait_idle(scope: Scope) -> None:
     """Wait until no event is pending or running (every status tracker hidden)."""
-    scope.wait_for_function(IDLE_JS)
+    scope.wait_for_function(IDLE_JS, timeout=IDLE_TIMEOUT_MS)
 
 
 def open_app(page: Page, url: str) -> None:

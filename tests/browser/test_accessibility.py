@@ -163,7 +163,7 @@ def test_main_actions_work_from_the_keyboard(page: Page, running_app: RunningApp
     page.keyboard.press("Enter")
     expect(resolution).to_have_value(SMALL)
     generate_button = page.get_by_role("button", name="Generate", exact=True)
-    tab_to(page, generate_button)
+    tab_to(page, generate_button, backwards=True)  # right under the prompt
     page.keyboard.press("Enter")
     expect(result_image(page)).to_have_attribute("src", re.compile(r"\.png$"))
     seed_used = page.get_by_role("tabpanel").get_by_role("textbox", name="Seed used")

@@ -20,7 +20,7 @@ from tests.browser.helpers import (
 )
 from tests.conftest import RunningApp
 from zimage.privacy.policy import POLICY_VERSION
-from zimage.translations import EXAMPLE_PROMPTS, LANGUAGE_COOKIE, words
+from zimage.translations import EXAMPLE_SETTINGS, LANGUAGE_COOKIE, example_card, words
 
 ZH = "zh-CN"
 
@@ -30,8 +30,8 @@ def history_captions(page: Page):
 
 
 def example(page: Page, language: str):
-    """The second example prompt of `language` (the page shows the start of each)."""
-    return page.get_by_role("button", name=EXAMPLE_PROMPTS[language][1][:20])
+    """The card of the second example prompt of `language` (named by its title)."""
+    return page.get_by_role("button", name=example_card(EXAMPLE_SETTINGS[1], language))
 
 
 def pick_language(page: Page, name: str) -> None:

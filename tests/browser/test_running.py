@@ -75,9 +75,9 @@ def test_the_picture_forms_while_it_is_made(page: Page, running_app: RunningApp)
     expect(result_image(page)).to_have_attribute("src", re.compile(r"/zimage\.png$"))
 
 
-def test_stop_ends_the_run_and_frees_the_gpu(page: Page, running_app: RunningApp) -> None:
-    open_app(page, running_app.url)
-    with running_app.counting_steps() as steps:
+def test_stop_ends_the_run_and_frees_the_gpu(page: Page, roomy_app: RunningApp) -> None:
+    open_app(page, roomy_app.url)
+    with roomy_app.counting_steps() as steps:
         start_long_run(page)
         page.get_by_role("button", name="Stop", exact=True).click()
         wait_idle(page)
@@ -87,11 +87,11 @@ def test_stop_ends_the_run_and_frees_the_gpu(page: Page, running_app: RunningApp
 
 
 def test_stop_while_waiting_in_the_queue_ends_the_run_as_its_turn_comes(
-    page: Page, running_app: RunningApp
+    page: Page, roomy_app: RunningApp
 ) -> None:
     # A script's two long runs take both GPU slots, so the page's run waits in Gradio's queue.
     script = Client(
-        running_app.url,
+        roomy_app.url,
         verbose=False,
         analytics_enabled=False,
         download_files=tempfile.mkdtemp(prefix="stop-", dir=TEST_FOLDER),
@@ -110,7 +110,7 @@ def test_stop_while_waiting_in_the_queue_ends_the_run_as_its_turn_comes(
         )
         for index in range(2)
     ]
-    open_app(page, running_app.url)
+    open_app(page, roomy_app.url)
     tracker = start_small_run(page, "a quick kite", steps=1)
     expect(tracker).to_contain_text(re.compile("queue", re.IGNORECASE))
     page.get_by_role("button", name="Stop", exact=True).click()
@@ -122,14 +122,14 @@ def test_stop_while_waiting_in_the_queue_ends_the_run_as_its_turn_comes(
     script.close()
 
 
-def test_leaving_mid_run_frees_the_gpu(context: BrowserContext, running_app: RunningApp) -> None:
+def test_leaving_mid_run_frees_the_gpu(context: BrowserContext, roomy_app: RunningApp) -> None:
     leaving = context.new_page()
-    open_app(leaving, running_app.url)
-    with running_app.counting_steps() as steps:
+    open_app(leaving, roomy_app.url)
+    with roomy_app.counting_steps() as steps:
         start_long_run(leaving)
         leaving.close()
         staying = context.new_page()
-        open_app(staying, running_app.url)
+        open_app(staying, roomy_app.url)
         quick_run(staying)
     assert len(steps) < LONG_STEPS, len(steps)
 

@@ -155,6 +155,7 @@ def test_work_the_measured_speed_says_cannot_fit_is_refused_at_once() -> None:
     engine.text_to_image(request(steps=2))
     assert engine.speed.seconds_per_step_megapixel is not None
     engine.speed.seconds_per_step_megapixel = 1.0  # as if each step of a megapixel took 1 s
+    engine.decode_speed.seconds_per_megapixel = None  # the denoising alone (decoding: elsewhere)
     steps: list[int] = []
     with pytest.raises(TimedOut, match="would take about 200 s"):
         engine.text_to_image(

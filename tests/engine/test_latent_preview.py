@@ -9,6 +9,7 @@ follows, and it can only show that the whole path runs (the pipeline tests below
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,11 +203,9 @@ def step_frames(pipeline: object, preview: LatentPreview) -> tuple[list, object]
     return frames, on_step_end
 
 
-def test_the_preview_engine_gives_a_frame_per_image_and_step(
-    preview_engine: Engine, engine_preview: LatentPreview
-) -> None:
-    pipeline = preview_engine.pipeline
-    frames, on_step_end = step_frames(pipeline, engine_preview)
+def two_images_with_frames(pipeline: Any, preview: LatentPreview) -> tuple[list, torch.Tensor]:
+    """Two 272x208 images (their latents) made with the preview's frames at each step."""
+    frames, on_step_end = step_frames(pipeline, preview)
     final = pipeline(
         "a lighthouse at dusk",
         height=208,
@@ -218,6 +217,14 @@ def test_the_preview_engine_gives_a_frame_per_image_and_step(
         output_type="latent",
         callback_on_step_end=on_step_end,
     ).images
+    return frames, final
+
+
+def test_the_preview_engine_gives_a_frame_per_image_and_step(
+    preview_engine: Engine, engine_preview: LatentPreview
+) -> None:
+    pipeline = preview_engine.pipeline
+    frames, final = two_images_with_frames(pipeline, engine_preview)
     assert len(frames) == presets.DEFAULT_STEPS
     assert frames[0] == []
     for step in frames[1:]:

@@ -68,7 +68,7 @@ def test_live_preview_streams_the_picture_forming_when_asked(client) -> None:
     frames = [update[0] for update in updates[:-1]]
     assert len(frames) == 4  # steps 2 to 5: the first step has no estimate yet
     assert all(len(frame) == 2 for frame in frames)  # one frame per image
-    assert Image.open(frames[-1][0]["image"]).size == (32, 32)  # one pixel per latent
+    assert Image.open(frames[-1][0]["image"]).size == (256, 256)  # the tiny autoencoder's
     assert seed == 3 and [item["caption"] for item in gallery] == ["seed 3", "seed 4"]
 
 

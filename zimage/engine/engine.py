@@ -63,7 +63,7 @@ from zimage.engine.jobs import (
     StopReason,
     TextSoFar,
 )
-from zimage.engine.latent_preview import LatentPreview, RunPreview
+from zimage.engine.latent_preview import LatentPreview, RunPreview, TinyAutoencoderPreview
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.engine.results import (
     EditResult,
@@ -95,12 +95,8 @@ class DenoiseSpeed:
 
     def learn(self, request: ImageRequest, denoise_s: float, steps_run: int) -> None:
         work = steps_run * _megapixels(request) * request.num_images
-        if work <= 0 or denoise_s <= 0:
-            return
-        rate = denoise_s / work
-        known = self.seconds_per_step_megapixel
-        self.seconds_per_step_megapixel = (
-            rate if known is None else known + self.weight_of_new * (rate - known)
+        self.seconds_per_step_megapixel = _moving_average(
+            self.seconds_per_step_megapixel, denoise_s, work, self.weight_of_new
         )
 
     def predict_s(self, request: ImageRequest) -> float | None:
@@ -108,6 +104,38 @@ class DenoiseSpeed:
             return None
         work = request.steps_to_run * _megapixels(request) * request.num_images
         return work * self.seconds_per_step_megapixel
+
+
+class DecodeSpeed:
+    """Seconds per decoded megapixel (the VAE stage), learned from finished requests (serving
+    process): the GPU half gets its prediction with each job, so that a decode that would end
+    past the deadline is never started."""
+
+    def __init__(self, weight_of_new: float = 0.3) -> None:
+        self.weight_of_new = weight_of_new
+        self.seconds_per_megapixel: float | None = None
+
+    def learn(self, request: ImageRequest, decode_s: float) -> None:
+        work = _megapixels(request) * request.num_images
+        self.seconds_per_megapixel = _moving_average(
+            self.seconds_per_megapixel, decode_s, work, self.weight_of_new
+        )
+
+    def predict_s(self, request: ImageRequest) -> float | None:
+        if self.seconds_per_megapixel is None:
+            return None
+        return _megapixels(request) * request.num_images * self.seconds_per_megapixel
+
+
+def _moving_average(
+    known: float | None, seconds: float, work: float, weight: float
+) -> float | None:
+    """The rate `seconds / work` blended into `known` (None: nothing learned yet); a
+    measurement of no work or no time leaves it as it is."""
+    if work <= 0 or seconds <= 0:
+        return known
+    rate = seconds / work
+    return rate if known is None else known + weight * (rate - known)
 
 
 def _megapixels(request: ImageRequest) -> float:
@@ -139,8 +167,13 @@ class Engine:
         enhancer: PromptEnhancer | None = None,
         memory_budget_bytes: int = 0,
         free_memory: Callable[[], int] | None = None,
+        preview_decoder: TinyAutoencoderPreview | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # Live previews: the tiny autoencoder where there is one (it lives here, so a ZeroGPU
+        # worker inherits it), else the linear map, fitted by the first job that asks and
+        # carried by the next ones (zimage/engine/latent_preview.py).
+        self.preview_decoder = preview_decoder
         self.latent_preview = latent_preview
         self.enhancer = enhancer
         self.time_limit_s = time_limit_s
@@ -155,6 +188,7 @@ class Engine:
         for edit_pipeline in (self.img2img, self.inpaint):
             edit_pipeline.set_progress_bar_config(disable=True)
         self.speed = DenoiseSpeed()
+        self.decode_speed = DecodeSpeed()
         # LoRA adapters in the shared transformer: every pipeline above uses them.
         self.adapters = LoadedAdapters(pipeline)
         # What a text-to-image batch needs beyond the weights, and what it may use: the free
@@ -241,6 +275,7 @@ class Engine:
             assert self.prompt_embeddings is not None
             self.prompt_embeddings.put(request.owner, request.prompt, done.prompt_embeds)
         self.speed.learn(request, done.timings.denoise_s, done.steps_run)
+        self.decode_speed.learn(request, done.timings.vae_s)
         return done
 
     def _run_in_slot(self, request: Request, hooks: RunHooks) -> tuple[GpuJob, JobDone]:
@@ -266,8 +301,11 @@ class Engine:
         return job, done
 
     def _refuse_what_cannot_fit(self, request: ImageRequest) -> None:
-        predicted = self.speed.predict_s(request)
-        if predicted is not None and predicted > self.time_limit_s:
+        """Refuse at once what the measured speeds say would overrun the time limit: denoising
+        and decoding together."""
+        stages = [self.speed.predict_s(request), self.decode_speed.predict_s(request)]
+        predicted = sum(seconds for seconds in stages if seconds is not None)
+        if predicted > self.time_limit_s:
             raise TimedOut(
                 f"This request would take about {predicted:.0f} s, over the "
                 f"{self.time_limit_s:g} s limit. Please try fewer steps or a smaller image."
@@ -313,6 +351,7 @@ class Engine:
             and not (isinstance(request, Edit) and self._uses_omni(request))
         )
         known = self.prompt_embeddings.get(request.owner, request.prompt) if reuse else None
+        images = not isinstance(request, EnhancePrompt)
         return GpuJob(
             job_id=next(self._job_ids),
             request=request,
@@ -321,7 +360,10 @@ class Engine:
             prompt_embeds=known,
             keep_prompt_embeds=reuse and known is None,
             want_previews=want_previews,
-            preview_map=self.latent_preview,
+            # The tiny autoencoder, where there is one, is the engine's own: not sent along.
+            preview_map=self.latent_preview if self.preview_decoder is None else None,
+            denoise_s=(self.speed.predict_s(request) or 0.0) if images else 0.0,
+            decode_s=(self.decode_speed.predict_s(request) or 0.0) if images else 0.0,
         )
 
     def _execute(self, job: GpuJob, hooks: RunHooks) -> JobDone:
@@ -378,7 +420,7 @@ class Engine:
         if isinstance(request, EnhancePrompt):
             return self._run_enhance(job, report)
         fitted = None
-        if job.want_previews and job.preview_map is None:
+        if job.want_previews and job.preview_map is None and self.preview_decoder is None:
             # The first request that asks for previews fits the map to the loaded VAE (about a
             # second); the serving process keeps it for the next ones.
             fitted = LatentPreview.fit(self.pipeline.vae)
@@ -528,7 +570,7 @@ class Engine:
             self._base_scheduler_config, shift=shift
         )
         steps = _StepWatch(self, job, report)
-        self._check(job)
+        self._check(job, next_stage_s=job.denoise_s + job.decode_s)
         latents = pipeline(
             prompt_embeds=prompt_embeds,
             guidance_scale=presets.GUIDANCE_SCALE,
@@ -540,7 +582,7 @@ class Engine:
         _synchronize(device)
         denoised = time.perf_counter()
 
-        self._check(job)
+        self._check(job, next_stage_s=job.decode_s)
         images = self._decode(latents)
         _synchronize(device)
         finished = time.perf_counter()
@@ -603,8 +645,8 @@ def _raise_for(reason: StopReason | None) -> None:
 
 @dataclass
 class _StepWatch:
-    """A diffusers step-end callback: reports each step and checks before the next one, using
-    the last step's duration to stop a request that could no longer finish in time."""
+    """A diffusers step-end callback: reports each step and checks before the next one that
+    the steps left (each as long as the last one) and the decode can still finish in time."""
 
     engine: Engine
     job: GpuJob
@@ -614,8 +656,9 @@ class _StepWatch:
     previews: RunPreview | None = None
 
     def __post_init__(self) -> None:
-        if self.job.want_previews and self.job.preview_map is not None:
-            self.previews = self.job.preview_map.start_run()
+        preview = self.engine.preview_decoder or self.job.preview_map
+        if self.job.want_previews and preview is not None:
+            self.previews = preview.start_run()
 
     def on_step_end(self, pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
         now = time.monotonic()
@@ -628,7 +671,7 @@ class _StepWatch:
             else []
         )
         self.report(StepDone(self.done, total, tuple(frames)))
-        self.engine._check(self.job, next_stage_s=step_s if self.done < total else 0.0)
+        self.engine._check(self.job, next_stage_s=(total - self.done) * step_s + self.job.decode_s)
         return tensors
 
 

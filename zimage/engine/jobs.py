@@ -119,7 +119,10 @@ class StopBoard:
 @dataclass(frozen=True)
 class GpuJob:
     """One request's GPU work. `deadline` is a `time.monotonic()` value (one clock per machine,
-    so it holds in a forked worker); `prompt_embeds` are the owner's reused embeddings."""
+    so it holds in a forked worker); `prompt_embeds` are the owner's reused embeddings.
+    `denoise_s` and `decode_s` are how long those stages should take, predicted from the speeds
+    the serving process measured (0 before it has measured any): a ZeroGPU worker keeps
+    nothing from one job to the next, so it is told."""
 
     job_id: int
     request: Request
@@ -129,6 +132,8 @@ class GpuJob:
     keep_prompt_embeds: bool = False
     want_previews: bool = False
     preview_map: LatentPreview | None = None
+    denoise_s: float = 0.0
+    decode_s: float = 0.0
 
 
 @dataclass(frozen=True)

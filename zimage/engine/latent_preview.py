@@ -1,5 +1,15 @@
 """Live denoising preview: each step shown as a small RGB picture, without a VAE pass.
 
+Two ways to make a frame from latents, with one interface (`project`, `start_run`):
+
+- `TinyAutoencoderPreview`: a tiny autoencoder trained for the same latent space decodes them
+  (TAEF1, `madebyollin/taef1`, ~2.4M parameters, for FLUX's 16-channel VAE that Z-Image uses):
+  frames that look like the finished picture, for a few milliseconds a step on a GPU. Its
+  weights live with the engine, loaded in the serving process before any ZeroGPU fork, so a
+  forked worker inherits them and no job carries them.
+- `LatentPreview`: a fitted affine map from latent channels to RGB, where no tiny autoencoder is
+  available; no weights of its own.
+
 `LatentPreview.fit(vae)` runs once at start-up: it makes a few seeded colour pictures (solid
 colours, two-colour gradients, smooth colour fields), encodes them with the loaded VAE, decodes
 those latents again and averages each decoded picture over the VAE's pixel blocks (one block per
@@ -27,7 +37,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+from diffusers import AutoencoderKL, AutoencoderTiny, FlowMatchEulerDiscreteScheduler
 
 # Longest side of a preview, in pixels (one pixel per latent position up to this size).
 DEFAULT_MAX_SIDE = 256
@@ -148,18 +158,13 @@ class LatentPreview:
         `latents`: (batch, channels, height, width) as a step callback gets them, or one image's
         (channels, height, width). Computed on the latents' device; one transfer to the CPU.
         """
-        if latents.ndim == 3:
-            latents = latents.unsqueeze(0)
-        if latents.ndim != 4 or latents.shape[1] != self.channels:
-            raise ValueError(
-                f"expected latents of shape (batch, {self.channels}, height, width), "
-                f"got {tuple(latents.shape)}"
-            )
+        latents = _as_batch(latents, self.channels)
         weight, bias = self._parameters_on(latents.device)
-        small = self._shrink(latents.float())
-        rgb = torch.einsum("bchw,cr->bhwr", small, weight) + bias
-        pixels = rgb.mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
-        return list(pixels)
+        # The map is affine, so averaging before projecting equals projecting then averaging,
+        # with less work.
+        small = _shrink(latents.float(), self.max_side)
+        rgb = torch.einsum("bchw,cr->brhw", small, weight) + bias[:, None, None]
+        return _as_pixels(rgb)
 
     def start_run(self) -> RunPreview:
         """A new run's previews; make one per pipeline call."""
@@ -170,15 +175,43 @@ class LatentPreview:
             self._on_device[device] = (self.weight.to(device), self.bias.to(device))
         return self._on_device[device]
 
-    def _shrink(self, latents: torch.Tensor) -> torch.Tensor:
-        """Average latent positions so the longest side fits max_side (the map is affine, so
-        averaging before projecting equals projecting then averaging, with less work)."""
-        height, width = latents.shape[-2:]
-        scale = self.max_side / max(height, width)
-        if scale >= 1:
-            return latents
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        return F.adaptive_avg_pool2d(latents, size)
+
+class TinyAutoencoderPreview:
+    """Frames decoded by a tiny autoencoder of the VAE's latent space (TAEF1 for Z-Image).
+
+    TAESD-family decoders read the latents as the pipeline holds them (their config's scaling
+    factor is 1 and shift 0: `decode` applies them as a pipeline applies a VAE's). The latents
+    are first averaged down so that the decoded frame's longest side is at most `max_side`:
+    the frame costs the same whatever the image size, and no more pixels are made than sent.
+    Holds no state besides the module, so a ZeroGPU worker that inherits it needs nothing set.
+    """
+
+    def __init__(self, decoder: AutoencoderTiny, max_side: int = DEFAULT_MAX_SIDE) -> None:
+        self.decoder = decoder.eval()
+        self.max_side = max_side
+        config = decoder.config
+        self.upscale = config.upsampling_scaling_factor ** (
+            len(config.decoder_block_out_channels) - 1
+        )
+
+    @property
+    def channels(self) -> int:
+        return self.decoder.config.latent_channels
+
+    @torch.no_grad()
+    def project(self, latents: torch.Tensor) -> list[np.ndarray]:
+        """One preview per image: uint8 arrays (height, width, 3), longest side <= max_side."""
+        latents = _as_batch(latents, self.channels)
+        config = self.decoder.config
+        small = _shrink(latents.float(), max(1, self.max_side // self.upscale))
+        parameter = next(self.decoder.parameters())
+        unscaled = small.to(parameter.device, parameter.dtype) / config.scaling_factor
+        decoded = self.decoder.decode(unscaled + config.shift_factor, return_dict=False)[0]
+        return _as_pixels(decoded.float() / 2 + 0.5)
+
+    def start_run(self) -> RunPreview:
+        """A new run's previews; make one per pipeline call."""
+        return RunPreview(self)
 
 
 class RunPreview:
@@ -191,7 +224,7 @@ class RunPreview:
     out as the original there, since the pipeline re-noises it along the same line.
     """
 
-    def __init__(self, preview: LatentPreview) -> None:
+    def __init__(self, preview: LatentPreview | TinyAutoencoderPreview) -> None:
         self.preview = preview
         self._previous: torch.Tensor | None = None
 
@@ -219,6 +252,35 @@ def denoised_estimate(
     sigma_now = float(scheduler.sigmas[index])
     velocity = (latents - previous) / (sigma_now - sigma_before)
     return latents - sigma_now * velocity
+
+
+def _as_batch(latents: torch.Tensor, channels: int) -> torch.Tensor:
+    """(batch, channels, height, width), also from one image's (channels, height, width)."""
+    if latents.ndim == 3:
+        latents = latents.unsqueeze(0)
+    if latents.ndim != 4 or latents.shape[1] != channels:
+        raise ValueError(
+            f"expected latents of shape (batch, {channels}, height, width), "
+            f"got {tuple(latents.shape)}"
+        )
+    return latents
+
+
+def _shrink(latents: torch.Tensor, max_side: int) -> torch.Tensor:
+    """Average latent positions so that the longest side is at most `max_side`."""
+    height, width = latents.shape[-2:]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return latents
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.adaptive_avg_pool2d(latents, size)
+
+
+def _as_pixels(rgb: torch.Tensor) -> list[np.ndarray]:
+    """(batch, 3, height, width) RGB in [0, 1] -> one uint8 (height, width, 3) array per image,
+    in one transfer to the CPU."""
+    pixels = rgb.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return list(pixels.cpu().numpy())
 
 
 def _rows(images: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import torch
-from diffusers import ZImageOmniPipeline, ZImagePipeline
+from diffusers import AutoencoderTiny, ZImageOmniPipeline, ZImagePipeline
 
 from zimage import presets
 from zimage.engine.batch_memory import MB
@@ -18,10 +18,15 @@ from zimage.engine.engine import Engine
 from zimage.engine.enhancer import create_enhancer
 from zimage.engine.errors import EngineUnavailable
 from zimage.engine.jobs import RunHooks, StopReason
+from zimage.engine.latent_preview import TinyAutoencoderPreview
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.engine.quantization import quantize_transformer
 from zimage.engine.results import EditResult, GenerateResult
-from zimage.engine.tiny_pipelines import build_preview_omni_pipeline, build_preview_pipeline
+from zimage.engine.tiny_pipelines import (
+    build_preview_decoder,
+    build_preview_omni_pipeline,
+    build_preview_pipeline,
+)
 from zimage.engine.zero_gpu import zero_gpu_decorator
 from zimage.settings import Settings
 from zimage.tools.edit import Edit
@@ -107,16 +112,50 @@ class UnavailableEngine:
         return None
 
 
-def create_preview_engine(with_omni: bool = False) -> Engine:
-    """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline."""
+def create_preview_engine(with_omni: bool = False, linear_previews: bool = False) -> Engine:
+    """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline. Its
+    live previews come from a tiny random TAEF1 (same class), or with `linear_previews` from
+    the linear map fitted to its VAE."""
     pipeline = build_preview_pipeline()
+    decoder = None if linear_previews else TinyAutoencoderPreview(build_preview_decoder())
     return Engine(
         pipeline,
         kind="preview",
         description="Preview engine: a tiny Z-Image with random weights, so images are noise; "
         "the interface and the whole code path are real.",
         omni=build_preview_omni_pipeline(pipeline) if with_omni else None,
+        preview_decoder=decoder,
     )
+
+
+def load_preview_decoder(model: str, device: str, dtype: torch.dtype) -> AutoencoderTiny:
+    """Load a tiny autoencoder (TAEF1: a Hub id or local directory) onto `device`."""
+    decoder = AutoencoderTiny.from_pretrained(model, dtype=dtype)
+    return decoder.to(device).eval()
+
+
+def preview_decoder_for(
+    settings: Settings, latent_channels: int, device: str, dtype: torch.dtype
+) -> TinyAutoencoderPreview | None:
+    """The tiny autoencoder for live previews that ZIMAGE_PREVIEW_DECODER asks for, or None for
+    the linear map. `auto` falls back to the linear map (one log line) when the decoder cannot
+    be loaded or does not read the VAE's latents; `taef1` raises instead."""
+    if settings.preview_decoder == "linear":
+        return None
+    model = settings.preview_decoder_model
+    try:
+        decoder = load_preview_decoder(model, device, dtype)
+        if decoder.config.latent_channels != latent_channels:
+            raise ValueError(
+                f"it decodes {decoder.config.latent_channels} latent channels, "
+                f"the VAE makes {latent_channels}"
+            )
+    except Exception as error:
+        if settings.preview_decoder == "taef1":
+            raise
+        logger.info("live previews use the linear map: %s is not usable (%s)", model, error)
+        return None
+    return TinyAutoencoderPreview(decoder)
 
 
 def load_omni_pipeline(model: str, device: str) -> ZImageOmniPipeline:
@@ -144,7 +183,7 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
     if settings.engine == "preview" or (
         settings.engine == "auto" and device == "cpu" and not settings.on_space
     ):
-        engine = create_preview_engine()
+        engine = create_preview_engine(linear_previews=settings.preview_decoder == "linear")
         engine.time_limit_s = settings.time_limit_s
         engine.zero_gpu_max_s = settings.zero_gpu_max_s
         engine.memory_budget_bytes = settings.memory_budget_mb * MB
@@ -184,6 +223,9 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
         time_limit_s=settings.time_limit_s,
         zero_gpu_max_s=settings.zero_gpu_max_s,
         memory_budget_bytes=settings.memory_budget_mb * MB,
+        preview_decoder=preview_decoder_for(
+            settings, pipeline.vae.config.latent_channels, device, dtype
+        ),
     )
     compile_blocks = settings.compile and not engine.on_zero_gpu
     if settings.compile and not compile_blocks:

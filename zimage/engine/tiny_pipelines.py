@@ -5,6 +5,10 @@ text encoder, Z-Image transformer, 16-channel AutoencoderKL, flow-matching Euler
 size that runs on a laptop CPU in well under a second. The weights are random but seeded, so the
 same seed always gives the same picture: noise, through the real code path.
 
+The live previews' tiny autoencoder (`build_preview_decoder`) is an `AutoencoderTiny`, the class
+of TAEF1, at the same 1/8 scale and 16 latent channels, so the preview engine decodes its
+previews the way the real engine does with TAEF1.
+
 The image-conditioned edit pipeline (`ZImageOmniPipeline`) adds a SigLIP2 vision tower and its
 image processor, and shares the text-to-image pipeline's tokenizer, text encoder, scheduler and
 transformer (one transformer, built with the SigLIP inputs, serves both).
@@ -17,6 +21,7 @@ import copy
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderTiny,
     FlowMatchEulerDiscreteScheduler,
     ZImageOmniPipeline,
     ZImagePipeline,
@@ -143,6 +148,24 @@ def build_vae() -> AutoencoderKL:
         sample_size=256,
         scaling_factor=0.3611,
         shift_factor=0.1159,
+    ).eval()
+
+
+def build_preview_decoder() -> AutoencoderTiny:
+    """A tiny TAEF1: the same class and scale (four decoder levels, 1/8), seeded random weights,
+    scaling factor 1 and shift 0 as TAESD-family checkpoints ship (they read the latents as the
+    pipeline holds them)."""
+    torch.manual_seed(WEIGHT_SEED)
+    return AutoencoderTiny(
+        in_channels=3,
+        out_channels=3,
+        encoder_block_out_channels=(4, 4, 4, 4),
+        decoder_block_out_channels=(4, 4, 4, 4),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=16,
+        scaling_factor=1.0,
+        shift_factor=0.0,
     ).eval()
 
 

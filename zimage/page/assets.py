@@ -1,6 +1,6 @@
 """What the page loads besides Gradio itself: the theme, a style sheet and a few small scripts
-(storage fallback, language, keyboard shortcuts, a fix to Gradio's markup), all served by the
-Space itself."""
+(storage fallback, language, keyboard shortcuts, a fix to Gradio's markup, the countdown of the
+visitor's images), all served by the Space itself."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def _scripts(*names: str) -> str:
 
 
 # Gradio's `head`: added to the page once Gradio has chosen its language, before the app shows.
-PAGE_HEAD = STORAGE_FALLBACK_HEAD + _scripts("language.js", "shortcuts.js", "gradio_markup.js")
+PAGE_HEAD = STORAGE_FALLBACK_HEAD + _scripts(
+    "language.js", "shortcuts.js", "gradio_markup.js", "history.js"
+)
 PAGE_CSS = (BROWSER_FILES / "page.css").read_text(encoding="utf-8")
 
 

@@ -72,16 +72,18 @@ class EnhanceControls:
     enhance: gr.Button
     undo: gr.Button
     before_run: gr.Checkbox
-    original: gr.State
+    # The text from before the last enhancement ("" when there is nothing to undo): kept in the
+    # page, which also enables Undo by it (zimage/page/page.py).
+    original: gr.Textbox
 
 
 def enhance_controls(available: bool) -> EnhanceControls:
     """Shown only where the prompt enhancer runs (it needs the loaded text encoder)."""
     with gr.Row(visible=available):
         enhance = gr.Button(t("enhance.run"), size="sm", scale=0)
-        undo = gr.Button(t("enhance.undo"), size="sm", scale=0)
+        undo = gr.Button(t("enhance.undo"), size="sm", scale=0, interactive=False)
         before_run = gr.Checkbox(label=t("enhance.before_run"), value=False)
-    return EnhanceControls(enhance, undo, before_run, gr.State(""))
+    return EnhanceControls(enhance, undo, before_run, gr.Textbox("", visible=False))
 
 
 def seed_used_box() -> gr.Textbox:
@@ -90,16 +92,21 @@ def seed_used_box() -> gr.Textbox:
 
 
 def examples_in_each_language(
-    name: str, examples: dict[str, list[list[Any]]], inputs: list[gr.components.Component]
+    name: str,
+    examples: dict[str, list[list[Any]]],
+    inputs: list[gr.components.Component],
+    cards: dict[str, list[str]] | None = None,
 ) -> None:
     """One set of examples per language; the page's style shows the set of the page's language
-    (see zimage/page/browser/page.css)."""
+    (see zimage/page/browser/page.css). With `cards`, each example shows as a card with that
+    text (Gradio shows at most 60 characters of it) instead of a row of its values."""
     for language, samples in examples.items():
         shown = gr.Examples(
             samples,
             inputs=inputs,
             label=t("controls.examples"),
             elem_id=f"{name}-examples-{language}",
+            example_labels=cards[language] if cards else None,
             api_visibility="private",
         )
         # Gradio heads the table of examples with the inputs' labels, but does not translate

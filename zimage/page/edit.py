@@ -20,6 +20,7 @@ from zimage.page.controls import (
     slider,
 )
 from zimage.page.language import t
+from zimage.page.run_status import status_line
 from zimage.tools.edit import Edit
 from zimage.translations import EXAMPLE_EDITS
 
@@ -40,6 +41,7 @@ class EditTab:
     seed_used: gr.Textbox
     method_used: gr.Textbox
     enhance: EnhanceControls
+    status: gr.Markdown
     adapters: AdapterControls
 
 
@@ -74,7 +76,9 @@ def edit_tab(enhancer_available: bool, adapters: AdapterMenu) -> EditTab:
                 steps = slider(parameters["steps"], t("controls.steps"), step=1)
             with gr.Row():
                 run = gr.Button(t("edit.run"), variant="primary", elem_id="edit-button")
-                stop = gr.Button(t("controls.stop"), variant="secondary", scale=0)
+                stop = gr.Button(
+                    t("controls.stop"), variant="secondary", scale=0, interactive=False
+                )
         with gr.Column(scale=1):
             before_after = gr.ImageSlider(
                 label=t("edit.before_after"),
@@ -84,6 +88,7 @@ def edit_tab(enhancer_available: bool, adapters: AdapterMenu) -> EditTab:
                 buttons=["download", "fullscreen"],
                 elem_id="edit-result",
             )
+            status = status_line("edit-status")
             with gr.Row():
                 seed_used = seed_used_box()
                 method_used = gr.Textbox(label=t("edit.method_used"), interactive=False)
@@ -107,5 +112,15 @@ def edit_tab(enhancer_available: bool, adapters: AdapterMenu) -> EditTab:
         },
     )
     return EditTab(
-        editor, form, instruction, run, stop, before_after, seed_used, method_used, enhance, styles
+        editor,
+        form,
+        instruction,
+        run,
+        stop,
+        before_after,
+        seed_used,
+        method_used,
+        enhance,
+        status,
+        styles,
     )

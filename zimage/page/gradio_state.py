@@ -33,7 +33,9 @@ from zimage.guards.gradio_calls import GradioFunction
 
 logger = logging.getLogger(__name__)
 
-SESSION_IDLE_S = 3600.0  # a browser tab in use calls every few seconds (the history timer)
+# An idle page asks nothing (zimage/page/history.py): its session may be forgotten while it is
+# open, which the page survives (it keeps its images' keys itself).
+SESSION_IDLE_S = 3600.0
 SWEEP_INTERVAL_S = 5.0
 
 

@@ -12,18 +12,20 @@ from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
 from zimage import presets
+from zimage.engine.errors import Cancelled
 from zimage.engine.jobs import JobControl, PreviewCallback, RunHooks, TextCallback
 from zimage.page.controls import ToolForm
 from zimage.page.gpu_queue import JoinCheck
+from zimage.page.history import LEFT, countdown, refresh_after
 from zimage.page.language import language_of, t
 from zimage.page.outputs import (
     download_reporter,
     gallery_of,
     preview_items,
-    progress_reporter,
     save_output,
     seed_caption,
 )
+from zimage.page.run_status import StepsReached
 from zimage.page.running import RunningRequests, stream_while_running
 from zimage.page.visitors import browser_defaults, visitor_of
 from zimage.privacy.policy import POLICY_VERSION, BrowserKeys, banner_needs_showing
@@ -71,32 +73,45 @@ class PageHandlers:
             request: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any
         ) -> Iterator[tuple[Any, ...]]:
             """Text to image from the form's values, "enhance first", the browser state and the
-            opt-out box; yields (images, seed used, prompt box, original prompt): the prompt
-            being enhanced when asked, the picture forming at each step, then the images with
-            their seeds."""
+            opt-out box; yields (images, seed used, prompt box, original prompt, status): the
+            prompt being enhanced when asked, the picture forming at each step, then the images
+            with their seeds; or, when stopped, no picture and where it stopped."""
             asked, enhance_first, visitor = self._generate_values(form, values, request)
             keep = gr.skip()
+            steps = StepsReached(progress)
+            yield keep, "", keep, keep, ""  # the last run's seed and message are not this one's
             with self.running.control() as control:
-                if enhance_first:
-                    yield keep, keep, keep, asked.prompt  # what Undo brings back
-                    enhanced = yield from self._enhancing(
-                        asked.prompt, None, visitor, control, lambda text: (keep, keep, text, keep)
-                    )
-                    asked = dataclasses.replace(asked, prompt=enhanced)
+                try:
+                    if enhance_first:
+                        yield keep, keep, keep, asked.prompt, keep  # what Undo brings back
+                        enhanced = yield from self._enhancing(
+                            asked.prompt,
+                            None,
+                            visitor,
+                            control,
+                            lambda text: (keep, keep, text, keep, keep),
+                        )
+                        asked = dataclasses.replace(asked, prompt=enhanced)
 
-                def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
-                    hooks = RunHooks(
+                    def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
+                        hooks = RunHooks(
+                            control,
+                            steps.report,
+                            on_preview=on_preview,
+                            fetching=download_reporter(progress),
+                        )
+                        return self.service.text_to_image(asked, visitor, hooks)
+
+                    outcomes = yield from stream_while_running(
                         control,
-                        progress_reporter(progress),
-                        on_preview=on_preview,
-                        fetching=download_reporter(progress),
+                        work,
+                        lambda frames: (preview_items(frames), keep, keep, keep, keep),
                     )
-                    return self.service.text_to_image(asked, visitor, hooks)
-
-                outcomes = yield from stream_while_running(
-                    control, work, lambda frames: (preview_items(frames), keep, keep, keep)
-                )
-            yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed, keep, keep
+                except Cancelled:
+                    yield None, "", keep, keep, steps.stopped(language_of(request))
+                    return
+            images = gallery_of(outcomes, self.service, seed_caption)
+            yield images, outcomes[0].seed, keep, keep, keep
 
         return generate
 
@@ -108,41 +123,48 @@ class PageHandlers:
         ) -> Iterator[tuple[Any, ...]]:
             """The image editor's value (its background is the image, its brush layers the
             mask), the form's values, "enhance first", the browser state and the opt-out box.
-            Yields (before/after, seed used, method, instruction box, original instruction);
-            the after side shows the edit forming, then the result."""
+            Yields (before/after, seed used, method, instruction box, original instruction,
+            status); the after side shows the edit forming, then the result; when stopped,
+            nothing, and where it stopped."""
             asked, editor, enhance_first, visitor = self._edit_values(form, values, request)
             background = asked.image
             layers = list(asked.mask_layers)
             keep = gr.skip()
+            steps = StepsReached(progress)
+            yield keep, "", "", keep, keep, ""  # the last edit's seed and method are not this one's
             with self.running.control() as control:
-                if enhance_first:
-                    yield keep, keep, keep, keep, asked.instruction
-                    enhanced = yield from self._enhancing(
-                        asked.instruction,
-                        None,
-                        visitor,
-                        control,
-                        lambda text: (keep, keep, keep, text, keep),
-                    )
-                    asked = dataclasses.replace(asked, instruction=enhanced)
+                try:
+                    if enhance_first:
+                        yield keep, keep, keep, keep, asked.instruction, keep
+                        enhanced = yield from self._enhancing(
+                            asked.instruction,
+                            None,
+                            visitor,
+                            control,
+                            lambda text: (keep, keep, keep, text, keep, keep),
+                        )
+                        asked = dataclasses.replace(asked, instruction=enhanced)
 
-                def work(on_preview: PreviewCallback) -> ImageOutcome:
-                    hooks = RunHooks(
-                        control,
-                        progress_reporter(progress),
-                        on_preview=on_preview,
-                        fetching=download_reporter(progress),
-                    )
-                    return self.service.edit(asked, visitor, hooks)
+                    def work(on_preview: PreviewCallback) -> ImageOutcome:
+                        hooks = RunHooks(
+                            control,
+                            steps.report,
+                            on_preview=on_preview,
+                            fetching=download_reporter(progress),
+                        )
+                        return self.service.edit(asked, visitor, hooks)
 
-                outcome = yield from stream_while_running(
-                    control,
-                    work,
-                    lambda frames: ((background, frames[0]), keep, keep, keep, keep),
-                )
+                    outcome = yield from stream_while_running(
+                        control,
+                        work,
+                        lambda frames: ((background, frames[0]), keep, keep, keep, keep, keep),
+                    )
+                except Cancelled:
+                    yield None, "", "", keep, keep, steps.stopped(language_of(request))
+                    return
             result = save_output(outcome, self.service)
             self.service.keep_files(outcome, [background, editor.get("composite"), *layers])
-            yield (background, result), outcome.seed, outcome.method, keep, keep
+            yield (background, result), outcome.seed, outcome.method, keep, keep, keep
 
         return edit
 
@@ -273,39 +295,43 @@ class PageHandlers:
 
     # -- history ------------------------------------------------------------------------------
 
-    def history(self, browser: dict, request: gr.Request) -> tuple[list, list[str]]:
-        """This browser's images still in memory, newest first, with time left."""
+    def history(self, browser: dict, request: gr.Request) -> tuple[list, list[dict], Any]:
+        """This browser's images still in memory, newest first: the gallery's items, captioned
+        with the time left; what the page keeps of each (zimage/page/history.py); and the
+        refresh timer, set to tick when the first of them expires."""
         visitor = self._visitor(request, browser)
         language = language_of(request)
-        items, keys = [], []
+        items, shown = [], []
         for entry in self.service.outputs_of(visitor.owner):
             if not entry.files:
                 continue
-            left = int(self.service.seconds_left(entry))
+            left = self.service.seconds_left(entry)
             caption = words(
                 "history.caption",
                 language,
                 method=method_name(str(entry.settings.get("method")), language),
                 seed=entry.seed,
-                left=f"{left // 60}:{left % 60:02d}",
+                left=LEFT,
             )
-            items.append((str(entry.files[0]), caption))  # the output is attached first
-            keys.append(entry.key)
-        return items, keys
+            items.append((str(entry.files[0]), caption.replace(LEFT, countdown(left))))
+            shown.append({"key": entry.key, "left_s": round(left, 1), "caption": caption})
+        return items, shown, refresh_after([item["left_s"] for item in shown])
 
-    def delete_my_images(self, browser: dict, request: gr.Request) -> tuple[list, list[str]]:
+    def delete_my_images(self, browser: dict, request: gr.Request) -> tuple[list, list, Any]:
         self.service.delete_outputs_of(self._visitor(request, browser).owner)
-        return [], []
+        return [], [], refresh_after([])
 
     def settings_of(
-        self, keys: list[str], browser: dict, request: gr.Request, selection: gr.SelectData
+        self, shown: Any, browser: dict, request: gr.Request, selection: gr.SelectData
     ) -> dict[str, Any]:
-        """The settings of a history image, as field values for the tab that made it."""
+        """The settings of a history image, as field values for the tab that made it. `shown`
+        is what the page kept of its images (it comes from the browser: only a key of this
+        visitor's own image finds one)."""
+        picked = shown[selection.index] if isinstance(shown, list) else None
+        key = picked.get("key") if isinstance(picked, dict) and selection.index >= 0 else None
         entry = None
-        if 0 <= selection.index < len(keys):
-            entry = self.service.output_of(
-                keys[selection.index], self._visitor(request, browser).owner
-            )
+        if isinstance(key, str):
+            entry = self.service.output_of(key, self._visitor(request, browser).owner)
         if entry is None:
             message = words("message.image_gone", language_of(request))
             raise gr.Error(message, print_exception=False)

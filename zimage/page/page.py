@@ -15,9 +15,10 @@ from zimage.page.errors import readable_errors
 from zimage.page.gpu_queue import GpuQueue
 from zimage.page.handlers import PageHandlers
 from zimage.page.header import page_header
-from zimage.page.history import history_panel
+from zimage.page.history import SHOW_COUNTDOWN_JS, history_panel
 from zimage.page.language import CHOOSE_LANGUAGE_JS, CURRENT_LANGUAGE_JS, t
 from zimage.page.privacy import privacy_banner, privacy_tab
+from zimage.page.run_status import CAN_STOP_JS, CANNOT_STOP_JS
 from zimage.page.running import RunningRequests
 from zimage.page.text_to_image import text_to_image_tab
 from zimage.page.visitors import browser_defaults
@@ -30,11 +31,10 @@ LIGHT = {"concurrency_limit": None, "api_visibility": "private"}
 # Copies the clicked checkbox's value to its twin in the browser, at once: a request sent the
 # next moment must carry the visitor's latest choice (see PageHandlers.generate's `opt_out`).
 MIRROR = "(value) => value"
-
-
-def undo_enhance(original: str, current: str) -> str:
-    """The text from before the last enhancement (the current one if none was enhanced)."""
-    return original or current
+# Undo, in the browser: the text from before the last enhancement (the current one if none was
+# enhanced), and nothing left to undo. Undo is usable exactly while there is something to undo.
+UNDO_ENHANCE_JS = "(original, current) => [original || current, '']"
+CAN_UNDO_JS = "(original) => ({ __type__: 'update', interactive: Boolean(original) })"
 
 
 def stop_runs(running: RunningRequests, events: Iterable[Any]) -> Callable[[gr.Request], None]:
@@ -83,7 +83,7 @@ def build_demo(
         ScriptEndpoints(service, settings, running, gpu_queue, gpu_slots).build()
 
         # -- privacy ------------------------------------------------------------------------
-        demo.load(
+        page_loaded = demo.load(
             handlers.on_page_load,
             inputs=browser,
             outputs=[browser, banner.accordion, banner.text, banner.opt_out, data.opt_out],
@@ -109,7 +109,7 @@ def build_demo(
         )
         data.delete.click(lambda: gr.Row(visible=True), outputs=data.confirm_row, **LIGHT)
         data.cancel.click(lambda: gr.Row(visible=False), outputs=data.confirm_row, **LIGHT)
-        data.confirm.click(
+        deleted_data = data.confirm.click(
             handlers.delete_my_data,
             inputs=browser,
             outputs=[data.shown, data.status, browser],
@@ -121,18 +121,16 @@ def build_demo(
             **LIGHT,
         )
 
-        # -- history ------------------------------------------------------------------------
-        history_outputs = [history.gallery, history.keys]
-        history.timer.tick(
-            handlers.history,
-            inputs=browser,
-            outputs=history_outputs,
-            show_progress="hidden",
-            **LIGHT,
-        )
+        # -- history: asked for when it changes (zimage/page/history.py), never polled ----------
+        history_outputs = [history.gallery, history.shown, history.refresh]
+        quietly = {"show_progress": "hidden", **LIGHT}
+        for changed in (page_loaded, deleted_data):
+            changed.then(handlers.history, inputs=browser, outputs=history_outputs, **quietly)
+        history.refresh.tick(handlers.history, inputs=browser, outputs=history_outputs, **quietly)
         history.delete.click(
             handlers.delete_my_images, inputs=browser, outputs=history_outputs, **LIGHT
         )
+        history.shown.change(None, inputs=history.shown, js=SHOW_COUNTDOWN_JS, **LIGHT)
 
         # -- language: the selector shows the page's; a pick loads the page again in it ------
         demo.load(None, js=CURRENT_LANGUAGE_JS, outputs=language, **LIGHT)
@@ -144,6 +142,17 @@ def build_demo(
             "concurrency_limit": gpu_slots,
             "api_visibility": "private",
         }
+        # Stop is usable from the moment a run or an enhancement is asked for (also while it
+        # waits in the queue) until it ends: set in the browser, before the runs' own events
+        # (the page runs a trigger's events in the order they were added).
+        for triggers, stop in (
+            (
+                [text_tab.run.click, text_tab.prompt.submit, text_tab.enhance.enhance.click],
+                text_tab.stop,
+            ),
+            ([edit.run.click, edit.instruction.submit, edit.enhance.enhance.click], edit.stop),
+        ):
+            gr.on(triggers, None, outputs=stop, js=CAN_STOP_JS, **LIGHT)
         generating = gr.on(
             [text_tab.run.click, text_tab.prompt.submit],
             readable_errors(handlers.generating(text_tab.form)),
@@ -153,6 +162,7 @@ def build_demo(
                 text_tab.seed_used,
                 text_tab.prompt,
                 text_tab.enhance.original,
+                text_tab.status,
             ],
             api_name="generate_in_browser",
             **gpu,
@@ -175,6 +185,7 @@ def build_demo(
                 edit.method_used,
                 edit.instruction,
                 edit.enhance.original,
+                edit.status,
             ],
             api_name="edit_in_browser",
             **gpu,
@@ -193,20 +204,31 @@ def build_demo(
                 **gpu,
             )
             gpu_queue.expects(enhancing, handlers.enhance_joins)
-            controls.undo.click(undo_enhance, inputs=[controls.original, box], outputs=box, **LIGHT)
+            controls.undo.click(
+                None,
+                inputs=[controls.original, box],
+                outputs=[box, controls.original],
+                js=UNDO_ENHANCE_JS,
+                **LIGHT,
+            )
+            controls.original.change(
+                None, inputs=controls.original, outputs=controls.undo, js=CAN_UNDO_JS, **LIGHT
+            )
             stop.click(stop_runs(running, [run, enhancing]), **LIGHT)
+            for ended in (run, enhancing):
+                ended.then(None, outputs=stop, js=CANNOT_STOP_JS, **LIGHT)
 
         def reuse(
-            keys: list[str], browser_value: dict, request: gr.Request, selection: gr.SelectData
+            shown: Any, browser_value: dict, request: gr.Request, selection: gr.SelectData
         ) -> dict[Any, Any]:
             """Fill the tab that made a history image with its settings."""
-            chosen = handlers.settings_of(keys, browser_value, request, selection)
+            chosen = handlers.settings_of(shown, browser_value, request, selection)
             if chosen.get("method") == "text-to-image":
                 return {tabs: gr.Tabs(selected="generate"), **text_tab.form.restored(chosen)}
             return {tabs: gr.Tabs(selected="edit"), **edit.form.restored(chosen)}
 
         reuse_outputs = [tabs, *text_tab.form.inputs, *edit.form.inputs]
         history.gallery.select(
-            reuse, inputs=[history.keys, browser], outputs=reuse_outputs, **LIGHT
+            reuse, inputs=[history.shown, browser], outputs=reuse_outputs, **LIGHT
         )
     return demo

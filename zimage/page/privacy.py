@@ -36,7 +36,9 @@ def privacy_banner(text: str) -> PrivacyBanner:
     with gr.Accordion(t("privacy.notice"), open=True, elem_id="privacy-banner") as accordion:
         markdown = gr.Markdown(text)
         with gr.Row():
-            opt_out = gr.Checkbox(label=t("privacy.opt_out"), elem_id="banner-opt-out")
+            opt_out = gr.Checkbox(
+                label=t("privacy.opt_out"), elem_id="banner-opt-out", container=False
+            )
             acknowledge = gr.Button(t("privacy.got_it"), size="sm", scale=0)
             to_your_data = gr.Button(t("privacy.to_your_data"), size="sm", scale=0)
     return PrivacyBanner(accordion, markdown, opt_out, acknowledge, to_your_data)

@@ -19,8 +19,9 @@ from zimage.page.controls import (
     slider,
 )
 from zimage.page.language import t
+from zimage.page.run_status import status_line
 from zimage.tools.text_to_image import TextToImage
-from zimage.translations import EXAMPLE_PROMPTS
+from zimage.translations import EXAMPLE_PROMPTS, EXAMPLE_SETTINGS, example_card
 
 
 @dataclass
@@ -32,6 +33,7 @@ class TextToImageTab:
     images: gr.Gallery
     seed_used: gr.Textbox
     enhance: EnhanceControls
+    status: gr.Markdown
     adapters: AdapterControls
 
 
@@ -47,6 +49,12 @@ def text_to_image_tab(enhancer_available: bool, adapters: AdapterMenu) -> TextTo
                 elem_id="prompt",
             )
             enhance = enhance_controls(enhancer_available)
+            # Right under the prompt: on a laptop screen it shows with the privacy notice open.
+            with gr.Row():
+                run = gr.Button(t("generate.run"), variant="primary", elem_id="generate-button")
+                stop = gr.Button(
+                    t("controls.stop"), variant="secondary", scale=0, interactive=False
+                )
             with gr.Row():
                 category = gr.Radio(
                     list(presets.RESOLUTION_PRESETS),
@@ -66,9 +74,6 @@ def text_to_image_tab(enhancer_available: bool, adapters: AdapterMenu) -> TextTo
             with gr.Accordion(t("controls.advanced"), open=False):
                 steps = slider(parameters["steps"], t("controls.steps"), step=1)
                 shift = slider(parameters["shift"], t("generate.shift"), step=0.1)
-            with gr.Row():
-                run = gr.Button(t("generate.run"), variant="primary", elem_id="generate-button")
-                stop = gr.Button(t("controls.stop"), variant="secondary", scale=0)
         with gr.Column(scale=1):
             images = gr.Gallery(
                 label=t("generate.result"),
@@ -80,11 +85,22 @@ def text_to_image_tab(enhancer_available: bool, adapters: AdapterMenu) -> TextTo
                 buttons=["download", "fullscreen"],
                 elem_id="result",
             )
+            status = status_line("generate-status")
             seed_used = seed_used_box()
     examples_in_each_language(
         "generate",
-        {language: [[text] for text in prompts] for language, prompts in EXAMPLE_PROMPTS.items()},
-        inputs=[prompt],
+        {
+            language: [
+                [text, example.resolution, example.steps]
+                for text, example in zip(prompts, EXAMPLE_SETTINGS, strict=True)
+            ]
+            for language, prompts in EXAMPLE_PROMPTS.items()
+        },
+        inputs=[prompt, resolution, steps],
+        cards={
+            language: [example_card(example, language) for example in EXAMPLE_SETTINGS]
+            for language in EXAMPLE_PROMPTS
+        },
     )
     category.change(
         lambda chosen: gr.Dropdown(
@@ -109,7 +125,7 @@ def text_to_image_tab(enhancer_available: bool, adapters: AdapterMenu) -> TextTo
         },
         fixed={"live_preview": True},
     )
-    return TextToImageTab(form, prompt, run, stop, images, seed_used, enhance, styles)
+    return TextToImageTab(form, prompt, run, stop, images, seed_used, enhance, status, styles)
 
 
 def resolution_choices(category: str) -> list[tuple[str, str]]:

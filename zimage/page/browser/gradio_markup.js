@@ -1,6 +1,7 @@
-// Fixes to the ARIA of Gradio's own markup (Gradio 6.31), applied as Gradio renders it. Each is
-// harmless once Gradio fixes the markup itself; tests/browser/test_accessibility.py runs
-// axe-core on every tab and state and fails if one stops working.
+// Fixes to the ARIA of Gradio's own markup (Gradio 6.31), applied as Gradio renders it, and the
+// roles of the page's own live text. Each fix is harmless once Gradio fixes the markup itself;
+// tests/browser/test_accessibility.py runs axe-core on every tab and state and fails if one
+// stops working.
 (() => {
   const fixes = [
     // An empty image, gallery or slider is a plain <div aria-label="Empty value"> holding an
@@ -17,6 +18,9 @@
         header.removeAttribute("tabindex");
       },
     ],
+    // Where a stopped run ended (zimage/page/run_status.py) is news a screen reader should read
+    // out when it appears: a status, a polite live region.
+    [".block.run-status:not([role])", (line) => line.setAttribute("role", "status")],
   ];
   const fix = () => {
     for (const [selector, apply] of fixes) document.querySelectorAll(selector).forEach(apply);
