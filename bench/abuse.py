@@ -43,18 +43,9 @@ from gradio_client import Client
 from local_app import free_port, preview_app_env, serving, stop_app
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for zimage
 MB = 1e6
 START_TIMEOUT_S = 180
-REFUSED_CALL = [
-    "",
-    "256x256",
-    1,
-    False,
-    1,
-    3.0,
-    1,
-    False,
-]  # empty prompt: refused before the GPU slot
 
 
 class App:
@@ -91,7 +82,11 @@ class App:
 def refused_call(http: httpx.Client, url: str) -> float:
     """One new session: POST the call, read its stream to the end; seconds taken."""
     started = time.perf_counter()
-    posted = http.post(f"{url}/gradio_api/call/text_to_image", json={"data": REFUSED_CALL})
+    from zimage.tools.text_to_image import TextToImage
+
+    refused = TextToImage.endpoint_values(prompt="", resolution="256x256", seed=1, steps=1)
+    # an empty prompt: refused before the GPU slot
+    posted = http.post(f"{url}/gradio_api/call/text_to_image", json={"data": refused})
     posted.raise_for_status()
     stream = http.get(f"{url}/gradio_api/call/text_to_image/{posted.json()['event_id']}")
     if "prompt is empty" not in stream.text:

@@ -220,7 +220,11 @@ def callers(server: Server, size: str, steps: int) -> dict[str, Callable[[str, i
         return gallery[0]["image"]
 
     def through_http(prompt: str, seed: int) -> str:
-        arguments = [prompt, size, seed, False, steps, SHIFT, 1, False]
+        from zimage.tools.text_to_image import TextToImage
+
+        arguments = TextToImage.endpoint_values(
+            prompt=prompt, resolution=size, seed=seed, steps=steps, shift=SHIFT
+        )
         posted = http.post("/gradio_api/call/text_to_image", json={"data": arguments})
         event_id = posted.raise_for_status().json()["event_id"]
         with http.stream("GET", f"/gradio_api/call/text_to_image/{event_id}") as stream:

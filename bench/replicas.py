@@ -134,7 +134,11 @@ class Visitor:
         """One /text_to_image through the queue; its wall time. Raises when it fails."""
         self.seed += 1
         session = uuid.uuid4().hex[:12]
-        data = ["a kite", self.args.size, self.seed, False, self.args.steps, 3.0, 1, False]
+        from zimage.tools.text_to_image import TextToImage
+
+        data = TextToImage.endpoint_values(
+            prompt="a kite", resolution=self.args.size, seed=self.seed, steps=self.args.steps
+        )
         body = {"data": data, "fn_index": replica.index, "session_hash": session}
         started = time.perf_counter()
         joined = self.http.post(f"{replica.url}/gradio_api/queue/join", json=body)

@@ -46,8 +46,7 @@ def small(seed: int, **changes: Any) -> dict[str, Any]:
 def join_values(seed: int, **changes: Any) -> list[Any]:
     """`small(seed, **changes)` as the values a raw /queue/join of /text_to_image sends: one per
     parameter, in order, the ones not given at their defaults."""
-    given = small(seed, **changes)
-    return [given.get(name, p.default) for name, p in TextToImage.parameters().items()]
+    return TextToImage.endpoint_values(**small(seed, **changes))
 
 
 def visitor(app, address: str | None = None) -> Client:

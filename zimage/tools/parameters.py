@@ -212,6 +212,15 @@ class ToolRequest:
         }
 
     @classmethod
+    def endpoint_values(cls, **given: Any) -> list[Any]:
+        """The data of a raw HTTP call to the tool's script endpoint (`{"data": [...]}`): one
+        value per parameter, in order, the ones not given at their defaults."""
+        parameters = cls.parameters()
+        if unknown := given.keys() - parameters.keys():
+            raise TypeError(f"{cls.tool_name} has no parameter {sorted(unknown)}")
+        return [given.get(name, parameter.default) for name, parameter in parameters.items()]
+
+    @classmethod
     def summary(cls) -> str:
         """What the tool does, in a sentence or two (the class docstring)."""
         return " ".join((cls.__doc__ or "").split())
