@@ -108,4 +108,3 @@ def generate_in_browser(
     values = {**SMALL_PAGE_RUN, "type:browserstate": browser, **names}
     data = page_inputs(url, "generate_in_browser", values)
     return run(url, "generate_in_browser", data, headers=headers)
-

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import RunningApp, serve
 from tests.forwarding_proxy import client_from, forwarding_proxy
+from zimage.tools.text_to_image import TextToImage
 
 # Its fixtures built once, on one worker.
 pytestmark = pytest.mark.xdist_group("client_address_proxies")
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.xdist_group("client_address_proxies")
 RATE = 3
 # /text_to_image's inputs in order: prompt, resolution, seed, randomize_seed, steps, shift,
 # num_images, live_preview.
-GENERATE_DATA = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
+GENERATE_DATA = TextToImage.endpoint_values(prompt="a kite", resolution="256x256", seed=1, steps=1)
 LIMITED = "Limit reached"
 
 

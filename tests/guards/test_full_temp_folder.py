@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.launcher import WAIT_S, AppProcess, launched_app, wait_until
+from zimage.tools.text_to_image import TextToImage
 
 MB = 1024 * 1024
 UNUSED_S = 5
@@ -120,7 +121,7 @@ def upload(app: FullableApp, size: int) -> httpx.Response:
 
 def generate(app: FullableApp) -> str:
     """One /text_to_image over the plain HTTP API: "ok" or the error message."""
-    data = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
+    data = TextToImage.endpoint_values(prompt="a kite", resolution="256x256", seed=1, steps=1)
     url = f"{app.url}/gradio_api/call/text_to_image"
     started = httpx.post(url, json={"data": data}, timeout=WAIT_S)
     assert started.status_code == 200, started.text

@@ -16,9 +16,19 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from zimage.tools.text_to_image import TextToImage
 from zimage.translations import EXAMPLE_EDITS
 
-GENERATE = ["a kite", "256x256", 1, False, 1, 3.0, 1, False]
+GENERATE = TextToImage.endpoint_values(prompt="a kite", resolution="256x256", seed=1, steps=1)
+
+
+def raw_data(prompt_json: str, seed_json: str = "1") -> str:
+    """/text_to_image's data as JSON text, the prompt and the seed written as given (text no
+    JSON encoder would write)."""
+    texts = [json.dumps(value) for value in GENERATE]
+    names = list(TextToImage.parameters())
+    texts[names.index("prompt")], texts[names.index("seed")] = prompt_json, seed_json
+    return "[" + ", ".join(texts) + "]"
 
 
 @pytest.fixture
@@ -169,15 +179,15 @@ def test_the_app_still_answers_after_the_faults(running_app, server_log) -> None
     ("data_json", "message"),
     [
         (
-            '["a kite", "256x256", 1' + "0" * 400 + ", false, 1, 3.0, 1, false]",
+            raw_data('"a kite"', "1" + "0" * 400),
             "got a number of about 401",
         ),
-        ('["a \\ud800 kite", "256x256", 1, false, 1, 3.0, 1, false]', "broken character"),
+        (raw_data('"a \\ud800 kite"'), "broken character"),
         (
-            '["\\u200b\\u200d\\ufeff\\u2060", "256x256", 1, false, 1, 3.0, 1, false]',
+            raw_data('"\\u200b\\u200d\\ufeff\\u2060"'),
             "prompt is empty",
         ),
-        ('["\\u3164\\u00ad", "256x256", 1, false, 1, 3.0, 1, false]', "prompt is empty"),
+        (raw_data('"\\u3164\\u00ad"'), "prompt is empty"),
     ],
     ids=["seed-10**400", "lone-surrogate", "zero-width-only", "filler-only"],
 )

@@ -18,6 +18,7 @@ from gradio_client import Client, handle_file
 
 from tests.conftest import serve
 from tests.launcher import WAIT_S, wait_until
+from zimage.tools.text_to_image import TextToImage
 
 pytestmark = pytest.mark.xdist_group("sessions")  # its fixtures built once, on one worker
 
@@ -29,7 +30,7 @@ TTL_S = 2
 def call(url: str, prompt: str, read_result: bool) -> None:
     """One refused /text_to_image call as a plain HTTP client: a new Gradio session each time."""
     with httpx.Client(timeout=30) as http:
-        data = [prompt, "256x256", 1, False, 1, 3.0, 1, False]
+        data = TextToImage.endpoint_values(prompt=prompt, resolution="256x256", seed=1, steps=1)
         event_id = http.post(f"{url}/gradio_api/call/text_to_image", json={"data": data}).json()
         if read_result:
             stream = http.get(f"{url}/gradio_api/call/text_to_image/{event_id['event_id']}")
@@ -156,7 +157,9 @@ def test_a_new_session_computes_no_config_for_an_event(small_app) -> None:
     assert isinstance(holder[f"probe-{time.monotonic()}"], LazySessionState)
     before = set(holder.session_data)
     with httpx.Client(base_url=small_app.url, timeout=60) as http:
-        data = ["a lighthouse", "256x256", 1, False, 1, 3.0, 1, False]
+        data = TextToImage.endpoint_values(
+            prompt="a lighthouse", resolution="256x256", seed=1, steps=1
+        )
         posted = http.post("/gradio_api/call/text_to_image", json={"data": data})
         answer = http.get(f"/gradio_api/call/text_to_image/{posted.json()['event_id']}")
         assert "event: complete" in answer.text

@@ -18,6 +18,7 @@ from gradio_client import handle_file
 from tests.gradio_http import run
 from tests.launcher import ROOT, WAIT_S, AppProcess, start_app, wait_until
 from zimage.privacy.temp_folder import process_temp_dir, release
+from zimage.tools.text_to_image import TextToImage
 
 SAMPLE = ROOT / "examples" / "house.png"
 
@@ -89,7 +90,8 @@ def edit_with_an_upload(app: AppProcess) -> None:
 
 def output_path(app: AppProcess) -> Path:
     """One /text_to_image; where the app keeps its output."""
-    gallery, _ = run(app.url, "text_to_image", ["a kite", "256x256", 1, False, 1, 3.0, 1, False])
+    small = TextToImage.endpoint_values(prompt="a kite", resolution="256x256", seed=1, steps=1)
+    gallery, _ = run(app.url, "text_to_image", small)
     return Path(gallery[0]["image"]["path"])
 
 

@@ -21,6 +21,7 @@ from tests.gradio_http import generate_in_browser as page_generate
 from tests.launcher import WAIT_S, AppProcess, start_app, wait_until
 from zimage.privacy.policy import BrowserKeys
 from zimage.replicas.schema import migrate
+from zimage.tools.text_to_image import TextToImage
 
 pytestmark = pytest.mark.xdist_group("two_replicas")  # its fixtures built once, on one worker
 
@@ -103,7 +104,7 @@ def delete_my_data(replica: AppProcess, browser: dict, address: str) -> str:
 def text_to_image(replica: AppProcess, address: str) -> dict[str, Any]:
     """A script's request; the final message of its event stream."""
     index = fn_index(replica.url, "text_to_image")
-    data = ["a kite", "256x256", 1, False, 2, 3.0, 1, False]
+    data = TextToImage.endpoint_values(prompt="a kite", resolution="256x256", seed=1, steps=2)
     return completed(join(replica.url, index, data, headers=behind_balancer(address)))
 
 

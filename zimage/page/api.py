@@ -93,9 +93,7 @@ class ScriptEndpoints:
             )
         yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
 
-    def edit(
-        self, asked: Edit, request: gr.Request, progress: gr.Progress
-    ) -> tuple[str, int, str]:
+    def edit(self, asked: Edit, request: gr.Request, progress: gr.Progress) -> tuple[str, int, str]:
         with self.running.control() as control:
             outcome = self.service.edit(
                 asked,

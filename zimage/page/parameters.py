@@ -52,9 +52,7 @@ def hidden_input(name: str, parameter: Parameter) -> gr.components.Component:
     if parameter.kind is Kind.FILE:
         return described(gr.File(label=name, type="filepath"), text)
     if parameter.kind is Kind.FILES:
-        return described(
-            gr.Gallery(label=name, type="filepath", buttons=["download"]), text
-        )
+        return described(gr.Gallery(label=name, type="filepath", buttons=["download"]), text)
     if parameter.kind is Kind.CHOICE and parameter.choices:
         # Any value reaches our own check, which answers with our sentence.
         dropdown = gr.Dropdown(

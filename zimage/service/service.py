@@ -173,9 +173,7 @@ class ZImageService:
                 for image, seed in zip(result.images, result.seeds)
             ]
 
-    def edit(
-        self, request: Edit, visitor: Visitor, hooks: RunHooks | None = None
-    ) -> ImageOutcome:
+    def edit(self, request: Edit, visitor: Visitor, hooks: RunHooks | None = None) -> ImageOutcome:
         """Edit an image. `mask` (white = change) or painted `mask_layers` select inpainting.
 
         Raises InputError / ImageInputError for bad input, EngineUnavailable without a model.

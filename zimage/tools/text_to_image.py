@@ -36,15 +36,14 @@ class TextToImage(ToolRequest):
 
     tool_name: ClassVar[str] = "text_to_image"
     agent_name: ClassVar[str] = "text_to_image"
-    returns: ClassVar[str] = "The images (captions \"seed N\") and the seed of the first image."
+    returns: ClassVar[str] = 'The images (captions "seed N") and the seed of the first image.'
     text_field: ClassVar[str] = "prompt"
 
     prompt: str = parameter(PROMPT)
     resolution: str = parameter(RESOLUTION)
     seed: int = parameter(
         SEED,
-        description="Seed of the first image; image i uses seed + i. -1 (the default) draws "
-        "one.",
+        description="Seed of the first image; image i uses seed + i. -1 (the default) draws one.",
     )
     randomize_seed: bool = parameter(RANDOMIZE_SEED)
     steps: int = parameter(STEPS)
