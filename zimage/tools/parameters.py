@@ -12,6 +12,9 @@ parameter tables (tests/tools/test_reference.py) and the checks with their messa
 
 A field without a `Parameter` (e.g. the page's painted mask layers) is not a parameter: no door
 lists it and no caller can set it by name.
+
+Some choices depend on the Space's settings (the models it serves): the doors pass the service's
+`Offer` (choices by parameter name), and each of them lists and checks those choices only.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class _Required:
 # The default of a parameter that must be given.
 REQUIRED: Any = _Required()
 
+# The choices this Space offers where they depend on its settings, by parameter name.
+Offer = Mapping[str, tuple[str, ...]]
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -56,7 +62,8 @@ class Parameter:
     same numbers the checks use, so the text cannot drift from them. `label` names the value in
     messages ("Steps must be from 1 to 50"). `aliases` are other names callers may use for it
     (the official Space's names). `logged`: its value goes into the usage log's settings (never
-    set it on free text). `for_agents`: listed in the MCP tool schema.
+    set it on free text). `for_agents`: listed in the MCP tool schema. A default of None means
+    "not given" and passes the checks as None (the request resolves it, e.g. per model).
     """
 
     kind: Kind
@@ -87,6 +94,8 @@ class Parameter:
     def checked(self, value: Any) -> Any:
         """The value as the engine takes it; InputError with a readable sentence if it is not
         acceptable."""
+        if value is None and self.default is None:
+            return None
         if self.check is not None:
             return self.check(value)
         if self.kind is Kind.PROMPT:
@@ -98,8 +107,14 @@ class Parameter:
         if self.kind is Kind.BOOLEAN:
             return bool(value)
         if self.kind is Kind.CHOICE and value not in self.choices:
-            raise InputError(f"{self.label} must be one of {', '.join(self.choices)}.")
+            raise InputError(
+                f"{self.label} must be one of {', '.join(self.choices)} (got {value!r})."
+            )
         return value
+
+    def offering(self, choices: tuple[str, ...]) -> Parameter:
+        """This parameter with only the `choices` a Space offers."""
+        return dataclasses.replace(self, choices=tuple(choices))
 
     def json_schema(self) -> dict[str, Any]:
         """The parameter as JSON Schema (MCP input schemas, API pages)."""
@@ -170,13 +185,20 @@ class ToolRequest:
     owner: str = ""
 
     @classmethod
-    def parameters(cls, for_agents: bool = False) -> dict[str, Parameter]:
-        """The tool's parameters by name, in order (those agents may set, if asked)."""
-        return {
+    def parameters(
+        cls, for_agents: bool = False, offer: Offer | None = None
+    ) -> dict[str, Parameter]:
+        """The tool's parameters by name, in order (those agents may set, if asked), with the
+        choices the Space `offer`s."""
+        offer = offer or {}
+        described = {
             field.name: field.metadata["parameter"]
             for field in dataclasses.fields(cls)
             if "parameter" in field.metadata
             and (field.metadata["parameter"].for_agents or not for_agents)
+        }
+        return {
+            name: p.offering(offer[name]) if name in offer else p for name, p in described.items()
         }
 
     @classmethod
@@ -209,13 +231,14 @@ class ToolRequest:
             raise InputError(f"{cls.tool_name} needs {', '.join(missing)}.")
         return cls(**values)
 
-    def checked(self: Request) -> Request:
-        """This request with every parameter checked; InputError names the first bad one."""
+    def checked(self: Request, offer: Offer | None = None) -> Request:
+        """This request with every parameter checked (choices against the Space's `offer`);
+        InputError names the first bad one."""
         return dataclasses.replace(
             self,
             **{
                 name: described.checked(getattr(self, name))
-                for name, described in self.parameters().items()
+                for name, described in self.parameters(offer=offer).items()
             },
         )
 
@@ -225,9 +248,9 @@ class ToolRequest:
         return {name: getattr(self, name) for name in logged}
 
     @classmethod
-    def input_schema(cls) -> dict[str, Any]:
-        """The tool's input as JSON Schema, as agents see it."""
-        parameters = cls.parameters(for_agents=True)
+    def input_schema(cls, offer: Offer | None = None) -> dict[str, Any]:
+        """The tool's input as JSON Schema, as agents see it (with the choices offered)."""
+        parameters = cls.parameters(for_agents=True, offer=offer)
         return {
             "type": "object",
             "properties": {name: p.json_schema() for name, p in parameters.items()},
