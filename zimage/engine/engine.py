@@ -7,6 +7,10 @@ gives back plain data; on a ZeroGPU Space it runs inside `spaces.GPU`, i.e. in a
 that receives its arguments and returns its results by pickling, so nothing crosses but data:
 progress comes back as yielded `StepDone` events and a stop request travels through a
 `StopBoard` in shared memory (zimage/engine/jobs.py).
+
+An engine serves Turbo, and Base where the operator enables it: the two pipelines share the text
+encoder, tokenizer and VAE, and each request names its model (`request.model`), which picks the
+transformer (zimage/engine/models.py keeps it on the device).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,6 +42,8 @@ from zimage.engine.batch_memory import (
     BatchMemory,
     available_bytes,
     free_bytes,
+    holds_another_transformer,
+    module_bytes,
     refuse_unless_it_fits,
     weight_bytes,
 )
@@ -63,6 +70,7 @@ from zimage.engine.jobs import (
     TextSoFar,
 )
 from zimage.engine.latent_preview import LatentPreview, RunPreview
+from zimage.engine.models import ModelSwitch
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.engine.results import (
     EditResult,
@@ -86,31 +94,33 @@ SLOT_POLL_S = 0.2
 
 
 class DenoiseSpeed:
-    """Seconds per step per megapixel, learned from finished requests (serving process)."""
+    """Seconds per transformer pass per megapixel of one model, learned from finished requests
+    (serving process); a step is one pass, two with guidance."""
 
     def __init__(self, weight_of_new: float = 0.3) -> None:
         self.weight_of_new = weight_of_new
-        self.seconds_per_step_megapixel: float | None = None
+        self.seconds_per_pass_megapixel: float | None = None
 
     def learn(self, request: ImageRequest, denoise_s: float, steps_run: int) -> None:
-        work = steps_run * _megapixels(request) * request.num_images
+        work = steps_run * _pass_megapixels(request)
         if work <= 0 or denoise_s <= 0:
             return
         rate = denoise_s / work
-        known = self.seconds_per_step_megapixel
-        self.seconds_per_step_megapixel = (
+        known = self.seconds_per_pass_megapixel
+        self.seconds_per_pass_megapixel = (
             rate if known is None else known + self.weight_of_new * (rate - known)
         )
 
     def predict_s(self, request: ImageRequest) -> float | None:
-        if self.seconds_per_step_megapixel is None:
+        if self.seconds_per_pass_megapixel is None:
             return None
-        work = request.steps_to_run * _megapixels(request) * request.num_images
-        return work * self.seconds_per_step_megapixel
+        return request.steps_to_run * _pass_megapixels(request) * self.seconds_per_pass_megapixel
 
 
-def _megapixels(request: ImageRequest) -> float:
-    return request.width * request.height / 1_000_000
+def _pass_megapixels(request: ImageRequest) -> float:
+    """Megapixels the transformer reads in one step of the request, over all its passes."""
+    megapixels = request.width * request.height / 1_000_000
+    return megapixels * request.num_images * request.forwards_per_step
 
 
 def _synchronize(device: torch.device) -> None:
@@ -121,8 +131,10 @@ def _synchronize(device: torch.device) -> None:
 class Engine:
     """Runs text-to-image and edits on loaded pipelines, one GPU job at a time.
 
-    The edit pipelines are built from the text-to-image pipeline's components, so the weights
-    exist once in memory whichever tab is used.
+    `pipeline` is Turbo's; `base`, if given, is Base's, sharing all of Turbo's components but the
+    transformer and scheduler. The edit pipelines are built from Turbo's components (edits run on
+    Turbo), so the weights exist once in memory whichever tab is used. Where the device cannot
+    hold both transformers, one is on it at a time (`one_model_at_a_time`).
     """
 
     def __init__(
@@ -138,8 +150,12 @@ class Engine:
         enhancer: PromptEnhancer | None = None,
         memory_budget_bytes: int = 0,
         free_memory: Callable[[], int] | None = None,
+        base: ZImagePipeline | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.pipelines = {presets.TURBO: pipeline}
+        if base is not None:
+            self.pipelines[presets.BASE] = base
         self.latent_preview = latent_preview
         self.enhancer = enhancer
         self.time_limit_s = time_limit_s
@@ -153,7 +169,7 @@ class Engine:
         self.omni = omni
         for edit_pipeline in (self.img2img, self.inpaint):
             edit_pipeline.set_progress_bar_config(disable=True)
-        self.speed = DenoiseSpeed()
+        self.speeds: defaultdict[str, DenoiseSpeed] = defaultdict(DenoiseSpeed)
         # What a text-to-image batch needs beyond the weights, and what it may use: the free
         # memory of the device (`free_memory`, a probe), at most `memory_budget_bytes` if > 0.
         self.batch_memory = BatchMemory.of_pipeline(pipeline)
@@ -162,12 +178,23 @@ class Engine:
         self._slot = threading.Lock()
         self._job_ids = itertools.count(1)
         self._stop_board = StopBoard()
-        self._base_scheduler_config = pipeline.scheduler.config
+        self._scheduler_configs = {
+            name: served.scheduler.config for name, served in self.pipelines.items()
+        }
         gpu = zero_gpu_decorator()
         self.on_zero_gpu = gpu is not None
         # On ZeroGPU the serving process cannot ask CUDA what is free: the workload's share
         # less the weights is what a batch may use.
-        self._zero_gpu_weights = weight_bytes(pipeline) if self.on_zero_gpu else None
+        self._zero_gpu_weights = (
+            weight_bytes(pipeline) + (module_bytes(base.transformer) if base is not None else 0)
+            if self.on_zero_gpu
+            else None
+        )
+        self.switch = ModelSwitch(
+            {name: served.transformer for name, served in self.pipelines.items()},
+            self.device,
+            one_at_a_time=base is not None and not self._holds_both(base),
+        )
         # On ZeroGPU the GPU half runs in a forked worker: a generator, so that its progress
         # events come back one by one (spaces streams each yielded value back, pickled).
         self._stream_on_gpu = (
@@ -180,7 +207,33 @@ class Engine:
 
     @property
     def device(self) -> torch.device:
-        return self.pipeline.transformer.device
+        # The VAE's: shared by every model and never moved, unlike a transformer.
+        return self.pipeline.vae.device
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models this engine serves, by name (turbo first)."""
+        return tuple(self.pipelines)
+
+    @property
+    def one_model_at_a_time(self) -> bool:
+        """Whether the device holds one model's transformer at a time (switching moves them)."""
+        return self.switch.one_at_a_time
+
+    def pipeline_for(self, model: str) -> ZImagePipeline:
+        """The text-to-image pipeline of a served model (its transformer, the shared rest)."""
+        return self.pipelines[model]
+
+    def _holds_both(self, base: ZImagePipeline) -> bool:
+        """Whether Base's transformer can stay on the device beside Turbo's (always on ZeroGPU,
+        whose workload holds both)."""
+        if self.on_zero_gpu:
+            return True
+        base_bytes = module_bytes(base.transformer)
+        # The memory free were Base's transformer not on the device yet.
+        already_there = base.transformer.device == self.device
+        room = self.available_memory() + (base_bytes if already_there else 0)
+        return holds_another_transformer(self.batch_memory, room, base_bytes)
 
     @property
     def edit_methods(self) -> str:
@@ -221,6 +274,7 @@ class Engine:
             request.steps_to_run,
             request.num_images,
             self.zero_gpu_max_s,
+            passes=request.forwards_per_step,
         )
 
     def enhance_prompt(self, request: EnhancePrompt, hooks: RunHooks | None = None) -> str:
@@ -237,7 +291,7 @@ class Engine:
         if job.keep_prompt_embeds and done.prompt_embeds is not None:
             assert self.prompt_embeddings is not None
             self.prompt_embeddings.put(request.owner, request.prompt, done.prompt_embeds)
-        self.speed.learn(request, done.timings.denoise_s, done.steps_run)
+        self.speeds[request.model].learn(request, done.timings.denoise_s, done.steps_run)
         return done
 
     def _run_in_slot(self, request: Request, hooks: RunHooks) -> tuple[GpuJob, JobDone]:
@@ -263,7 +317,7 @@ class Engine:
         return job, done
 
     def _refuse_what_cannot_fit(self, request: ImageRequest) -> None:
-        predicted = self.speed.predict_s(request)
+        predicted = self.speeds[request.model].predict_s(request)
         if predicted is not None and predicted > self.time_limit_s:
             raise TimedOut(
                 f"This request would take about {predicted:.0f} s, over the "
@@ -289,6 +343,8 @@ class Engine:
             request.height,
             self.available_memory(),
             "GPU memory" if on_gpu else "memory",
+            passes=request.forwards_per_step,
+            one_pass_option=f"the {presets.TURBO} model (no guidance)",
         )
 
     @contextmanager
@@ -381,6 +437,7 @@ class Engine:
             fitted = LatentPreview.fit(self.pipeline.vae)
             job = replace(job, preview_map=fitted)
         with self._freeing_memory_on_oom(request):
+            self.switch.bring(request.model)
             if isinstance(request, TextToImage):
                 done = self._run_text_to_image(job, report)
             elif self._uses_omni(request):
@@ -440,16 +497,18 @@ class Engine:
     def _run_text_to_image(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
         request = job.request
         assert isinstance(request, TextToImage)
+        guided = {"cfg_normalization": request.cfg_normalization} if request.guidance_scale else {}
         return self._denoise_and_decode(
             job,
             report,
-            self.pipeline,
+            self.pipeline_for(request.model),
             "text-to-image",
             request.shift,
             height=request.height,
             width=request.width,
-            num_inference_steps=request.steps,
+            num_inference_steps=request.steps_to_run,
             num_images_per_prompt=request.num_images,
+            **guided,
         )
 
     def _run_edit(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
@@ -510,23 +569,31 @@ class Engine:
         shift: float,
         **call_arguments: Any,
     ) -> JobDone:
-        """Encode the prompt (or reuse the owner's encoding), denoise, decode; time each stage."""
+        """Encode the prompt (or reuse the owner's encoding) and, with guidance, the negative
+        prompt; denoise, decode; time each stage."""
         request = job.request
         device = self.device
         started = time.perf_counter()
         self._check(job)
         prompt_embeds = job.prompt_embeds or self._encode(pipeline, request.prompt)
+        guidance = request.guidance_scale
+        negative = (
+            {"negative_prompt_embeds": self._encode(pipeline, request.negative_prompt)}
+            if guidance > 0
+            else {}
+        )
         _synchronize(device)
         encoded = time.perf_counter()
 
         pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-            self._base_scheduler_config, shift=shift
+            self._scheduler_configs[request.model], shift=shift
         )
         steps = _StepWatch(self, job, report)
         self._check(job)
         latents = pipeline(
             prompt_embeds=prompt_embeds,
-            guidance_scale=presets.GUIDANCE_SCALE,
+            guidance_scale=guidance,
+            **negative,
             generator=[torch.Generator("cpu").manual_seed(seed) for seed in request.seeds],
             output_type="latent",
             callback_on_step_end=steps.on_step_end,
@@ -582,11 +649,15 @@ class Engine:
             self.prompt_embeddings.forget_owner(owner)
 
     def warm_up(self, resolutions: list[str]) -> None:
-        """Run each resolution once so compiled kernels exist before the first visitor."""
-        for resolution in resolutions:
-            self.text_to_image(
-                TextToImage(prompt="warm-up", resolution=resolution, seed=0, steps=2)
-            )
+        """Run each resolution once with each model so compiled kernels exist before the first
+        visitor."""
+        for model in self.models:
+            for resolution in resolutions:
+                self.text_to_image(
+                    TextToImage(
+                        prompt="warm-up", resolution=resolution, seed=0, steps=2, model=model
+                    )
+                )
 
 
 def _raise_for(reason: StopReason | None) -> None:

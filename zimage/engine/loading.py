@@ -10,7 +10,12 @@ import logging
 from typing import Any
 
 import torch
-from diffusers import ZImageOmniPipeline, ZImagePipeline
+from diffusers import (
+    FlowMatchEulerDiscreteScheduler,
+    ZImageOmniPipeline,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
+)
 
 from zimage import presets
 from zimage.engine.batch_memory import MB
@@ -18,10 +23,15 @@ from zimage.engine.engine import Engine
 from zimage.engine.enhancer import create_enhancer
 from zimage.engine.errors import EngineUnavailable
 from zimage.engine.jobs import RunHooks, StopReason
+from zimage.engine.models import sharing_pipeline
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.engine.quantization import quantize_transformer
 from zimage.engine.results import EditResult, GenerateResult
-from zimage.engine.tiny_pipelines import build_preview_omni_pipeline, build_preview_pipeline
+from zimage.engine.tiny_pipelines import (
+    build_preview_base_pipeline,
+    build_preview_omni_pipeline,
+    build_preview_pipeline,
+)
 from zimage.engine.zero_gpu import zero_gpu_decorator
 from zimage.settings import Settings
 from zimage.tools.edit import Edit
@@ -42,6 +52,15 @@ def load_pipeline(model: str, device: str, dtype: torch.dtype) -> ZImagePipeline
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def load_base_pipeline(model: str, turbo: ZImagePipeline, dtype: torch.dtype) -> ZImagePipeline:
+    """Base's transformer and scheduler from a Hub id or local directory, sharing `turbo`'s text
+    encoder, tokenizer and VAE; the transformer is loaded into CPU memory and the engine puts it
+    on the device if it fits there (zimage/engine/models.py)."""
+    transformer = ZImageTransformer2DModel.from_pretrained(model, subfolder="transformer", dtype=dtype)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(model, subfolder="scheduler")
+    return sharing_pipeline(turbo, transformer.eval(), scheduler)
 
 
 def resolve_device(requested: str) -> str:
@@ -79,6 +98,8 @@ class UnavailableEngine:
     kind = "unavailable"
     is_preview = False
     on_zero_gpu = False
+    models = (presets.TURBO,)
+    one_model_at_a_time = False
     attention_backend = "none"
     edit_methods = "none"
     enhancer = None
@@ -106,8 +127,11 @@ class UnavailableEngine:
         return None
 
 
-def create_preview_engine(with_omni: bool = False) -> Engine:
-    """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline."""
+def create_preview_engine(
+    with_omni: bool = False, with_base: bool = False, memory_budget_bytes: int = 0
+) -> Engine:
+    """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline,
+    `with_base` the tiny Base twin (nothing is downloaded)."""
     pipeline = build_preview_pipeline()
     return Engine(
         pipeline,
@@ -115,6 +139,8 @@ def create_preview_engine(with_omni: bool = False) -> Engine:
         description="Preview engine: a tiny Z-Image with random weights, so images are noise; "
         "the interface and the whole code path are real.",
         omni=build_preview_omni_pipeline(pipeline) if with_omni else None,
+        memory_budget_bytes=memory_budget_bytes,
+        base=build_preview_base_pipeline(pipeline) if with_base else None,
     )
 
 
@@ -143,10 +169,11 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
     if settings.engine == "preview" or (
         settings.engine == "auto" and device == "cpu" and not settings.on_space
     ):
-        engine = create_preview_engine()
+        engine = create_preview_engine(
+            with_base=bool(settings.base_model), memory_budget_bytes=settings.memory_budget_mb * MB
+        )
         engine.time_limit_s = settings.time_limit_s
         engine.zero_gpu_max_s = settings.zero_gpu_max_s
-        engine.memory_budget_bytes = settings.memory_budget_mb * MB
         if settings.edit_model:
             engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
     elif settings.engine == "auto" and device == "cpu":
@@ -175,15 +202,20 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     pipeline = load_pipeline(settings.model, device, dtype)
     omni = load_omni_pipeline(settings.edit_model, device) if settings.edit_model else None
+    base = load_base_if_it_loads(settings, pipeline, dtype)
+    served = settings.model + (f" and {settings.base_model}" if base is not None else "")
     engine = Engine(
         pipeline,
         kind="diffusers",
-        description=f"Z-Image ({settings.model}) on {device}",
+        description=f"Z-Image ({served}) on {device}",
         omni=omni,
         time_limit_s=settings.time_limit_s,
         zero_gpu_max_s=settings.zero_gpu_max_s,
         memory_budget_bytes=settings.memory_budget_mb * MB,
+        base=base,
     )
+    if engine.one_model_at_a_time:
+        logger.info("the device cannot hold both transformers: Turbo and Base take turns on it")
     compile_blocks = settings.compile and not engine.on_zero_gpu
     if settings.compile and not compile_blocks:
         logger.warning("ZIMAGE_COMPILE is ignored on ZeroGPU, which does not support torch.compile")
@@ -195,17 +227,36 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     return engine
 
 
+def load_base_if_it_loads(
+    settings: Settings, turbo: ZImagePipeline, dtype: torch.dtype
+) -> ZImagePipeline | None:
+    """Base's pipeline where the operator enables it; if it cannot be loaded, None (the Space
+    serves Turbo alone), except with ZIMAGE_ENGINE=diffusers off a Space, where it raises."""
+    if not settings.base_model:
+        return None
+    try:
+        return load_base_pipeline(settings.base_model, turbo, dtype)
+    except Exception:
+        if settings.engine == "diffusers" and not settings.on_space:
+            raise
+        logger.exception("loading the base model %s failed: serving turbo alone", settings.base_model)
+        return None
+
+
 def apply_speedups(
     engine: Engine, attention: str, compile_blocks: bool, quant: str = "off"
 ) -> None:
     """The fastest attention backend that loads here, optional float8, optional compiled blocks.
 
-    Only the repeated transformer blocks are compiled (regional compilation: seconds, not
-    minutes), with dynamic shapes so that a new resolution or prompt length does not recompile.
+    Each served model's transformer gets the same. Only the repeated transformer blocks are
+    compiled (regional compilation: seconds, not minutes), with dynamic shapes so that a new
+    resolution or prompt length does not recompile.
     """
-    engine.attention_backend = select_attention_backend(
-        engine.pipeline, attention, str(engine.device)
-    )
-    quantize_transformer(engine.pipeline.transformer, quant)
-    if compile_blocks:
-        engine.pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
+    for model in engine.models:
+        pipeline = engine.pipeline_for(model)
+        engine.attention_backend = select_attention_backend(
+            pipeline, attention, str(engine.device)
+        )
+        quantize_transformer(pipeline.transformer, quant)
+        if compile_blocks:
+            pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
