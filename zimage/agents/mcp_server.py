@@ -34,7 +34,7 @@ from zimage.service.visitors import Visitor, visitor_from_http
 from zimage.settings import Settings
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
-from zimage.tools.parameters import Kind, ToolRequest
+from zimage.tools.parameters import Kind, Offer, ToolRequest
 from zimage.tools.text_to_image import TextToImage
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,11 @@ _ANSWERS = {
 _IMAGE_DATA = "Send the file as base64 text or a data: URI."
 
 
-def tool_listing(tool: type[ToolRequest]) -> types.Tool:
-    """A tool as MCP lists it: its description and input schema from the tool's request."""
-    schema = tool.input_schema()
-    for name, described in tool.parameters(for_agents=True).items():
+def tool_listing(tool: type[ToolRequest], offer: Offer | None = None) -> types.Tool:
+    """A tool as MCP lists it: its description and input schema from the tool's request, with
+    the choices the Space `offer`s."""
+    schema = tool.input_schema(offer)
+    for name, described in tool.parameters(for_agents=True, offer=offer).items():
         if described.kind is Kind.FILE:  # agents send files inline
             schema["properties"][name]["description"] += " " + _IMAGE_DATA
     return types.Tool(
@@ -98,7 +99,7 @@ class McpEndpoint:
         return (*AGENT_TOOLS, ENHANCE_TOOL) if can_enhance else AGENT_TOOLS
 
     async def _list_tools(self) -> list[types.Tool]:
-        return [tool_listing(tool) for tool in self._tools()]
+        return [tool_listing(tool, self.service.offer) for tool in self._tools()]
 
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> list[Any]:
         context = self.server.request_context

@@ -131,9 +131,10 @@ class ScriptEndpoints:
         run: Callable[..., Any],
         outputs: list[gr.components.Component],
     ) -> None:
-        inputs = [hidden_input(name, p) for name, p in tool.parameters().items()]
+        offer = self.service.offer
+        inputs = [hidden_input(name, p) for name, p in tool.parameters(offer=offer).items()]
         gr.Button(visible=False).click(
-            readable_errors(endpoint_for(tool, run)),
+            readable_errors(endpoint_for(tool, run, offer)),
             inputs=inputs,
             outputs=outputs,
             api_name=tool.tool_name,

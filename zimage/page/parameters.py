@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from zimage.tools.parameters import Kind, Parameter, ToolRequest
+from zimage.tools.parameters import Kind, Offer, Parameter, ToolRequest
 
 Component = TypeVar("Component", bound=gr.components.Component)
 
@@ -56,7 +56,11 @@ def hidden_input(name: str, parameter: Parameter) -> gr.components.Component:
             gr.Gallery(label=name, type="filepath", buttons=["download"]), text
         )
     if parameter.kind is Kind.CHOICE:
-        return described(gr.Dropdown(list(parameter.choices), value=value, label=name), text)
+        # Any value reaches our own check, which names the choices offered.
+        choices = gr.Dropdown(
+            list(parameter.choices), value=value, label=name, allow_custom_value=True
+        )
+        return described(choices, text)
     return described(gr.Textbox(label=name, value=value), text)
 
 
@@ -65,12 +69,14 @@ def integer_output(label: str, description: str) -> gr.Number:
     return described(gr.Number(label=label), description, "integer")
 
 
-def endpoint_for(tool: type[ToolRequest], run: Callable[..., Any]) -> Callable[..., Any]:
+def endpoint_for(
+    tool: type[ToolRequest], run: Callable[..., Any], offer: Offer | None = None
+) -> Callable[..., Any]:
     """A handler named after the tool, taking its parameters by name (their defaults from the
     description), then Gradio's request and progress; it calls `run(request, gr_request,
     progress)` with the tool's request object. The docstring is the tool's summary, parameters
-    and returns, as Gradio's API page reads it."""
-    parameters = tool.parameters()
+    (with the choices the Space `offer`s) and returns, as Gradio's API page reads it."""
+    parameters = tool.parameters(offer=offer)
     names = list(parameters)
 
     if inspect.isgeneratorfunction(run):
@@ -102,11 +108,11 @@ def endpoint_for(tool: type[ToolRequest], run: Callable[..., Any]) -> Callable[.
     handler.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     handler.__annotations__ = {"request": gr.Request}
     handler.__name__ = handler.__qualname__ = tool.tool_name
-    handler.__doc__ = _docstring(tool)
+    handler.__doc__ = _docstring(tool, parameters)
     return handler
 
 
-def _docstring(tool: type[ToolRequest]) -> str:
+def _docstring(tool: type[ToolRequest], parameters: dict[str, Parameter]) -> str:
     lines = [tool.summary(), "", "Args:"]
-    lines += [f"    {name}: {p.text}" for name, p in tool.parameters().items()]
+    lines += [f"    {name}: {p.text}" for name, p in parameters.items()]
     return "\n".join([*lines, "", "Returns:", f"    {tool.returns}"])

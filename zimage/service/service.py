@@ -48,6 +48,7 @@ from zimage.service.visitors import Visitor
 from zimage.tools.checks import InputError, choose_seed
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
+from zimage.tools.parameters import Offer
 from zimage.tools.text_to_image import TextToImage
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class ImageOutcome:
 @dataclass(frozen=True)
 class EngineFacts:
     """What the page says about the engine: which one runs, how edits are made, whether the
-    prompt enhancer is there."""
+    prompt enhancer is there, which models it serves and whether they take turns on the device."""
 
     kind: str
     description: str
@@ -78,6 +79,8 @@ class EngineFacts:
     edit_methods: str
     edits_with_omni: bool
     can_enhance: bool
+    models: tuple[str, ...]
+    one_model_at_a_time: bool
 
 
 @dataclass
@@ -122,7 +125,14 @@ class ZImageService:
             edit_methods=engine.edit_methods,
             edits_with_omni=getattr(engine, "omni", None) is not None,
             can_enhance=engine.enhancer is not None,
+            models=engine.models,
+            one_model_at_a_time=engine.one_model_at_a_time,
         )
+
+    @property
+    def offer(self) -> Offer:
+        """The choices this Space offers where they depend on its settings: the models."""
+        return {"model": self.engine.models}
 
     # -- the tools ------------------------------------------------------------------------------
 
@@ -137,8 +147,10 @@ class ZImageService:
         hooks = hooks or RunHooks()
         with self._logged("generate", visitor) as note:
             self._admit(visitor)
-            request = request.checked()
+            request = request.checked(self.offer)
             self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
+            # Not filtered as a prompt: it names what must stay out of the picture.
+            self._within_token_limit(request.negative_prompt, "negative prompt")
             seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
             request = dataclasses.replace(request, seed=seed, owner=visitor.owner)
             note.params = request.logged_settings()
@@ -148,7 +160,12 @@ class ZImageService:
             result = self.engine.text_to_image(request, hooks)
             for image in result.images:
                 self.moderation.check_output(image)
-            settings = {"prompt": request.prompt, **note.params}
+            # Kept with the images (their owner's "reuse settings"), never logged.
+            settings = {
+                "prompt": request.prompt,
+                "negative_prompt": request.negative_prompt,
+                **note.params,
+            }
             return [
                 self._keep(visitor, image, seed, "text-to-image", result.timings, settings)
                 for image, seed in zip(result.images, result.seeds)
@@ -228,6 +245,13 @@ class ZImageService:
     def _check_text(self, text: str, what: str, cut: bool = False) -> None:
         """Within the model's token limit (or, if `cut`, read only up to it), and past the prompt
         filter (the characters were checked with the other parameters)."""
+        self._within_token_limit(text, what, cut)
+        self.moderation.check_prompt(text)
+
+    def _within_token_limit(self, text: str, what: str, cut: bool = False) -> None:
+        """Refuse a text over the model's token limit unless it is to be `cut` there."""
+        if not text:
+            return
         tokens = self.engine.prompt_tokens(text)
         if tokens > presets.MAX_SEQUENCE_LENGTH and cut:
             logger.info(
@@ -240,7 +264,6 @@ class ZImageService:
                 f"The {what} is {tokens} tokens long; the model reads at most "
                 f"{presets.MAX_SEQUENCE_LENGTH}. Please shorten it."
             )
-        self.moderation.check_prompt(text)
 
     # -- the outputs kept -------------------------------------------------------------------
 
