@@ -38,6 +38,7 @@ from diffusers import (
 from PIL import Image, ImageFilter
 
 from zimage import presets
+from zimage.engine.adapters import LoadedAdapters
 from zimage.engine.batch_memory import (
     BatchMemory,
     available_bytes,
@@ -170,6 +171,8 @@ class Engine:
         for edit_pipeline in (self.img2img, self.inpaint):
             edit_pipeline.set_progress_bar_config(disable=True)
         self.speeds: defaultdict[str, DenoiseSpeed] = defaultdict(DenoiseSpeed)
+        # LoRA adapters in Turbo's transformer: every pipeline above but Base's uses them.
+        self.adapters = LoadedAdapters(pipeline)
         # What a text-to-image batch needs beyond the weights, and what it may use: the free
         # memory of the device (`free_memory`, a probe), at most `memory_budget_bytes` if > 0.
         self.batch_memory = BatchMemory.of_pipeline(pipeline)
@@ -436,6 +439,8 @@ class Engine:
             # second); the serving process keeps it for the next ones.
             fitted = LatentPreview.fit(self.pipeline.vae)
             job = replace(job, preview_map=fitted)
+        # In the process that runs the job (a ZeroGPU worker is one): this run's adapters only.
+        self.adapters.activate(request.adapters)
         with self._freeing_memory_on_oom(request):
             self.switch.bring(request.model)
             if isinstance(request, TextToImage):

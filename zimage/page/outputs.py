@@ -11,6 +11,8 @@ from gradio.utils import get_upload_folder
 
 from zimage.service.service import ImageOutcome, ZImageService
 
+MEGABYTE = 1024 * 1024
+
 
 def save_output(outcome: ImageOutcome, service: ZImageService) -> str:
     """Write the PNG where Gradio serves files from and tie the file to the cache entry.
@@ -43,5 +45,15 @@ def preview_items(frames: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
 def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
     def report(step: int, total: int) -> None:
         progress((step, total), desc="Denoising")
+
+    return report
+
+
+def download_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
+    """Shows an adapter's download from the Hub, in megabytes."""
+
+    def report(done: int, total: int) -> None:
+        shown = (done // MEGABYTE, max(1, total // MEGABYTE))
+        progress(shown, desc="Downloading the adapter", unit="MB")
 
     return report

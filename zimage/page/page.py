@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from zimage.page.adapters import preview_files
 from zimage.page.api import GPU_QUEUE, ScriptEndpoints
 from zimage.page.edit import SAMPLES, edit_tab
 from zimage.page.errors import readable_errors
@@ -55,7 +56,7 @@ def build_demo(
 ) -> gr.Blocks:
     handlers = PageHandlers(service, settings, running, keys)
     # Served from the repository, so the temp-folder sweeper never deletes them.
-    gr.set_static_paths([SAMPLES])
+    gr.set_static_paths([SAMPLES, *preview_files(service.adapters)])
     # No delete_cache: Housekeeping deletes temp files on its timer and at shutdown. Gradio's
     # own clean-up iterates sets that worker threads add to ("Set changed size during
     # iteration" at shutdown) and forgets only the files it deleted itself.
@@ -69,9 +70,11 @@ def build_demo(
         with gr.Tabs() as tabs:
             enhancer_available = service.engine_facts.can_enhance
             with gr.Tab(t("tab.generate"), id="generate"):
-                text_tab = text_to_image_tab(enhancer_available, service.engine_facts.models)
+                text_tab = text_to_image_tab(
+                    enhancer_available, service.adapters, service.engine_facts.models
+                )
             with gr.Tab(t("tab.edit"), id="edit"):
-                edit = edit_tab(enhancer_available)
+                edit = edit_tab(enhancer_available, service.adapters)
             with gr.Tab(t("tab.privacy"), id="privacy"):
                 data = privacy_tab()
         history = history_panel()
@@ -82,6 +85,7 @@ def build_demo(
             handlers.on_page_load,
             inputs=browser,
             outputs=[browser, banner.accordion, banner.text, banner.opt_out, data.opt_out],
+            api_name="on_page_load",
             **LIGHT,
         )
         banner.acknowledge.click(
@@ -95,7 +99,11 @@ def build_demo(
             toggle.input(None, inputs=toggle, outputs=twin, js=MIRROR, **LIGHT)
             toggle.input(handlers.set_opt_out, inputs=[toggle, browser], outputs=browser, **LIGHT)
         data.show.click(
-            handlers.show_my_data, inputs=browser, outputs=[data.shown, data.download], **LIGHT
+            handlers.show_my_data,
+            inputs=browser,
+            outputs=[data.shown, data.download],
+            api_name="show_my_data",
+            **LIGHT,
         )
         data.delete.click(lambda: gr.Row(visible=True), outputs=data.confirm_row, **LIGHT)
         data.cancel.click(lambda: gr.Row(visible=False), outputs=data.confirm_row, **LIGHT)
@@ -103,6 +111,7 @@ def build_demo(
             handlers.delete_my_data,
             inputs=browser,
             outputs=[data.shown, data.status, browser],
+            api_name="delete_my_data",
             **LIGHT,
         ).then(
             lambda: (gr.Row(visible=False), gr.DownloadButton(visible=False)),

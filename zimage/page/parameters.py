@@ -15,7 +15,7 @@ component metaclass write a `.pyi` stub file next to this module at import time.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -55,12 +55,12 @@ def hidden_input(name: str, parameter: Parameter) -> gr.components.Component:
         return described(
             gr.Gallery(label=name, type="filepath", buttons=["download"]), text
         )
-    if parameter.kind is Kind.CHOICE:
-        # Any value reaches our own check, which names the choices offered.
-        choices = gr.Dropdown(
+    if parameter.kind is Kind.CHOICE and parameter.choices:
+        # Any value reaches our own check, which answers with our sentence.
+        dropdown = gr.Dropdown(
             list(parameter.choices), value=value, label=name, allow_custom_value=True
         )
-        return described(choices, text)
+        return described(dropdown, text)
     return described(gr.Textbox(label=name, value=value), text)
 
 
@@ -70,13 +70,13 @@ def integer_output(label: str, description: str) -> gr.Number:
 
 
 def endpoint_for(
-    tool: type[ToolRequest], run: Callable[..., Any], offer: Offer | None = None
+    tool: type[ToolRequest], run: Callable[..., Any], offered: Mapping[str, Offer] | None = None
 ) -> Callable[..., Any]:
     """A handler named after the tool, taking its parameters by name (their defaults from the
     description), then Gradio's request and progress; it calls `run(request, gr_request,
     progress)` with the tool's request object. The docstring is the tool's summary, parameters
-    (with the choices the Space `offer`s) and returns, as Gradio's API page reads it."""
-    parameters = tool.parameters(offer=offer)
+    (with the choices `offered` here) and returns, as Gradio's API page reads it."""
+    parameters = tool.parameters(offered=offered)
     names = list(parameters)
 
     if inspect.isgeneratorfunction(run):
@@ -112,7 +112,7 @@ def endpoint_for(
     return handler
 
 
-def _docstring(tool: type[ToolRequest], parameters: dict[str, Parameter]) -> str:
+def _docstring(tool: type[ToolRequest], parameters: Mapping[str, Parameter]) -> str:
     lines = [tool.summary(), "", "Args:"]
     lines += [f"    {name}: {p.text}" for name, p in parameters.items()]
     return "\n".join([*lines, "", "Returns:", f"    {tool.returns}"])

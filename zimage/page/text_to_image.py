@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from zimage import presets
+from zimage.adapters.menu import AdapterMenu
+from zimage.page.adapters import AdapterControls, adapter_controls
 from zimage.page.controls import (
     EnhanceControls,
     ToolForm,
@@ -32,9 +34,12 @@ class TextToImageTab:
     images: gr.Gallery
     seed_used: gr.Textbox
     enhance: EnhanceControls
+    adapters: AdapterControls
 
 
-def text_to_image_tab(enhancer_available: bool, models: tuple[str, ...]) -> TextToImageTab:
+def text_to_image_tab(
+    enhancer_available: bool, adapters: AdapterMenu, models: tuple[str, ...] = (presets.TURBO,)
+) -> TextToImageTab:
     parameters = TextToImage.parameters()
     with gr.Row():
         with gr.Column(scale=1):
@@ -62,6 +67,7 @@ def text_to_image_tab(enhancer_available: bool, models: tuple[str, ...]) -> Text
             with gr.Row():
                 seed, randomize_seed = seed_controls()
                 num_images = slider(parameters["num_images"], t("generate.images"), step=1)
+            styles = adapter_controls(adapters)
             with gr.Accordion(t("controls.advanced"), open=False):
                 steps = slider(
                     parameters["steps"], t("controls.steps"), step=1, value=presets.DEFAULT_STEPS
@@ -125,10 +131,11 @@ def text_to_image_tab(enhancer_available: bool, models: tuple[str, ...]) -> Text
             "negative_prompt": base.negative_prompt,
             "guidance": base.guidance,
             "cfg_normalization": base.cfg_normalization,
+            **styles.widgets,
         },
         fixed={"live_preview": True},
     )
-    return TextToImageTab(form, prompt, run, stop, images, seed_used, enhance)
+    return TextToImageTab(form, prompt, run, stop, images, seed_used, enhance, styles)
 
 
 @dataclass

@@ -12,9 +12,6 @@ parameter tables (tests/tools/test_reference.py) and the checks with their messa
 
 A field without a `Parameter` (e.g. the page's painted mask layers) is not a parameter: no door
 lists it and no caller can set it by name.
-
-Some choices depend on the Space's settings (the models it serves): the doors pass the service's
-`Offer` (choices by parameter name), and each of them lists and checks those choices only.
 """
 
 from __future__ import annotations
@@ -50,9 +47,6 @@ class _Required:
 # The default of a parameter that must be given.
 REQUIRED: Any = _Required()
 
-# The choices this Space offers where they depend on its settings, by parameter name.
-Offer = Mapping[str, tuple[str, ...]]
-
 
 @dataclass(frozen=True)
 class Parameter:
@@ -62,8 +56,10 @@ class Parameter:
     same numbers the checks use, so the text cannot drift from them. `label` names the value in
     messages ("Steps must be from 1 to 50"). `aliases` are other names callers may use for it
     (the official Space's names). `logged`: its value goes into the usage log's settings (never
-    set it on free text). `for_agents`: listed in the MCP tool schema. A default of None means
-    "not given" and passes the checks as None (the request resolves it, e.g. per model).
+    set it on free text). `for_agents`: listed in the MCP tool schema. `offered`: the choices
+    are known only once the settings are read; each door fills them in (`Offer`). A default of
+    None means "not given" and passes the checks as None (the request resolves it, e.g. per
+    model).
     """
 
     kind: Kind
@@ -77,6 +73,16 @@ class Parameter:
     logged: bool = False
     for_agents: bool = True
     check: Callable[[Any], Any] | None = None  # instead of the kind's own check
+    offered: str = ""  # the key of the `Offer` that gives the choices
+
+    def with_offer(self, offer: Offer) -> Parameter:
+        """This parameter with the choices a running Space offers."""
+        more = offer.more.replace("{", "{{").replace("}", "}}")
+        return dataclasses.replace(
+            self,
+            choices=() if offer.open else offer.choices,
+            description=f"{self.description} {more}".strip(),
+        )
 
     @property
     def required(self) -> bool:
@@ -107,14 +113,8 @@ class Parameter:
         if self.kind is Kind.BOOLEAN:
             return bool(value)
         if self.kind is Kind.CHOICE and value not in self.choices:
-            raise InputError(
-                f"{self.label} must be one of {', '.join(self.choices)} (got {value!r})."
-            )
+            raise InputError(f"{self.label} must be one of {', '.join(self.choices)}.")
         return value
-
-    def offering(self, choices: tuple[str, ...]) -> Parameter:
-        """This parameter with only the `choices` a Space offers."""
-        return dataclasses.replace(self, choices=tuple(choices))
 
     def json_schema(self) -> dict[str, Any]:
         """The parameter as JSON Schema (MCP input schemas, API pages)."""
@@ -133,6 +133,8 @@ class Parameter:
             schema["items"] = {"type": "string"}
         if not self.required:
             schema["default"] = self.default
+            if self.default is None and self.kind is Kind.NUMBER:
+                schema["type"] = ["number", "null"]
         return schema
 
 
@@ -147,6 +149,17 @@ _JSON_TYPES = {
     Kind.FILE: "string",
     Kind.FILES: "array",
 }
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The choices of an `offered` parameter on a running Space: `choices` (the schema's enum
+    unless `open`, when other values are accepted too) and `more`, a sentence added to the
+    description (what each choice is)."""
+
+    choices: tuple[str, ...]
+    more: str = ""
+    open: bool = False
 
 
 def _number(value: Any) -> str:
@@ -186,19 +199,20 @@ class ToolRequest:
 
     @classmethod
     def parameters(
-        cls, for_agents: bool = False, offer: Offer | None = None
+        cls, for_agents: bool = False, offered: Mapping[str, Offer] | None = None
     ) -> dict[str, Parameter]:
         """The tool's parameters by name, in order (those agents may set, if asked), with the
-        choices the Space `offer`s."""
-        offer = offer or {}
+        choices `offered` filled in."""
         described = {
             field.name: field.metadata["parameter"]
             for field in dataclasses.fields(cls)
             if "parameter" in field.metadata
             and (field.metadata["parameter"].for_agents or not for_agents)
         }
+        offered = offered or {}
         return {
-            name: p.offering(offer[name]) if name in offer else p for name, p in described.items()
+            name: p.with_offer(offered[p.offered]) if p.offered in offered else p
+            for name, p in described.items()
         }
 
     @classmethod
@@ -231,14 +245,13 @@ class ToolRequest:
             raise InputError(f"{cls.tool_name} needs {', '.join(missing)}.")
         return cls(**values)
 
-    def checked(self: Request, offer: Offer | None = None) -> Request:
-        """This request with every parameter checked (choices against the Space's `offer`);
-        InputError names the first bad one."""
+    def checked(self: Request) -> Request:
+        """This request with every parameter checked; InputError names the first bad one."""
         return dataclasses.replace(
             self,
             **{
                 name: described.checked(getattr(self, name))
-                for name, described in self.parameters(offer=offer).items()
+                for name, described in self.parameters().items()
             },
         )
 
@@ -248,9 +261,9 @@ class ToolRequest:
         return {name: getattr(self, name) for name in logged}
 
     @classmethod
-    def input_schema(cls, offer: Offer | None = None) -> dict[str, Any]:
-        """The tool's input as JSON Schema, as agents see it (with the choices offered)."""
-        parameters = cls.parameters(for_agents=True, offer=offer)
+    def input_schema(cls, offered: Mapping[str, Offer] | None = None) -> dict[str, Any]:
+        """The tool's input as JSON Schema, as agents see it."""
+        parameters = cls.parameters(for_agents=True, offered=offered)
         return {
             "type": "object",
             "properties": {name: p.json_schema() for name, p in parameters.items()},

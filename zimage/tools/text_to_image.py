@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from zimage import presets
+from zimage.tools.adapters import ADAPTER, ADAPTER_SCALE, TRIGGER_WORDS, AdapterUse
 from zimage.tools.checks import check_negative_prompt, parse_resolution
 from zimage.tools.common import PROMPT, RANDOMIZE_SEED, RESOLUTION, SEED, SHIFT, STEPS
-from zimage.tools.parameters import Kind, Offer, Parameter, ToolRequest, parameter
+from zimage.tools.parameters import Kind, Parameter, ToolRequest, parameter
 
 NUM_IMAGES = Parameter(
     Kind.INTEGER,
@@ -28,8 +29,9 @@ LIVE_PREVIEW = Parameter(
     default=False,
     for_agents=False,  # agents get progress notifications instead
 )
-# The models are offered as the Space serves them (ZImageService.offer): base only where the
-# operator enables it.
+# The key of the offered choices of `model`: the models this Space serves (base only where the
+# operator enables it), which each door fills in from the service (`ZImageService.offered`).
+SERVED_MODELS = "models"
 MODEL = Parameter(
     Kind.CHOICE,
     "Which Z-Image model makes the images: turbo (8 steps, no guidance: fast) or base (50 "
@@ -38,6 +40,7 @@ MODEL = Parameter(
     label="Model",
     default=presets.TURBO,
     choices=presets.MODEL_NAMES,
+    offered=SERVED_MODELS,
     logged=True,
 )
 NEGATIVE_PROMPT = Parameter(
@@ -78,6 +81,7 @@ class TextToImage(ToolRequest):
     tool_name: ClassVar[str] = "text_to_image"
     agent_name: ClassVar[str] = "text_to_image"
     returns: ClassVar[str] = "The images (captions \"seed N\") and the seed of the first image."
+    text_field: ClassVar[str] = "prompt"
 
     prompt: str = parameter(PROMPT)
     resolution: str = parameter(RESOLUTION)
@@ -100,6 +104,13 @@ class TextToImage(ToolRequest):
     negative_prompt: str = parameter(NEGATIVE_PROMPT)
     guidance: float | None = parameter(GUIDANCE)
     cfg_normalization: bool = parameter(CFG_NORMALIZATION)
+    lora: str = parameter(ADAPTER)
+    lora_scale: float | None = parameter(ADAPTER_SCALE)
+    lora_2: str = parameter(ADAPTER, description="Optional second style adapter, as `lora`.")
+    lora_2_scale: float | None = parameter(ADAPTER_SCALE)
+    trigger_words: bool = parameter(TRIGGER_WORDS)
+    # The adapters the engine runs, resolved by the service from the names. Not a parameter.
+    adapters: tuple[AdapterUse, ...] = ()
     # The official Space's way, for /generate: a prompt longer than the text encoder reads is
     # cut there (and the server log says so) instead of refused. Not a parameter.
     cut_long_prompt: bool = False
@@ -134,10 +145,11 @@ class TextToImage(ToolRequest):
         prompt), one without."""
         return 2 if self.guidance_scale > 0 else 1
 
-    def checked(self, offer: Offer | None = None) -> TextToImage:
+    def checked(self) -> TextToImage:
         """Checked, with the model's own defaults filled in and what the model does not use
-        cleared (turbo: no guidance, no negative prompt)."""
-        checked = super().checked(offer)
+        cleared (turbo: no guidance, no negative prompt). Whether this Space serves the model
+        is the service's check."""
+        checked = super().checked()
         base = checked.model == presets.BASE
         return dataclasses.replace(
             checked,
