@@ -105,6 +105,7 @@ from bench.latency_tools import (  # noqa: E402
 from zimage import presets  # noqa: E402
 from zimage.engine.engine import Engine  # noqa: E402
 from zimage.engine.loading import apply_speedups  # noqa: E402
+from zimage.engine.models import sharing_pipeline  # noqa: E402
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache  # noqa: E402
 from zimage.engine.quantization import fp8_linear_count, fp8_refusal  # noqa: E402
 from zimage.engine.results import Timings  # noqa: E402
@@ -191,15 +192,8 @@ def build_pipeline(folder: Path, device: str, dtype: torch.dtype) -> ZImagePipel
 
 def with_own_transformer(pipeline: ZImagePipeline) -> ZImagePipeline:
     """The same pipeline with a copy of its transformer (same weights) and its own scheduler."""
-    copied = ZImagePipeline(
-        **{
-            **pipeline.components,
-            "transformer": copy.deepcopy(pipeline.transformer),
-            "scheduler": FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config),
-        }
-    )
-    copied.set_progress_bar_config(disable=True)
-    return copied
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config)
+    return sharing_pipeline(pipeline, copy.deepcopy(pipeline.transformer), scheduler)
 
 
 def edit_input(width: int, height: int) -> Image.Image:
