@@ -440,6 +440,11 @@ def test_reuse_settings_restores_the_model_its_guidance_and_negative_prompt(engi
         "negative_prompt": "blurry",
         "guidance": 3.0,
         "cfg_normalization": True,
+        "lora": "",
+        "lora_scale": None,
+        "lora_2": "",
+        "lora_2_scale": None,
+        "trigger_words": False,
     }
 
 
