@@ -182,10 +182,15 @@ def test_each_step_runs_the_transformer_once_per_image_or_twice_with_guidance(
     assert turbo == [2, 2] and batches == [4, 4]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 27): image 1 of a guided Base batch differs from seed + 1 made alone; "
+    "not yet known whether the batch's guidance pairs differently or only its numerics differ",
+)
 def test_image_i_of_a_base_batch_is_the_image_of_seed_plus_i_alone(engine: Engine) -> None:
     batch = engine.text_to_image(base_fox(steps=2, num_images=2, negative_prompt="blurry"))
     alone = png_of(engine, base_fox(steps=2, seed=8, negative_prompt="blurry"))
-    assert encode_png(batch.images[1]) == alone
+    assert sha(encode_png(batch.images[1])) == sha(alone)  # hashes: a short message on failure
 
 
 def test_the_models_share_everything_but_the_transformer_and_scheduler(engine: Engine) -> None:
