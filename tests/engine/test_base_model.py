@@ -252,7 +252,7 @@ def test_a_refusal_with_guidance_names_what_fits_including_turbo() -> None:
         )
     message = str(refused.value)
     assert message.startswith("1 image at 512x512 with guidance needs about")
-    assert message.endswith("Try 368x368, or the turbo model at 512x512.")
+    assert message.endswith("Try 352x352, or the turbo model at 512x512.")
     assert tokens.for_passes(2).fits(1, 368, 368, available)
 
 
