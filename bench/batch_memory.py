@@ -6,7 +6,10 @@ Measures the peak of one transformer forward and of one VAE decode at a few size
 and caption lengths, and prints each as the units `BatchMemory` counts in: per token, bytes /
 (model width x element size); per pixel, bytes / (widest full-size VAE channels x element size).
 The last lines give the largest of each against the figure zimage/engine/batch_memory.py uses, and a
-whole engine run of 4 images against `BatchMemory.needed_bytes`.
+whole engine run of 4 images against `BatchMemory.needed_bytes`, with Turbo and with Base's
+guidance (two transformer passes a step). First it prints the weights of the full-size models
+(counted on PyTorch's meta device: nothing is allocated): each transformer, the shared text
+encoder and VAE, Turbo alone and Turbo with Base.
 
 On the CPU the peak is the most bytes of tensors alive at once (`LiveTensorBytes`: a dispatch
 mode that notes each new tensor storage and its release), which is what the model's operations
@@ -38,6 +41,7 @@ import torch  # noqa: E402
 from diffusers import AutoencoderKL, ZImageTransformer2DModel  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_leaves  # noqa: E402
+from transformers import Qwen3Config, Qwen3Model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gpu_latency import CONFIGS, build_pipeline, default_dtype, read_config  # noqa: E402
 from zimage.engine import batch_memory  # noqa: E402
-from zimage.engine.batch_memory import BatchMemory  # noqa: E402
+from zimage.engine.batch_memory import BatchMemory, module_bytes  # noqa: E402
 from zimage.engine.loading import create_preview_engine  # noqa: E402
 from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
@@ -159,16 +163,39 @@ def full_size_parts(device: torch.device) -> tuple[Any, Any]:
     return transformer, vae
 
 
-def engine_run(device: torch.device) -> tuple[int, int]:
-    """(measured peak, estimate) of a whole preview-engine run of 4 images, 1 step."""
-    engine = create_preview_engine()
+def full_size_weights() -> dict[str, int]:
+    """Bytes of the full-size models' weights in bfloat16, counted on the meta device."""
+    folder = CONFIGS / "full"
+    with torch.device("meta"), default_dtype(torch.bfloat16):
+        transformer = ZImageTransformer2DModel.from_config(read_config(folder, "transformer"))
+        text_encoder = Qwen3Model(Qwen3Config(**read_config(folder, "text_encoder")))
+        vae = AutoencoderKL.from_config(read_config(folder, "vae"))
+    sizes = {
+        "transformer (each model)": module_bytes(transformer),
+        "text encoder (shared)": module_bytes(text_encoder),
+        "vae (shared)": module_bytes(vae),
+    }
+    turbo = sum(sizes.values())
+    return {**sizes, "turbo alone": turbo, "turbo and base": turbo + sizes["transformer (each model)"]}
+
+
+def engine_run(device: torch.device, model: str) -> tuple[int, int]:
+    """(measured peak, estimate) of a whole preview-engine run of 4 images, 1 step, with
+    `model` (base: guidance 4, two transformer passes a step)."""
+    engine = create_preview_engine(with_base=model == "base")
     images, side = ENGINE_RUN
     request = TextToImage(
-        prompt="a lighthouse", resolution=f"{side}x{side}", seed=0, steps=1, num_images=images
+        prompt="a lighthouse",
+        resolution=f"{side}x{side}",
+        seed=0,
+        steps=1,
+        num_images=images,
+        model=model,
     )
     engine.text_to_image(request)  # warm-up: first-call work stays out of the count
     peak = peak_bytes(device, lambda: engine.text_to_image(request))
-    return peak, engine.batch_memory.needed_bytes(images, side, side)
+    estimate = engine.batch_memory.for_passes(request.forwards_per_step)
+    return peak, estimate.needed_bytes(images, side, side)
 
 
 def main() -> None:
@@ -187,6 +214,8 @@ def main() -> None:
     else:
         pipeline = create_preview_engine().pipeline.to(device)
         transformer, vae = pipeline.transformer, pipeline.vae
+    for name, size in full_size_weights().items():
+        print(f"full-size weights, bfloat16: {name} {size / 1e9:.2f} GB")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     layers = f"{transformer.config.n_layers}+{transformer.config.n_refiner_layers} layers"
     print(
@@ -208,13 +237,15 @@ def main() -> None:
         f"(zimage/engine/batch_memory.py uses {batch_memory.VAE_ROWS_PER_PIXEL})"
     )
     if not args.full:
-        peak, estimate = engine_run(device)
-        images, side = ENGINE_RUN
-        print(
-            f"engine run {images} x {side}x{side}: peak {peak / MB:.1f} MB, estimate "
-            f"{estimate / MB:.1f} MB (margin {batch_memory.MARGIN} included): "
-            f"estimate/peak {estimate / peak:.2f}"
-        )
+        for model in ("turbo", "base"):
+            peak, estimate = engine_run(device, model)
+            images, side = ENGINE_RUN
+            guided = " with guidance" if model == "base" else ""
+            print(
+                f"engine run {images} x {side}x{side}{guided}: peak {peak / MB:.1f} MB, "
+                f"estimate {estimate / MB:.1f} MB (margin {batch_memory.MARGIN} included): "
+                f"estimate/peak {estimate / peak:.2f}"
+            )
     else:
         figures = BatchMemory(
             bytes_per_token=token_rows * transformer.config.dim * transformer.dtype.itemsize,

@@ -1,8 +1,16 @@
-"""Latency of Z-Image Turbo at full size: plain diffusers against the engine's optimised paths.
+"""Latency of Z-Image Turbo (or Base) at full size: plain diffusers against the engine's
+optimised paths.
 
     python bench/gpu_latency.py [--size 1024x1024] [--steps 8] [--runs 10] [--attention auto]
                                 [--no-compile] [--no-fp8] [--max-seconds S] [--out DIR]
+                                [--model base]
     python bench/gpu_latency.py --tiny [--compile]       (the same code on the CPU, small)
+
+`--model base` times Base instead: guidance 4 (two transformer passes a step), 50 steps unless
+`--steps` says otherwise, plain diffusers with `guidance_scale=4.0` and an empty negative prompt
+against the engine with `model="base"` (its Base transformer another copy of the same random
+weights); the edit rows are left out (edits run on Turbo). Base's speed per pass is Turbo's (the
+same architecture), so this measures what guidance costs, per image, at 28 and 50 steps.
 
 Builds the full Z-Image-Turbo architecture (6.15B transformer, Qwen3-4B text encoder, FLUX VAE)
 from the configs in bench/configs/full with random bfloat16 weights created directly on the GPU:
@@ -97,6 +105,7 @@ from bench.latency_tools import (  # noqa: E402
 from zimage import presets  # noqa: E402
 from zimage.engine.engine import Engine  # noqa: E402
 from zimage.engine.loading import apply_speedups  # noqa: E402
+from zimage.engine.models import sharing_pipeline  # noqa: E402
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache  # noqa: E402
 from zimage.engine.quantization import fp8_linear_count, fp8_refusal  # noqa: E402
 from zimage.engine.results import Timings  # noqa: E402
@@ -183,15 +192,8 @@ def build_pipeline(folder: Path, device: str, dtype: torch.dtype) -> ZImagePipel
 
 def with_own_transformer(pipeline: ZImagePipeline) -> ZImagePipeline:
     """The same pipeline with a copy of its transformer (same weights) and its own scheduler."""
-    copied = ZImagePipeline(
-        **{
-            **pipeline.components,
-            "transformer": copy.deepcopy(pipeline.transformer),
-            "scheduler": FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config),
-        }
-    )
-    copied.set_progress_bar_config(disable=True)
-    return copied
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config)
+    return sharing_pipeline(pipeline, copy.deepcopy(pipeline.transformer), scheduler)
 
 
 def edit_input(width: int, height: int) -> Image.Image:
@@ -228,6 +230,7 @@ class Setup:
     width: int
     height: int
     steps: int
+    model: str
     runs: int
     attention: str
     fp8_skip: str | None  # why there is no float8 row; None: there is one
@@ -247,7 +250,10 @@ class Setup:
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", help="WIDTHxHEIGHT (default 1024x1024; 256x256 with --tiny)")
-    parser.add_argument("--steps", type=int, default=presets.DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, help="default: the model's own (8, or 50 for base)")
+    parser.add_argument(
+        "--model", choices=presets.MODEL_NAMES, default=presets.TURBO, help="the model to time"
+    )
     parser.add_argument("--runs", type=int, default=10, help="rounds; each row runs once a round")
     parser.add_argument("--attention", default="auto", help="engine attention backend")
     parser.add_argument("--no-compile", action="store_true", help="engine without compiled blocks")
@@ -286,7 +292,8 @@ def resolve_setup(args: argparse.Namespace) -> Setup:
         compile_blocks=compile_blocks,
         width=width,
         height=height,
-        steps=args.steps,
+        steps=args.steps or presets.DEFAULT_STEPS_OF[args.model],
+        model=args.model,
         runs=args.runs,
         attention=args.attention,
         fp8_skip="--no-fp8" if args.no_fp8 else fp8_refusal(device, dtype),
@@ -348,11 +355,13 @@ class Paths:
             print(f"  GPU memory with every path loaded: {resident:.1f} GiB")
 
     def _engine(self, pipeline: ZImagePipeline, quant: str) -> Engine:
+        base = with_own_transformer(pipeline) if self.setup.model == presets.BASE else None
         engine = Engine(
             pipeline,
             kind="diffusers",
             description=f"benchmark, quant {quant}",
             time_limit_s=ENGINE_TIME_LIMIT_S,
+            base=base,
         )
         apply_speedups(engine, self.setup.attention, self.setup.compile_blocks, quant)
         engine.prompt_embeddings = PromptEmbeddingCache(ttl_s=600)
@@ -380,12 +389,14 @@ class Paths:
         return f"{PROMPT}, study {index}"
 
     def plain_text_to_image(self, index: int) -> None:
+        base = self.setup.model == presets.BASE
         self.plain(
             self.prompt(index),
+            negative_prompt="" if base else None,
             height=self.setup.height,
             width=self.setup.width,
             num_inference_steps=self.setup.steps,
-            guidance_scale=0.0,
+            guidance_scale=presets.DEFAULT_GUIDANCE if base else 0.0,
             generator=torch.Generator("cpu").manual_seed(index + 1),  # seeded as the engine does
         ).images[0]
 
@@ -411,6 +422,7 @@ class Paths:
                 seed=index + 1,
                 steps=self.setup.steps,
                 owner=OWNER,
+                model=self.setup.model,
             )
             return engine.text_to_image(request).timings
 
@@ -452,9 +464,11 @@ class Paths:
             self.generate(self.engine, lambda _: PROMPT, width, height),
             plain,
         )
-        plain_edit = Row("(a) plain diffusers img2img", size, self.plain_img2img)
-        rows = [plain, optimised, same_prompt, plain_edit]
-        rows.append(Row("(b) engine edit (img2img)", size, self.edit(self.engine), plain_edit))
+        rows = [plain, optimised, same_prompt]
+        if setup.model == presets.TURBO:  # edits run on Turbo
+            plain_edit = Row("(a) plain diffusers img2img", size, self.plain_img2img)
+            rows.append(plain_edit)
+            rows.append(Row("(b) engine edit (img2img)", size, self.edit(self.engine), plain_edit))
         comparisons = [(optimised, plain)]
         new_size_rows = [
             Row(
@@ -532,7 +546,7 @@ def report(results: Results, setup: Setup) -> None:
         print(f"  {pair}: median {statistics.median(errors):.2e}, max {max(errors):.2e}")
     if results.notes["fp8_skipped"] is not None:
         print(f"(c) engine fp8: skipped: {results.notes['fp8_skipped']}")
-    if setup.device.type == "cuda":
+    if setup.device.type == "cuda" and setup.model == presets.TURBO:
         print_goals(results.rows)
 
 
@@ -578,13 +592,14 @@ def main() -> None:
             "versions": versions,
             "size": setup.size,
             "steps": setup.steps,
+            "model": setup.model,
             "compile_blocks": setup.compile_blocks,
         },
         notes={"fp8_skipped": setup.fp8_skip},
     )
     print(
         f"gpu_latency: {setup.folder.name} configs on {where} ({setup.dtype}), {setup.size}, "
-        f"{setup.steps} steps, {setup.runs} rounds, {torch.get_num_threads()} CPU threads, "
+        f"{setup.model}, {setup.steps} steps, {setup.runs} rounds, {torch.get_num_threads()} CPU threads, "
         f"max {args.max_seconds or 'unlimited'} s; "
         + ", ".join(f"{name} {version}" for name, version in versions.items()),
         flush=True,
@@ -611,7 +626,8 @@ def main() -> None:
         f"elapsed {time.perf_counter() - started:.1f} s; load average (1 min) {load_before:.2f} "
         f"at start, {os.getloadavg()[0]:.2f} at end"
     )
-    label = f"ratio optimised/plain {setup.size} {setup.steps} steps (new prompt):"
+    model = "" if setup.model == presets.TURBO else f"{setup.model} "
+    label = f"ratio optimised/plain {model}{setup.size} {setup.steps} steps (new prompt):"
     optimised = measured(results.rows, OPTIMISED)
     if optimised is None or math.isnan(optimised.ratio):
         print(f"{label} not measured")

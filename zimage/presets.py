@@ -12,6 +12,20 @@ MAX_SHIFT = 10.0
 GUIDANCE_SCALE = 0.0
 MAX_SEQUENCE_LENGTH = 512
 
+# The models a Space may serve: Turbo always; Base (Tongyi-MAI/Z-Image) where the operator
+# enables it (ZIMAGE_BASE_MODEL). Same architecture, text encoder and VAE; only the transformer
+# differs.
+TURBO = "turbo"
+BASE = "base"
+MODEL_NAMES = (TURBO, BASE)
+# Base as its model card advises: 28-50 steps (its example: 50), classifier-free guidance 3-5
+# (its example: 4), CFG normalisation off for general styles (on for photorealism).
+BASE_DEFAULT_STEPS = 50
+DEFAULT_STEPS_OF = {TURBO: DEFAULT_STEPS, BASE: BASE_DEFAULT_STEPS}
+DEFAULT_GUIDANCE = 4.0
+MIN_GUIDANCE = 0.0
+MAX_GUIDANCE = 10.0
+
 # Images made in one run (seeds s, s+1, ...), as one batch on the GPU.
 MAX_IMAGES_PER_RUN = 4
 

@@ -51,6 +51,7 @@ def _default_data_dir() -> str:
 class Settings:
     engine: str = "auto"
     model: str = "Tongyi-MAI/Z-Image-Turbo"
+    base_model: str = ""
     edit_model: str = ""
     device: str = "auto"
     attention: str = "auto"
@@ -123,6 +124,7 @@ class Settings:
         return cls(
             engine=reader.choice("ZIMAGE_ENGINE", ENGINE_CHOICES, cls.engine),
             model=model,
+            base_model=reader.text("ZIMAGE_BASE_MODEL", cls.base_model, allow_empty=True),
             edit_model=reader.text("ZIMAGE_EDIT_MODEL", cls.edit_model, allow_empty=True),
             device=reader.device("ZIMAGE_DEVICE", cls.device),
             attention=reader.choice("ZIMAGE_ATTENTION", ATTENTION_CHOICES, cls.attention),

@@ -60,6 +60,22 @@ PAGE_TEXT: dict[str, tuple[str, str]] = {
     "generate.images": ("Images", "图像数量"),
     "generate.shift": ("Time shift", "时间偏移"),
     "generate.run": ("Generate", "生成"),
+    "generate.model": ("Model", "模型"),
+    "generate.model_turbo": ("Turbo: fast (8 steps)", "Turbo：快速（8 步）"),
+    "generate.model_base": (
+        "Base: more variety, negative prompt (50 steps)",
+        "Base：变化更多，支持反向提示词（50 步）",
+    ),
+    "generate.negative_prompt": ("Negative prompt", "反向提示词"),
+    "generate.negative_placeholder": (
+        "What to keep out of the picture, e.g. blurry, text, watermark",
+        "不希望出现在图中的内容，例如：模糊、文字、水印",
+    ),
+    "generate.guidance": ("Guidance", "引导强度"),
+    "generate.cfg_normalization": (
+        "CFG normalization (for photorealism)",
+        "CFG 归一化（适合写实照片）",
+    ),
     "generate.result": ("Result", "结果"),
     # -- edit
     "edit.image": ("Image to edit (paint the area to change)", "要编辑的图像（涂抹要修改的区域）"),
@@ -115,6 +131,19 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "all of it.",
         "Z-Image-Edit 的权重尚未发布，因此编辑使用 Turbo 权重：**{methods}**。"
         "涂抹要修改的部分；不涂抹则修改整张图像。",
+    ),
+    # Under the choice of model: whether both models are loaded (zimage/engine/models.py).
+    "generate.model_note.both": (
+        "Both models are loaded: switching costs nothing. Base runs about 12 times as long as "
+        "Turbo (50 steps with guidance against 8).",
+        "两个模型都已载入，切换不花时间。Base 的运行时间约为 Turbo 的 12 倍（50 步且带引导，Turbo 为 8 步）。",
+    ),
+    "generate.model_note.one_at_a_time": (
+        "This GPU holds one model at a time: the first run after switching between Turbo and "
+        "Base loads the other model first, which takes a few seconds more. Base runs about 12 "
+        "times as long as Turbo (50 steps with guidance against 8).",
+        "这块 GPU 一次只能容纳一个模型：在 Turbo 和 Base 之间切换后的第一次运行要先载入另一个模型，"
+        "会多花几秒。Base 的运行时间约为 Turbo 的 12 倍（50 步且带引导，Turbo 为 8 步）。",
     ),
     # The edit methods: in English the engine's own words (`Engine.edit_methods`).
     "edit.methods.img2img": (

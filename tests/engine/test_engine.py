@@ -74,7 +74,7 @@ def test_progress_reports_every_step_and_timings_add_up(preview_engine: Engine) 
 
 def test_turbo_defaults() -> None:
     generate = TextToImage(prompt="x", resolution="256x256", seed=0)
-    assert generate.steps == 8
+    assert generate.steps_to_run == 8 and generate.guidance_scale == 0.0
     assert generate.shift == 3.0
 
 
@@ -151,10 +151,12 @@ def test_a_request_past_its_time_limit_is_stopped_before_its_last_step() -> None
 
 
 def test_work_the_measured_speed_says_cannot_fit_is_refused_at_once() -> None:
-    engine = Engine(build_preview_pipeline(), kind="preview", description="t", time_limit_s=5.0)
-    engine.text_to_image(request(steps=2))
-    assert engine.speed.seconds_per_step_megapixel is not None
-    engine.speed.seconds_per_step_megapixel = 1.0  # as if each step of a megapixel took 1 s
+    engine = Engine(build_preview_pipeline(), kind="preview", description="t", time_limit_s=600)
+    engine.text_to_image(request(steps=2))  # learns a speed, however loaded the machine
+    engine.time_limit_s = 5.0
+    speed = engine.speeds["turbo"]
+    assert speed.seconds_per_pass_megapixel is not None
+    speed.seconds_per_pass_megapixel = 1.0  # as if each step of a megapixel took 1 s
     engine.decode_speed.seconds_per_megapixel = None  # the denoising alone (decoding: elsewhere)
     steps: list[int] = []
     with pytest.raises(TimedOut, match="would take about 200 s"):

@@ -58,14 +58,15 @@ def test_speeds_blend_new_measurements_and_ignore_empty_ones() -> None:
     assert decode.seconds_per_megapixel == pytest.approx((1.0 + 3.0) / 2 / (256 * 256 / 1e6))
     denoise = DenoiseSpeed()
     denoise.learn(request(), 1.0, steps_run=0)
-    assert denoise.seconds_per_step_megapixel is None
+    assert denoise.seconds_per_pass_megapixel is None
 
 
 def test_a_request_whose_decode_would_overrun_is_refused_before_any_work() -> None:
-    engine = Engine(build_preview_pipeline(), kind="preview", description="t", time_limit_s=5.0)
-    engine.text_to_image(request())
+    engine = Engine(build_preview_pipeline(), kind="preview", description="t", time_limit_s=600)
+    engine.text_to_image(request())  # learns the speeds, however loaded the machine
+    engine.time_limit_s = 5.0
     # As measured on this preview engine at 2048x1952: a fast denoise, a slow decode.
-    engine.speed.seconds_per_step_megapixel = 0.3
+    engine.speeds["turbo"].seconds_per_pass_megapixel = 0.3
     engine.decode_speed.seconds_per_megapixel = 1.3
     steps: list[int] = []
     with pytest.raises(TimedOut, match=r"would take about 8 s, over the 5 s limit"):

@@ -55,6 +55,9 @@ def test_checked_requests_hold_the_values_the_engine_takes() -> None:
         "steps": 8,
         "shift": 3.0,
         "num_images": 2,
+        "model": "turbo",
+        "guidance": 0.0,
+        "cfg_normalization": False,
         "lora": "",
         "lora_scale": None,
         "lora_2": "",
@@ -94,7 +97,8 @@ def test_edit_and_enhance_check_their_own_ranges() -> None:
 def test_agents_may_use_the_official_names_and_get_the_defaults() -> None:
     asked = TextToImage.from_agent({"prompt": "a kite", "seed": 7, "random_seed": False})
     assert asked.seed == 7 and asked.randomize_seed is False
-    assert asked.steps == presets.DEFAULT_STEPS and asked.resolution == presets.DEFAULT_RESOLUTION
+    assert asked.steps is None and asked.checked().steps == presets.DEFAULT_STEPS
+    assert asked.resolution == presets.DEFAULT_RESOLUTION
 
 
 def test_agents_are_told_which_arguments_are_unknown_or_missing() -> None:
@@ -137,7 +141,7 @@ def test_readme_lists_each_tools_parameters_as_the_tool_describes_them() -> None
 def test_a_table_row_per_parameter_with_its_default() -> None:
     rows = parameter_table(TextToImage).splitlines()[2:]
     assert [re.match(r"\| `(\w+)`", row)[1] for row in rows] == list(TextToImage.parameters())
-    assert "| `steps` | integer | `8` |" in parameter_table(TextToImage)
+    assert "| `steps` | integer | `None` |" in parameter_table(TextToImage)  # the model's own
     assert "| `prompt` | text | required |" in parameter_table(TextToImage)
 
 

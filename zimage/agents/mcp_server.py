@@ -131,7 +131,7 @@ class McpEndpoint:
         return (*AGENT_TOOLS, ENHANCE_TOOL) if can_enhance else AGENT_TOOLS
 
     async def _list_tools(self) -> list[types.Tool]:
-        offered = self.service.adapters.offer()
+        offered = self.service.offered()
         return [tool_listing(tool, offered) for tool in self._tools()]
 
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> list[Any]:

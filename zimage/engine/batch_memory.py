@@ -7,10 +7,14 @@ stages follow each other, so the run needs the larger of the two. Both are count
 the model's own widths and element size, so one pair of figures serves the full model in
 bfloat16 and the preview engine in float32. They were measured by counting the bytes of the
 tensors alive during a forward pass (bench/batch_memory.py; BENCHMARKS.md has the runs).
+
+With classifier-free guidance (the Base model) each step runs the transformer on twice the
+images (with and without the prompt): its activations double, the decode does not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +75,10 @@ class BatchMemory:
             pixels_per_token_side=2 ** (len(channels) - 1) * patch,
         )
 
+    def for_passes(self, passes: int) -> BatchMemory:
+        """The figures for `passes` transformer passes a step (2 with guidance)."""
+        return dataclasses.replace(self, bytes_per_token=self.bytes_per_token * passes)
+
     def needed_bytes(self, num_images: int, width: int, height: int) -> int:
         """Bytes the batch needs at its peak, margin included."""
         side = self.pixels_per_token_side
@@ -116,12 +124,23 @@ def refuse_unless_it_fits(
     height: int,
     available: int,
     what: str = "GPU memory",
+    passes: int = 1,
+    one_pass_option: str = "",
 ) -> None:
-    """Raise BatchTooLarge, naming a count or size that fits, unless the batch fits."""
+    """Raise BatchTooLarge, naming a count or size that fits, unless the batch fits.
+
+    `memory` has the figures of one transformer pass a step, `passes` says how many the batch
+    runs (2 with guidance); then `one_pass_option` (e.g. "the turbo model") is named too when
+    the asked batch fits with one pass.
+    """
+    one_pass = memory
+    memory = memory.for_passes(passes)
     needed = memory.needed_bytes(num_images, width, height)
     if needed <= available:
         return
     asked = f"{_images(num_images)} at {width}x{height}"
+    if passes > 1:
+        asked += " with guidance"
     verb = "needs" if num_images == 1 else "need"
     free = _amount(available)
     said = f"{asked} {verb} about {_amount(needed)} of {what}; {free} "
@@ -141,6 +160,8 @@ def refuse_unless_it_fits(
             break
         if fewer:
             break  # fewer images at the asked size already fit: no need for fewer and smaller
+    if passes > 1 and one_pass_option and one_pass.fits(num_images, width, height, available):
+        tries.append(f"{one_pass_option} at {width}x{height}")
     if tries:
         raise BatchTooLarge(f"{said} Try {', or '.join(tries)}.")
     raise BatchTooLarge(f"{said} Not even one image of the smallest size fits now; try later.")
@@ -168,15 +189,24 @@ def free_bytes(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
+def module_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a model's weights (parameters and buffers)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
 def weight_bytes(pipeline: Any) -> int:
     """Bytes of the pipeline's weights (parameters and buffers of its models)."""
-    total = 0
-    for name in ("transformer", "text_encoder", "vae"):
-        module = getattr(pipeline, name, None)
-        if isinstance(module, torch.nn.Module):
-            tensors = [*module.parameters(), *module.buffers()]
-            total += sum(tensor.numel() * tensor.element_size() for tensor in tensors)
-    return total
+    modules = [getattr(pipeline, name, None) for name in ("transformer", "text_encoder", "vae")]
+    return sum(module_bytes(m) for m in modules if isinstance(m, torch.nn.Module))
+
+
+def holds_another_transformer(memory: BatchMemory, available: int, transformer_bytes: int) -> bool:
+    """Whether a second transformer of `transformer_bytes` can stay on the device: with it there,
+    the memory left still holds one image at the default size with guidance."""
+    width, height = (int(side) for side in presets.DEFAULT_RESOLUTION.split("x"))
+    guided = memory.for_passes(2).needed_bytes(1, width, height)
+    return available - transformer_bytes >= guided
 
 
 def available_bytes(

@@ -7,6 +7,10 @@ gives back plain data; on a ZeroGPU Space it runs inside `spaces.GPU`, i.e. in a
 that receives its arguments and returns its results by pickling, so nothing crosses but data:
 progress comes back as yielded `StepDone` events and a stop request travels through a
 `StopBoard` in shared memory (zimage/engine/jobs.py).
+
+An engine serves Turbo, and Base where the operator enables it: the two pipelines share the text
+encoder, tokenizer and VAE, and each request names its model (`request.model`), which picks the
+transformer (zimage/engine/models.py keeps it on the device).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -38,6 +43,8 @@ from zimage.engine.batch_memory import (
     BatchMemory,
     available_bytes,
     free_bytes,
+    holds_another_transformer,
+    module_bytes,
     refuse_unless_it_fits,
     weight_bytes,
 )
@@ -64,6 +71,7 @@ from zimage.engine.jobs import (
     TextSoFar,
 )
 from zimage.engine.latent_preview import LatentPreview, RunPreview, TinyAutoencoderPreview
+from zimage.engine.models import ModelSwitch
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.engine.results import (
     EditResult,
@@ -87,23 +95,23 @@ SLOT_POLL_S = 0.2
 
 
 class DenoiseSpeed:
-    """Seconds per step per megapixel, learned from finished requests (serving process)."""
+    """Seconds per transformer pass per megapixel of one model, learned from finished requests
+    (serving process); a step is one pass, two with guidance."""
 
     def __init__(self, weight_of_new: float = 0.3) -> None:
         self.weight_of_new = weight_of_new
-        self.seconds_per_step_megapixel: float | None = None
+        self.seconds_per_pass_megapixel: float | None = None
 
     def learn(self, request: ImageRequest, denoise_s: float, steps_run: int) -> None:
-        work = steps_run * _megapixels(request) * request.num_images
-        self.seconds_per_step_megapixel = _moving_average(
-            self.seconds_per_step_megapixel, denoise_s, work, self.weight_of_new
+        work = steps_run * _pass_megapixels(request)
+        self.seconds_per_pass_megapixel = _moving_average(
+            self.seconds_per_pass_megapixel, denoise_s, work, self.weight_of_new
         )
 
     def predict_s(self, request: ImageRequest) -> float | None:
-        if self.seconds_per_step_megapixel is None:
+        if self.seconds_per_pass_megapixel is None:
             return None
-        work = request.steps_to_run * _megapixels(request) * request.num_images
-        return work * self.seconds_per_step_megapixel
+        return request.steps_to_run * _pass_megapixels(request) * self.seconds_per_pass_megapixel
 
 
 class DecodeSpeed:
@@ -142,6 +150,11 @@ def _megapixels(request: ImageRequest) -> float:
     return request.width * request.height / 1_000_000
 
 
+def _pass_megapixels(request: ImageRequest) -> float:
+    """Megapixels the transformer reads in one step of the request, over all its passes."""
+    return _megapixels(request) * request.num_images * request.forwards_per_step
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -150,8 +163,10 @@ def _synchronize(device: torch.device) -> None:
 class Engine:
     """Runs text-to-image and edits on loaded pipelines, one GPU job at a time.
 
-    The edit pipelines are built from the text-to-image pipeline's components, so the weights
-    exist once in memory whichever tab is used.
+    `pipeline` is Turbo's; `base`, if given, is Base's, sharing all of Turbo's components but the
+    transformer and scheduler. The edit pipelines are built from Turbo's components (edits run on
+    Turbo), so the weights exist once in memory whichever tab is used. Where the device cannot
+    hold both transformers, one is on it at a time (`one_model_at_a_time`).
     """
 
     def __init__(
@@ -168,8 +183,12 @@ class Engine:
         memory_budget_bytes: int = 0,
         free_memory: Callable[[], int] | None = None,
         preview_decoder: TinyAutoencoderPreview | None = None,
+        base: ZImagePipeline | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.pipelines = {presets.TURBO: pipeline}
+        if base is not None:
+            self.pipelines[presets.BASE] = base
         # Live previews: the tiny autoencoder where there is one (it lives here, so a ZeroGPU
         # worker inherits it), else the linear map, fitted by the first job that asks and
         # carried by the next ones (zimage/engine/latent_preview.py).
@@ -187,9 +206,9 @@ class Engine:
         self.omni = omni
         for edit_pipeline in (self.img2img, self.inpaint):
             edit_pipeline.set_progress_bar_config(disable=True)
-        self.speed = DenoiseSpeed()
+        self.speeds: defaultdict[str, DenoiseSpeed] = defaultdict(DenoiseSpeed)
         self.decode_speed = DecodeSpeed()
-        # LoRA adapters in the shared transformer: every pipeline above uses them.
+        # LoRA adapters in Turbo's transformer: every pipeline above but Base's uses them.
         self.adapters = LoadedAdapters(pipeline)
         # What a text-to-image batch needs beyond the weights, and what it may use: the free
         # memory of the device (`free_memory`, a probe), at most `memory_budget_bytes` if > 0.
@@ -199,12 +218,23 @@ class Engine:
         self._slot = threading.Lock()
         self._job_ids = itertools.count(1)
         self._stop_board = StopBoard()
-        self._base_scheduler_config = pipeline.scheduler.config
+        self._scheduler_configs = {
+            name: served.scheduler.config for name, served in self.pipelines.items()
+        }
         gpu = zero_gpu_decorator()
         self.on_zero_gpu = gpu is not None
         # On ZeroGPU the serving process cannot ask CUDA what is free: the workload's share
         # less the weights is what a batch may use.
-        self._zero_gpu_weights = weight_bytes(pipeline) if self.on_zero_gpu else None
+        self._zero_gpu_weights = (
+            weight_bytes(pipeline) + (module_bytes(base.transformer) if base is not None else 0)
+            if self.on_zero_gpu
+            else None
+        )
+        self.switch = ModelSwitch(
+            {name: served.transformer for name, served in self.pipelines.items()},
+            self.device,
+            one_at_a_time=base is not None and not self._holds_both(base),
+        )
         # On ZeroGPU the GPU half runs in a forked worker: a generator, so that its progress
         # events come back one by one (spaces streams each yielded value back, pickled).
         self._stream_on_gpu = (
@@ -217,7 +247,33 @@ class Engine:
 
     @property
     def device(self) -> torch.device:
-        return self.pipeline.transformer.device
+        # The VAE's: shared by every model and never moved, unlike a transformer.
+        return self.pipeline.vae.device
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models this engine serves, by name (turbo first)."""
+        return tuple(self.pipelines)
+
+    @property
+    def one_model_at_a_time(self) -> bool:
+        """Whether the device holds one model's transformer at a time (switching moves them)."""
+        return self.switch.one_at_a_time
+
+    def pipeline_for(self, model: str) -> ZImagePipeline:
+        """The text-to-image pipeline of a served model (its transformer, the shared rest)."""
+        return self.pipelines[model]
+
+    def _holds_both(self, base: ZImagePipeline) -> bool:
+        """Whether Base's transformer can stay on the device beside Turbo's (always on ZeroGPU,
+        whose workload holds both)."""
+        if self.on_zero_gpu:
+            return True
+        base_bytes = module_bytes(base.transformer)
+        # The memory free were Base's transformer not on the device yet.
+        already_there = base.transformer.device == self.device
+        room = self.available_memory() + (base_bytes if already_there else 0)
+        return holds_another_transformer(self.batch_memory, room, base_bytes)
 
     @property
     def edit_methods(self) -> str:
@@ -258,6 +314,7 @@ class Engine:
             request.steps_to_run,
             request.num_images,
             self.zero_gpu_max_s,
+            passes=request.forwards_per_step,
         )
 
     def enhance_prompt(self, request: EnhancePrompt, hooks: RunHooks | None = None) -> str:
@@ -274,7 +331,7 @@ class Engine:
         if job.keep_prompt_embeds and done.prompt_embeds is not None:
             assert self.prompt_embeddings is not None
             self.prompt_embeddings.put(request.owner, request.prompt, done.prompt_embeds)
-        self.speed.learn(request, done.timings.denoise_s, done.steps_run)
+        self.speeds[request.model].learn(request, done.timings.denoise_s, done.steps_run)
         self.decode_speed.learn(request, done.timings.vae_s)
         return done
 
@@ -302,8 +359,11 @@ class Engine:
 
     def _refuse_what_cannot_fit(self, request: ImageRequest) -> None:
         """Refuse at once what the measured speeds say would overrun the time limit: denoising
-        and decoding together."""
-        stages = [self.speed.predict_s(request), self.decode_speed.predict_s(request)]
+        (at the request's model's speed) and decoding together."""
+        stages = [
+            self.speeds[request.model].predict_s(request),
+            self.decode_speed.predict_s(request),
+        ]
         predicted = sum(seconds for seconds in stages if seconds is not None)
         if predicted > self.time_limit_s:
             raise TimedOut(
@@ -330,6 +390,8 @@ class Engine:
             request.height,
             self.available_memory(),
             "GPU memory" if on_gpu else "memory",
+            passes=request.forwards_per_step,
+            one_pass_option=f"the {presets.TURBO} model (no guidance)",
         )
 
     @contextmanager
@@ -362,7 +424,7 @@ class Engine:
             want_previews=want_previews,
             # The tiny autoencoder, where there is one, is the engine's own: not sent along.
             preview_map=self.latent_preview if self.preview_decoder is None else None,
-            denoise_s=(self.speed.predict_s(request) or 0.0) if images else 0.0,
+            denoise_s=(self.speeds[request.model].predict_s(request) or 0.0) if images else 0.0,
             decode_s=(self.decode_speed.predict_s(request) or 0.0) if images else 0.0,
         )
 
@@ -428,6 +490,7 @@ class Engine:
         # In the process that runs the job (a ZeroGPU worker is one): this run's adapters only.
         self.adapters.activate(request.adapters)
         with self._freeing_memory_on_oom(request):
+            self.switch.bring(request.model)
             if isinstance(request, TextToImage):
                 done = self._run_text_to_image(job, report)
             elif self._uses_omni(request):
@@ -487,16 +550,18 @@ class Engine:
     def _run_text_to_image(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
         request = job.request
         assert isinstance(request, TextToImage)
+        guided = {"cfg_normalization": request.cfg_normalization} if request.guidance_scale else {}
         return self._denoise_and_decode(
             job,
             report,
-            self.pipeline,
+            self.pipeline_for(request.model),
             "text-to-image",
             request.shift,
             height=request.height,
             width=request.width,
-            num_inference_steps=request.steps,
+            num_inference_steps=request.steps_to_run,
             num_images_per_prompt=request.num_images,
+            **guided,
         )
 
     def _run_edit(self, job: GpuJob, report: Callable[[StepDone], None]) -> JobDone:
@@ -557,23 +622,31 @@ class Engine:
         shift: float,
         **call_arguments: Any,
     ) -> JobDone:
-        """Encode the prompt (or reuse the owner's encoding), denoise, decode; time each stage."""
+        """Encode the prompt (or reuse the owner's encoding) and, with guidance, the negative
+        prompt; denoise, decode; time each stage."""
         request = job.request
         device = self.device
         started = time.perf_counter()
         self._check(job)
         prompt_embeds = job.prompt_embeds or self._encode(pipeline, request.prompt)
+        guidance = request.guidance_scale
+        negative = (
+            {"negative_prompt_embeds": self._encode(pipeline, request.negative_prompt)}
+            if guidance > 0
+            else {}
+        )
         _synchronize(device)
         encoded = time.perf_counter()
 
         pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-            self._base_scheduler_config, shift=shift
+            self._scheduler_configs[request.model], shift=shift
         )
         steps = _StepWatch(self, job, report)
         self._check(job, next_stage_s=job.denoise_s + job.decode_s)
         latents = pipeline(
             prompt_embeds=prompt_embeds,
-            guidance_scale=presets.GUIDANCE_SCALE,
+            guidance_scale=guidance,
+            **negative,
             generator=[torch.Generator("cpu").manual_seed(seed) for seed in request.seeds],
             output_type="latent",
             callback_on_step_end=steps.on_step_end,
@@ -629,11 +702,15 @@ class Engine:
             self.prompt_embeddings.forget_owner(owner)
 
     def warm_up(self, resolutions: list[str]) -> None:
-        """Run each resolution once so compiled kernels exist before the first visitor."""
-        for resolution in resolutions:
-            self.text_to_image(
-                TextToImage(prompt="warm-up", resolution=resolution, seed=0, steps=2)
-            )
+        """Run each resolution once with each model so compiled kernels exist before the first
+        visitor."""
+        for model in self.models:
+            for resolution in resolutions:
+                self.text_to_image(
+                    TextToImage(
+                        prompt="warm-up", resolution=resolution, seed=0, steps=2, model=model
+                    )
+                )
 
 
 def _raise_for(reason: StopReason | None) -> None:

@@ -30,6 +30,12 @@ class ImageEngine(Protocol):
     @property
     def edit_methods(self) -> str: ...
 
+    @property
+    def models(self) -> tuple[str, ...]: ...  # the models served, by name (turbo first)
+
+    @property
+    def one_model_at_a_time(self) -> bool: ...  # the models take turns on the device
+
     def text_to_image(
         self, request: TextToImage, hooks: RunHooks | None = None
     ) -> GenerateResult: ...

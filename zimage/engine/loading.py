@@ -10,7 +10,13 @@ import logging
 from typing import Any
 
 import torch
-from diffusers import AutoencoderTiny, ZImageOmniPipeline, ZImagePipeline
+from diffusers import (
+    AutoencoderTiny,
+    FlowMatchEulerDiscreteScheduler,
+    ZImageOmniPipeline,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
+)
 
 from zimage import presets
 from zimage.engine.batch_memory import MB
@@ -19,10 +25,12 @@ from zimage.engine.enhancer import create_enhancer
 from zimage.engine.errors import EngineUnavailable
 from zimage.engine.jobs import RunHooks, StopReason
 from zimage.engine.latent_preview import TinyAutoencoderPreview
+from zimage.engine.models import sharing_pipeline
 from zimage.engine.prompt_embeddings import PromptEmbeddingCache
 from zimage.engine.quantization import quantize_transformer
 from zimage.engine.results import EditResult, GenerateResult
 from zimage.engine.tiny_pipelines import (
+    build_preview_base_pipeline,
     build_preview_decoder,
     build_preview_omni_pipeline,
     build_preview_pipeline,
@@ -47,6 +55,15 @@ def load_pipeline(model: str, device: str, dtype: torch.dtype) -> ZImagePipeline
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def load_base_pipeline(model: str, turbo: ZImagePipeline, dtype: torch.dtype) -> ZImagePipeline:
+    """Base's transformer and scheduler from a Hub id or local directory, sharing `turbo`'s text
+    encoder, tokenizer and VAE; the transformer is loaded into CPU memory and the engine puts it
+    on the device if it fits there (zimage/engine/models.py)."""
+    transformer = ZImageTransformer2DModel.from_pretrained(model, subfolder="transformer", dtype=dtype)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(model, subfolder="scheduler")
+    return sharing_pipeline(turbo, transformer.eval(), scheduler)
 
 
 def resolve_device(requested: str) -> str:
@@ -84,6 +101,8 @@ class UnavailableEngine:
     kind = "unavailable"
     is_preview = False
     on_zero_gpu = False
+    models = (presets.TURBO,)
+    one_model_at_a_time = False
     attention_backend = "none"
     edit_methods = "none"
     enhancer = None
@@ -112,10 +131,16 @@ class UnavailableEngine:
         return None
 
 
-def create_preview_engine(with_omni: bool = False, linear_previews: bool = False) -> Engine:
-    """The tiny offline engine; `with_omni` adds the tiny image-conditioned edit pipeline. Its
-    live previews come from a tiny random TAEF1 (same class), or with `linear_previews` from
-    the linear map fitted to its VAE."""
+def create_preview_engine(
+    with_omni: bool = False,
+    linear_previews: bool = False,
+    with_base: bool = False,
+    memory_budget_bytes: int = 0,
+) -> Engine:
+    """The tiny offline engine (nothing is downloaded); `with_omni` adds the tiny
+    image-conditioned edit pipeline, `with_base` the tiny Base twin. Its live previews come from
+    a tiny random TAEF1 (same class), or with `linear_previews` from the linear map fitted to
+    its VAE."""
     pipeline = build_preview_pipeline()
     decoder = None if linear_previews else TinyAutoencoderPreview(build_preview_decoder())
     return Engine(
@@ -125,6 +150,8 @@ def create_preview_engine(with_omni: bool = False, linear_previews: bool = False
         "the interface and the whole code path are real.",
         omni=build_preview_omni_pipeline(pipeline) if with_omni else None,
         preview_decoder=decoder,
+        memory_budget_bytes=memory_budget_bytes,
+        base=build_preview_base_pipeline(pipeline) if with_base else None,
     )
 
 
@@ -183,10 +210,13 @@ def create_engine(settings: Settings) -> Engine | UnavailableEngine:
     if settings.engine == "preview" or (
         settings.engine == "auto" and device == "cpu" and not settings.on_space
     ):
-        engine = create_preview_engine(linear_previews=settings.preview_decoder == "linear")
+        engine = create_preview_engine(
+            linear_previews=settings.preview_decoder == "linear",
+            with_base=bool(settings.base_model),
+            memory_budget_bytes=settings.memory_budget_mb * MB,
+        )
         engine.time_limit_s = settings.time_limit_s
         engine.zero_gpu_max_s = settings.zero_gpu_max_s
-        engine.memory_budget_bytes = settings.memory_budget_mb * MB
         if settings.edit_model:
             engine.omni = load_omni_pipeline(settings.edit_model, "cpu")
     elif settings.engine == "auto" and device == "cpu":
@@ -215,10 +245,12 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     pipeline = load_pipeline(settings.model, device, dtype)
     omni = load_omni_pipeline(settings.edit_model, device) if settings.edit_model else None
+    base = load_base_if_it_loads(settings, pipeline, dtype)
+    served = settings.model + (f" and {settings.base_model}" if base is not None else "")
     engine = Engine(
         pipeline,
         kind="diffusers",
-        description=f"Z-Image ({settings.model}) on {device}",
+        description=f"Z-Image ({served}) on {device}",
         omni=omni,
         time_limit_s=settings.time_limit_s,
         zero_gpu_max_s=settings.zero_gpu_max_s,
@@ -226,7 +258,10 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
         preview_decoder=preview_decoder_for(
             settings, pipeline.vae.config.latent_channels, device, dtype
         ),
+        base=base,
     )
+    if engine.one_model_at_a_time:
+        logger.info("the device cannot hold both transformers: Turbo and Base take turns on it")
     compile_blocks = settings.compile and not engine.on_zero_gpu
     if settings.compile and not compile_blocks:
         logger.warning("ZIMAGE_COMPILE is ignored on ZeroGPU, which does not support torch.compile")
@@ -238,17 +273,36 @@ def create_diffusers_engine(settings: Settings, device: str) -> Engine:
     return engine
 
 
+def load_base_if_it_loads(
+    settings: Settings, turbo: ZImagePipeline, dtype: torch.dtype
+) -> ZImagePipeline | None:
+    """Base's pipeline where the operator enables it; if it cannot be loaded, None (the Space
+    serves Turbo alone), except with ZIMAGE_ENGINE=diffusers off a Space, where it raises."""
+    if not settings.base_model:
+        return None
+    try:
+        return load_base_pipeline(settings.base_model, turbo, dtype)
+    except Exception:
+        if settings.engine == "diffusers" and not settings.on_space:
+            raise
+        logger.exception("loading the base model %s failed: serving turbo alone", settings.base_model)
+        return None
+
+
 def apply_speedups(
     engine: Engine, attention: str, compile_blocks: bool, quant: str = "off"
 ) -> None:
     """The fastest attention backend that loads here, optional float8, optional compiled blocks.
 
-    Only the repeated transformer blocks are compiled (regional compilation: seconds, not
-    minutes), with dynamic shapes so that a new resolution or prompt length does not recompile.
+    Each served model's transformer gets the same. Only the repeated transformer blocks are
+    compiled (regional compilation: seconds, not minutes), with dynamic shapes so that a new
+    resolution or prompt length does not recompile.
     """
-    engine.attention_backend = select_attention_backend(
-        engine.pipeline, attention, str(engine.device)
-    )
-    quantize_transformer(engine.pipeline.transformer, quant)
-    if compile_blocks:
-        engine.pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
+    for model in engine.models:
+        pipeline = engine.pipeline_for(model)
+        engine.attention_backend = select_attention_backend(
+            pipeline, attention, str(engine.device)
+        )
+        quantize_transformer(pipeline.transformer, quant)
+        if compile_blocks:
+            pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)

@@ -12,6 +12,9 @@ previews the way the real engine does with TAEF1.
 The image-conditioned edit pipeline (`ZImageOmniPipeline`) adds a SigLIP2 vision tower and its
 image processor, and shares the text-to-image pipeline's tokenizer, text encoder, scheduler and
 transformer (one transformer, built with the SigLIP inputs, serves both).
+
+The Base twin is a second transformer of the same size with other random weights, sharing the
+tokenizer, text encoder and VAE, as the real Base model shares Turbo's.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ from transformers import (
 )
 
 from zimage import presets
+from zimage.engine.models import sharing_pipeline
 
 WEIGHT_SEED = 0
+# The Base twin's transformer: same architecture, other weights.
+BASE_WEIGHT_SEED = 1
 CAPTION_DIM = 32
 # SigLIP2 feature size, its patch side in pixels, and the most patches per image (an 8x8 grid).
 SIGLIP_DIM = 32
@@ -193,6 +199,13 @@ def build_preview_pipeline() -> ZImagePipeline:
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def build_preview_base_pipeline(turbo: ZImagePipeline) -> ZImagePipeline:
+    """The tiny Base twin, identical on every call (seeded weights): its own transformer and
+    scheduler, `turbo`'s tokenizer, text encoder and VAE."""
+    torch.manual_seed(BASE_WEIGHT_SEED)
+    return sharing_pipeline(turbo, build_transformer(), build_scheduler())
 
 
 def build_siglip() -> Siglip2VisionModel:

@@ -10,8 +10,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# ZeroGPU time budget: worker start-up, text encoder and VAE, then each step of one megapixel
-# (about 0.15 s on half an H200 in bfloat16, asked for with a 3x margin).
+# ZeroGPU time budget: worker start-up, text encoder and VAE, then each transformer pass of one
+# megapixel (about 0.15 s on half an H200 in bfloat16, asked for with a 3x margin); a step is
+# one pass, two with guidance (the Base model).
 ZERO_GPU_BASE_S = 10.0
 ZERO_GPU_STEP_MEGAPIXEL_S = 0.5
 # The prompt enhancer writes a token in about 25 ms there (Qwen3-4B, bfloat16), asked for 3x.
@@ -31,14 +32,15 @@ def zero_gpu_decorator() -> Callable[..., Any] | None:
 
 
 def gpu_seconds_needed(
-    width: int, height: int, steps: int, images: int = 1, cap_s: float = 120.0
+    width: int, height: int, steps: int, images: int = 1, cap_s: float = 120.0, passes: int = 1
 ) -> int:
-    """The ZeroGPU time to ask for: start-up plus time per step and megapixel, at most `cap_s`.
+    """The ZeroGPU time to ask for: start-up plus time per transformer pass (`passes` a step)
+    and megapixel, at most `cap_s`.
 
     Visitors' daily ZeroGPU quotas are minutes, and a shorter ask gets a better queue place.
     """
     megapixels = width * height / 1_000_000
-    wanted = ZERO_GPU_BASE_S + steps * megapixels * images * ZERO_GPU_STEP_MEGAPIXEL_S
+    wanted = ZERO_GPU_BASE_S + steps * passes * megapixels * images * ZERO_GPU_STEP_MEGAPIXEL_S
     return math.ceil(min(cap_s, wanted))
 
 

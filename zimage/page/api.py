@@ -158,7 +158,7 @@ class ScriptEndpoints:
     ) -> None:
         """`/tool_name`: `run` handles it; `runs_as` is the request its run makes of the
         service, which the GPU queue admits when a call joins."""
-        offered = self.service.adapters.offer()
+        offered = self.service.offered()
         parameters = tool.parameters(offered=offered)
         names = list(parameters)
         inputs = [hidden_input(name, parameters[name]) for name in names]

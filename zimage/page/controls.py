@@ -44,11 +44,10 @@ class ToolForm:
         return shown
 
 
-def slider(parameter: Parameter, label: Any, step: float) -> gr.Slider:
-    """A slider over a parameter's range, starting at its default."""
-    return gr.Slider(
-        parameter.minimum, parameter.maximum, value=parameter.default, step=step, label=label
-    )
+def slider(parameter: Parameter, label: Any, step: float, value: float | None = None) -> gr.Slider:
+    """A slider over a parameter's range, starting at `value` (else its default)."""
+    start = parameter.default if value is None else value
+    return gr.Slider(parameter.minimum, parameter.maximum, value=start, step=step, label=label)
 
 
 def seed_controls() -> tuple[gr.Number, gr.Checkbox]:

@@ -37,6 +37,7 @@ POLICY_FILES = {ENGLISH: ROOT / "PRIVACY.md", CHINESE: ROOT / "PRIVACY.zh.md"}
 BUILT_KEYS = (
     "engine.status",
     "edit.note",
+    "generate.model_note",
     "history.note",
     "privacy.banner",
     "privacy.banner_updated",
@@ -111,6 +112,12 @@ def _built_text(settings: Settings, engine: EngineFacts, language: str) -> dict[
     return {
         "engine.status": _engine_status(engine, language),
         "edit.note": words("edit.note", language, methods=_edit_methods(engine, language)),
+        "generate.model_note": words(
+            "generate.model_note.one_at_a_time"
+            if engine.one_model_at_a_time
+            else "generate.model_note.both",
+            language,
+        ),
         "history.note": words(
             "history.note", language, lifetime=lifetime(settings.output_ttl_s, language)
         ),

@@ -74,7 +74,9 @@ def build_demo(
         with gr.Tabs() as tabs:
             enhancer_available = service.engine_facts.can_enhance
             with gr.Tab(t("tab.generate"), id="generate"):
-                text_tab = text_to_image_tab(enhancer_available, service.adapters)
+                text_tab = text_to_image_tab(
+                    enhancer_available, service.adapters, service.engine_facts.models
+                )
             with gr.Tab(t("tab.edit"), id="edit"):
                 edit = edit_tab(enhancer_available, service.adapters)
             with gr.Tab(t("tab.privacy"), id="privacy"):

@@ -54,8 +54,8 @@ from zimage.service.visitors import Visitor
 from zimage.tools.checks import InputError, choose_seed
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
-from zimage.tools.parameters import ToolRequest
-from zimage.tools.text_to_image import TextToImage
+from zimage.tools.parameters import Offer, ToolRequest
+from zimage.tools.text_to_image import SERVED_MODELS, TextToImage
 
 if TYPE_CHECKING:
     from zimage.replicas.link import ReplicaLink
@@ -84,7 +84,7 @@ class ImageOutcome:
 @dataclass(frozen=True)
 class EngineFacts:
     """What the page says about the engine: which one runs, how edits are made, whether the
-    prompt enhancer is there."""
+    prompt enhancer is there, which models it serves and whether they take turns on the device."""
 
     kind: str
     description: str
@@ -92,6 +92,8 @@ class EngineFacts:
     edit_methods: str
     edits_with_omni: bool
     can_enhance: bool
+    models: tuple[str, ...]
+    one_model_at_a_time: bool
 
 
 @dataclass
@@ -138,7 +140,26 @@ class ZImageService:
             edit_methods=engine.edit_methods,
             edits_with_omni=getattr(engine, "omni", None) is not None,
             can_enhance=engine.enhancer is not None,
+            models=engine.models,
+            one_model_at_a_time=engine.one_model_at_a_time,
         )
+
+    def offered(self) -> dict[str, Offer]:
+        """The choices this Space offers where they depend on its settings (the models it
+        serves, the adapters), for schemas, docs and widgets."""
+        return {**self.adapters.offer(), SERVED_MODELS: Offer(self.engine.models)}
+
+    def _check_model(self, request: TextToImage) -> None:
+        """The model is one this Space serves; adapters only with Turbo, which they are made
+        for (Base's transformer carries none)."""
+        served = self.engine.models
+        if request.model not in served:
+            raise InputError(f"Model must be one of {', '.join(served)} (got {request.model!r}).")
+        if request.model != presets.TURBO and (request.lora or request.lora_2):
+            raise InputError(
+                f"Style adapters (LoRA) here are made for {presets.TURBO}: choose the "
+                f"{presets.TURBO} model, or no adapter with {request.model}."
+            )
 
     # -- the tools ------------------------------------------------------------------------------
 
@@ -167,7 +188,13 @@ class ZImageService:
             _end_if_stopped(hooks.control)
             for image in result.images:
                 self.moderation.check_output(image)
-            settings = {"prompt": asked_prompt, **request.logged_settings()}
+            # Kept with the images (their owner's "reuse settings"); the negative prompt is
+            # never logged.
+            settings = {
+                "prompt": asked_prompt,
+                "negative_prompt": request.negative_prompt,
+                **request.logged_settings(),
+            }
             return [
                 self._keep(visitor, image, seed, "text-to-image", result.timings, settings)
                 for image, seed in zip(result.images, result.seeds)
@@ -268,7 +295,10 @@ class ZImageService:
         """The request with its parameters, text and seed checked (the seed chosen)."""
         request = request.checked()
         if isinstance(request, TextToImage):
+            self._check_model(request)
             self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
+            # Not filtered as a prompt: it names what must stay out of the picture.
+            self._within_token_limit(request.negative_prompt, "negative prompt")
             seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
             return dataclasses.replace(request, seed=seed)
         if isinstance(request, Edit):
@@ -293,6 +323,13 @@ class ZImageService:
     def _check_text(self, text: str, what: str, cut: bool = False) -> None:
         """Within the model's token limit (or, if `cut`, read only up to it), and past the prompt
         filter (the characters were checked with the other parameters)."""
+        self._within_token_limit(text, what, cut)
+        self.moderation.check_prompt(text)
+
+    def _within_token_limit(self, text: str, what: str, cut: bool = False) -> None:
+        """Refuse a text over the model's token limit unless it is to be `cut` there."""
+        if not text:
+            return
         tokens = self.engine.prompt_tokens(text)
         if tokens > presets.MAX_SEQUENCE_LENGTH and cut:
             logger.info(
@@ -305,7 +342,6 @@ class ZImageService:
                 f"The {what} is {tokens} tokens long; the model reads at most "
                 f"{presets.MAX_SEQUENCE_LENGTH}. Please shorten it."
             )
-        self.moderation.check_prompt(text)
 
     # -- the outputs kept -------------------------------------------------------------------
 

@@ -63,6 +63,17 @@ def check_prompt(
     return prompt
 
 
+def check_negative_prompt(text: object) -> str:
+    """What to keep out of the picture: "" when absent or blank, else checked as a prompt."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InputError("The negative prompt must be text.")
+    if all(_draws_nothing(char) for char in text):
+        return ""
+    return check_prompt(text, "negative prompt")
+
+
 def _draws_nothing(char: str) -> bool:
     return unicodedata.category(char) in _INVISIBLE_CATEGORIES or bool(_INVISIBLE.match(char))
 

@@ -76,6 +76,10 @@ class Edit(ToolRequest):
     adapters: tuple[AdapterUse, ...] = ()
 
     num_images: ClassVar[int] = 1
+    # Edits run on turbo, without guidance (README, "Edit").
+    model: ClassVar[str] = presets.TURBO
+    guidance_scale: ClassVar[float] = presets.GUIDANCE_SCALE
+    forwards_per_step: ClassVar[int] = 1
 
     @property
     def picture(self) -> Image.Image:

@@ -57,7 +57,9 @@ class Parameter:
     messages ("Steps must be from 1 to 50"). `aliases` are other names callers may use for it
     (the official Space's names). `logged`: its value goes into the usage log's settings (never
     set it on free text). `for_agents`: listed in the MCP tool schema. `offered`: the choices
-    are known only once the settings are read; each door fills them in (`Offer`).
+    are known only once the settings are read; each door fills them in (`Offer`). A default of
+    None means "not given" and passes the checks as None (the request resolves it, e.g. per
+    model).
     """
 
     kind: Kind
@@ -98,6 +100,8 @@ class Parameter:
     def checked(self, value: Any) -> Any:
         """The value as the engine takes it; InputError with a readable sentence if it is not
         acceptable."""
+        if value is None and self.default is None:
+            return None
         if self.check is not None:
             return self.check(value)
         if self.kind is Kind.PROMPT:
