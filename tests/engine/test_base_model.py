@@ -207,8 +207,9 @@ def test_the_models_share_everything_but_the_transformer_and_scheduler(engine: E
 
 def test_the_time_limit_counts_two_passes_a_step_with_guidance(engine: Engine) -> None:
     slow = create_preview_engine(with_base=True)
+    slow.text_to_image(base_fox(steps=1))  # learns the speeds, however loaded the machine
     slow.time_limit_s = 5.0
-    slow.text_to_image(base_fox(steps=1))
+    slow.decode_speed.seconds_per_megapixel = None  # the denoising alone
     assert slow.speeds["base"].seconds_per_pass_megapixel is not None
     assert slow.speeds["turbo"].seconds_per_pass_megapixel is None  # learnt per model
     slow.speeds["base"].seconds_per_pass_megapixel = 1.0
@@ -253,7 +254,8 @@ def test_a_refusal_with_guidance_names_what_fits_including_turbo() -> None:
     message = str(refused.value)
     assert message.startswith("1 image at 512x512 with guidance needs about")
     assert message.endswith("Try 352x352, or the turbo model at 512x512.")
-    assert tokens.for_passes(2).fits(1, 368, 368, available)
+    guided = tokens.for_passes(2)
+    assert guided.fits(1, 352, 352, available) and not guided.fits(1, 368, 368, available)
 
 
 def test_a_second_transformer_stays_on_the_device_only_with_room_for_a_guided_image() -> None:
