@@ -8,8 +8,6 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import gradio as gr
-from gradio.processing_utils import save_bytes_to_cache
-from gradio.utils import get_upload_folder
 
 from zimage import presets
 from zimage.engine.jobs import JobControl, PreviewCallback, RunHooks, TextCallback
@@ -17,8 +15,9 @@ from zimage.page.controls import ToolForm
 from zimage.page.language import language_of, t
 from zimage.page.outputs import (
     gallery_of,
-    preview_items,
+    preview_frames,
     progress_reporter,
+    save_export,
     save_output,
     seed_caption,
 )
@@ -70,7 +69,7 @@ class PageHandlers:
             asked: TextToImage = form.request(given)
             visitor = self._visitor(request, browser, opt_out)
             keep = gr.skip()
-            with self.running.control() as control:
+            with self.running.control() as control, preview_frames(self.service, visitor) as shown:
                 if enhance_first:
                     yield keep, keep, keep, asked.prompt  # what Undo brings back
                     enhanced = yield from self._enhancing(
@@ -83,9 +82,10 @@ class PageHandlers:
                     return self.service.text_to_image(asked, visitor, hooks)
 
                 outcomes = yield from stream_while_running(
-                    control, work, lambda frames: (preview_items(frames), keep, keep, keep)
+                    control, work, lambda frames: (shown.gallery(frames), keep, keep, keep)
                 )
-            yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed, keep, keep
+                gallery = gallery_of(outcomes, self.service, seed_caption)
+                yield gallery, outcomes[0].seed, keep, keep
 
         return generate
 
@@ -106,7 +106,7 @@ class PageHandlers:
             asked: Edit = form.request(given, image=background, mask_layers=layers)
             visitor = self._visitor(request, browser, opt_out)
             keep = gr.skip()
-            with self.running.control() as control:
+            with self.running.control() as control, preview_frames(self.service, visitor) as shown:
                 if enhance_first:
                     yield keep, keep, keep, keep, asked.instruction
                     enhanced = yield from self._enhancing(
@@ -125,11 +125,11 @@ class PageHandlers:
                 outcome = yield from stream_while_running(
                     control,
                     work,
-                    lambda frames: ((background, frames[0]), keep, keep, keep, keep),
+                    lambda frames: ((background, shown.files(frames)[0]), keep, keep, keep, keep),
                 )
-            result = save_output(outcome, self.service)
-            self.service.keep_files(outcome, [background, editor.get("composite"), *layers])
-            yield (background, result), outcome.seed, outcome.method, keep, keep
+                result = save_output(outcome, self.service)
+                self.service.keep_files(outcome, [background, editor.get("composite"), *layers])
+                yield (background, result), outcome.seed, outcome.method, keep, keep
 
         return edit
 
@@ -186,8 +186,10 @@ class PageHandlers:
         browser = {**browser_defaults(), **(browser or {}), "policy_seen": POLICY_VERSION}
         return browser, gr.Accordion(open=False), self.banner_text(policy_updated=False)
 
-    def set_opt_out(self, opt_out: bool, browser: dict) -> dict:
-        """Remember the analytics toggle in the browser."""
+    def set_opt_out(self, opt_out: bool, browser: dict, request: gr.Request) -> dict:
+        """Remember the analytics toggle in the browser; it applies to the browser's requests
+        running now too (each is logged only if it allows when it ends)."""
+        self.service.set_opt_out(self._visitor(request, browser), bool(opt_out))
         return {**browser_defaults(), **(browser or {}), "opt_out": bool(opt_out)}
 
     def show_my_data(self, browser: dict, request: gr.Request) -> tuple[dict, Any]:
@@ -205,7 +207,7 @@ class PageHandlers:
             ],
         }
         export = self.service.usage_export_of(visitor.pseudonym)
-        path = save_bytes_to_cache(export.encode(), "my-usage-data.json", get_upload_folder())
+        path = save_export(export, self.service, visitor)
         return shown, gr.DownloadButton(value=path, visible=True)
 
     def delete_my_data(self, browser: dict, request: gr.Request) -> tuple[dict, str, dict]:
