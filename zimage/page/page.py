@@ -54,8 +54,9 @@ def build_demo(
     gpu_slots: int = 1,
 ) -> gr.Blocks:
     handlers = PageHandlers(service, settings, running, keys)
-    # Served from the repository, so the temp-folder sweeper never deletes them.
-    gr.set_static_paths([SAMPLES])
+    # Served from the repository, so the temp-folder sweeper never deletes them; the sample
+    # images only, never the rest of the folder (the script that made them).
+    gr.set_static_paths(sorted(SAMPLES.glob("*.png")))
     # No delete_cache: Housekeeping deletes temp files on its timer and at shutdown. Gradio's
     # own clean-up iterates sets that worker threads add to ("Set changed size during
     # iteration" at shutdown) and forgets only the files it deleted itself.
