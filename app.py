@@ -78,6 +78,7 @@ class Space:
             server.force_exit = True
         self.demo.close()
         self.housekeeping.stop()
+        self.service.adapters.close()
         if self.shared_database is not None:
             self.shared_database.close()
 
@@ -166,6 +167,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
     secret = settings.browser_secret or browser_state_key(data_dir / "browser-state.key")
 
     from zimage import page
+    from zimage.adapters.startup import adapter_menu
     from zimage.agents.mcp_server import McpEndpoint
     from zimage.engine.loading import create_engine
     from zimage.guards.rate_limit import RateLimiter
@@ -180,6 +182,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
 
     engine = engine or create_engine(settings)
     logger.info("engine: %s (attention: %s)", engine.description, engine.attention_backend)
+    adapters = adapter_menu(settings, engine)
     shared = shared_database(settings, secret)
     usage_log = (
         UsageLog(
@@ -217,6 +220,7 @@ def build(settings: Settings, engine: Engine | UnavailableEngine | None = None) 
         moderation=moderation,
         rate_limiter=shared.rate_limiter if shared else RateLimiter(settings.rate_per_min),
         replicas=shared.link if shared else None,
+        adapters=adapters,
     )
     if shared:
         shared.link.start(service.forget_browser_here)
@@ -319,6 +323,8 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Before the settings are read: checking GRADIO_TEMP_DIR makes its missing folders.
+    os.umask(0o077)
     try:
         settings = Settings.from_env()
     except SettingsError as error:

@@ -32,10 +32,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gpu_latency import CONFIGS, build_pipeline, parse_size  # noqa: E402
+from bench.engine_options import add_engine_options, bench_engine  # noqa: E402
+from bench.gpu_latency import parse_size  # noqa: E402
 from zimage import presets  # noqa: E402
 from zimage.engine.engine import Engine  # noqa: E402
-from zimage.engine.loading import create_preview_engine  # noqa: E402
 from zimage.engine.results import Timings  # noqa: E402
 from zimage.tools.text_to_image import TextToImage  # noqa: E402
 
@@ -62,32 +62,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=presets.DEFAULT_STEPS)
     parser.add_argument("--images", type=int, default=presets.MAX_IMAGES_PER_RUN)
     parser.add_argument("--runs", type=int, default=5, help="rounds (one run of each per round)")
-    parser.add_argument("--full", action="store_true", help="full-size model on a CUDA GPU")
-    parser.add_argument("--quick", action="store_true", help="256x256, 2 steps, 1 round")
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (1 avoids stalls on a busy 2-core VM)"
-    )
+    add_engine_options(parser, quick="256x256, 2 steps, 1 round")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         args.size, args.steps, args.runs = "256x256", 2, 1
-    if args.full and not torch.cuda.is_available():
-        raise SystemExit("bench/batch.py --full needs a CUDA GPU")
     if not 2 <= args.images <= presets.MAX_IMAGES_PER_RUN:
         raise SystemExit(f"--images must be from 2 to {presets.MAX_IMAGES_PER_RUN}")
 
     width, height = parse_size(args.size)
-    if args.full:
-        pipeline = build_pipeline(CONFIGS / "full", "cuda", torch.bfloat16)
-        engine = Engine(pipeline, kind="diffusers", description="full-size, random weights")
-    else:
-        engine = create_preview_engine()
-    device = engine.device
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    model = "full-size Z-Image, random bf16 weights" if args.full else "preview engine"
+    engine, what = bench_engine(args, "bench/batch.py")
     print(
-        f"batch: {model} on {where}, {width}x{height}, {args.steps} steps, {args.images}-image "
+        f"batch: {what}, {width}x{height}, {args.steps} steps, {args.images}-image "
         f"batch against 1-image runs, {args.runs} rounds, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.2f}",
         flush=True,

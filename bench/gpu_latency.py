@@ -126,11 +126,12 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def scaled_presets(width: int, height: int) -> list[str]:
-    """The 1024 category's presets scaled to this size (itself at 1024x1024), multiples of 16."""
+    """The 1024 category's presets scaled to this size (itself at 1024x1024): multiples of 16,
+    no side under the smallest the Space takes."""
     scale = (width * height / (1024 * 1024)) ** 0.5
 
     def side(value: str) -> int:
-        return max(16, round(int(value) * scale / 16) * 16)
+        return max(presets.MIN_SIDE, round(int(value) * scale / 16) * 16)
 
     sizes: list[str] = []
     for preset in presets.RESOLUTION_PRESETS["1024"]:
@@ -418,8 +419,8 @@ class Paths:
     def edit(self, engine: Engine) -> Callable[[int], Timings]:
         def run(index: int) -> Timings:
             request = Edit(
-                self.image,
-                INSTRUCTION,
+                image=self.image,
+                instruction=INSTRUCTION,
                 seed=index + 1,
                 strength=EDIT_STRENGTH,
                 steps=self.setup.steps,

@@ -13,8 +13,9 @@
 # Settings (environment): MUTATION_SHOW_DIFFS (non-empty: print each survivor's change),
 # MUTATION_WORKDIR (default /tmp/zimage-mutation, wiped per module),
 # MUTATION_CHILDREN (parallel mutants, default 2), MUTATION_VENV (where mutmut is installed,
-# default ~/.cache/zimage-mutmut: a venv over the system packages, so the project's own pinned
-# packages are the ones under test).
+# default ~/.cache/zimage-mutmut: a venv of its own that also sees the packages of the `python`
+# that runs the project, the active venv's if there is one, so the project's own pinned packages
+# are the ones under test).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,30 +29,39 @@ MODULES=(privacy/policy privacy/output_cache service/images tools/checks guards/
 # The candidate tests of each module: the fast tests of the module itself. Tests that launch the
 # whole app are left out (each mutant would start a server); what they check of these modules is
 # also checked here. Node ids pick the fast tests of a file that also launches the app. Tests
-# that run the code in another process (test_decode_memory.py) cannot be traced to the functions
-# they cover, so mutmut would never run them: left out too.
-BROWSER_STATE=tests/test_security_browser_state.py
+# that run the code in another process (tests/service/test_decode_memory.py) cannot be traced
+# to the functions they cover, so mutmut would never run them: left out too.
+BROWSER_STATE=tests/privacy/test_browser_state.py
 declare -A TESTS=(
-  [privacy/policy]="tests/test_privacy.py $BROWSER_STATE::test_pseudonym_signatures
+  [privacy/policy]="tests/privacy/test_policy.py $BROWSER_STATE::test_pseudonym_signatures
     $BROWSER_STATE::test_key_file_is_made_once_owner_only_and_kept
     $BROWSER_STATE::test_empty_or_malformed_key_file_is_replaced
     $BROWSER_STATE::test_key_file_that_can_be_neither_read_nor_made_raises
     $BROWSER_STATE::test_a_short_operator_secret_is_refused_without_echoing_it"
-  [privacy/output_cache]="tests/test_cache.py"
-  [service/images]="tests/test_images.py"
-  [tools/checks]="tests/test_validation.py"
-  [guards/client_address]="tests/test_client_address.py"
-  [guards/uploads]="tests/test_uploads.py"
-  [privacy/usage_store]="tests/test_analytics.py"
-  [privacy/usage_log]="tests/test_analytics.py"
-  [guards/rate_limit]="tests/test_admission.py"
+  [privacy/output_cache]="tests/privacy/test_output_cache.py"
+  [service/images]="tests/service/test_images.py"
+  [tools/checks]="tests/tools/test_checks.py"
+  [guards/client_address]="tests/guards/test_client_address.py"
+  [guards/uploads]="tests/guards/test_uploads.py"
+  [privacy/usage_store]="tests/privacy/test_usage_log.py"
+  [privacy/usage_log]="tests/privacy/test_usage_log.py"
+  [guards/rate_limit]="tests/guards/test_rate_limit.py"
 )
 
+# The interpreter README's commands install the project into and run it with.
+PYTHON="$(command -v python || command -v python3)"
+# Its site-packages, which the mutmut venv reads through a .pth file. A venv made with
+# --system-site-packages would read the base interpreter's instead, which lacks the project's
+# packages when they live in a venv.
+project_paths="$("$PYTHON" -c 'import sysconfig; print(*sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}), sep="\n")')"
+venv_site_packages() { "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))'; }
 installed="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mutmut"))' \
   2>/dev/null || true)"
-if [[ "$installed" != "$MUTMUT_VERSION" ]]; then
-  echo "installing mutmut $MUTMUT_VERSION into $VENV"
-  python3 -m venv --system-site-packages "$VENV"
+if [[ "$installed" != "$MUTMUT_VERSION" ]] \
+  || [[ "$(cat "$(venv_site_packages)/project.pth" 2>/dev/null)" != "$project_paths" ]]; then
+  echo "installing mutmut $MUTMUT_VERSION into $VENV, over the packages of $PYTHON"
+  "$PYTHON" -m venv --clear "$VENV"
+  echo "$project_paths" >"$(venv_site_packages)/project.pth"
   "$VENV/bin/pip" install --quiet "mutmut==$MUTMUT_VERSION"
 fi
 
@@ -89,7 +99,7 @@ for module in "${modules[@]}"; do
   (cd "$copy" && "$VENV/bin/mutmut" run --max-children "$CHILDREN" >"$copy/run.log" 2>&1) \
     || { tail -40 "$copy/run.log"; echo "mutmut failed on $module (log: $copy/run.log)"; continue; }
   (cd "$copy" && "$VENV/bin/mutmut" results --all true) >"$copy/results.txt"
-  python3 "$ROOT/bench/mutation_score.py" "$module" "$copy/results.txt" \
+  "$PYTHON" "$ROOT/bench/mutation_score.py" "$module" "$copy/results.txt" \
     "$ROOT/bench/mutation_equivalent.txt" "$((SECONDS - start))" | tee "$copy/score.txt"
   if [[ -n "${MUTATION_SHOW_DIFFS:-}" ]]; then
     # What each survivor changed, for writing the test that would notice.

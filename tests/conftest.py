@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,18 @@ class RunningApp:
         if usage_log is not None:
             usage_log.flush()
         return Path(self.settings.data_dir) / "usage.sqlite3"
+
+    @contextmanager
+    def counting_steps(self) -> Iterator[list[int]]:
+        """The denoising steps the engine runs in the block, one entry each (a step is one
+        transformer forward): what ran, told by order rather than by time."""
+        steps: list[int] = []
+        transformer = self.space.service.engine.pipeline.transformer
+        hook = transformer.register_forward_hook(lambda *_: steps.append(len(steps) + 1))
+        try:
+            yield steps
+        finally:
+            hook.remove()
 
 
 def serve(environ: dict[str, str]) -> Iterator[RunningApp]:

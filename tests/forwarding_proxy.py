@@ -8,7 +8,6 @@ Clients pick their source address on the loopback network (127.0.0.2, 127.0.0.3,
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from tests.conftest import free_port
+from tests.launcher import WAIT_S, free_port, wait_until
 
 HOP_BY_HOP = {
     b"connection",
@@ -106,15 +105,12 @@ def forwarding_proxy(upstream: str) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "proxy did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started, WAIT_S, "proxy did not start", poll_s=0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=WAIT_S)
 
 
 def client_from(address: str, **kwargs: Any) -> httpx.Client:

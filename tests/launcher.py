@@ -19,15 +19,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-# A cold start on a loaded 2-core machine (torch, diffusers and gradio imports, the preview
-# pipeline built) takes 10-60 s; the bound only turns a hang into a failure.
-START_TIMEOUT_S = 240.0
+# An operator's usual umask, whatever the test process's became (the app built in-process sets
+# 077): what the app creates must be owner-only because of the app, not of its parent.
+OPERATOR_UMASK = 0o022
+# A cold start (torch, diffusers and gradio imports, the preview pipeline built) takes 10-60 s
+# on a loaded 2-core machine, minutes where other work crowds it; the bound only turns a hang
+# into a failure.
+START_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 60.0
+# The bound on waiting for what the app does on its own (a sweep, a deletion, a reconnection),
+# for the same reason: tests assert what happens and in which order, never how fast.
+WAIT_S = 60.0
 
 
 def free_port() -> int:
@@ -53,7 +60,11 @@ def wait_until(condition: Any, timeout: float, message: str, poll_s: float = 0.2
         time.sleep(poll_s)
 
 
-def app_environment(folder: Path, settings: Mapping[str, str] | None = None) -> dict[str, str]:
+# Settings as environment variables; a value of None removes the variable.
+EnvironmentSettings = Mapping[str, str | None]
+
+
+def app_environment(folder: Path, settings: EnvironmentSettings | None = None) -> dict[str, str]:
     """The environment of an app process: the preview engine, its own temp and data folders
     under `folder`, not on a Space; `settings` on top (a value of None removes a variable)."""
     env = {
@@ -75,6 +86,7 @@ def app_environment(folder: Path, settings: Mapping[str, str] | None = None) -> 
 class AppProcess:
     """One running `python app.py`; its output goes to `log`."""
 
+    name: str
     url: str
     process: subprocess.Popen
     log: Path
@@ -89,24 +101,32 @@ class AppProcess:
     def data_dir(self) -> Path:
         return Path(self.env["ZIMAGE_DATA_DIR"])
 
+    def temp_files(self) -> list[Path]:
+        """Every file in the app's temp folder (outputs, uploads, downloads)."""
+        return [path for path in self.temp_dir.rglob("*") if path.is_file()]
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
     def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while not serving(self.url):
-            assert self.process.poll() is None, f"app exited:\n{self.output()[-4000:]}"
-            assert time.monotonic() < deadline, f"not serving:\n{self.output()[-4000:]}"
+            assert self.process.poll() is None, f"{self.name} exited:\n{self.output()[-4000:]}"
+            assert time.monotonic() < deadline, f"{self.name} not serving:\n{self.output()[-4000:]}"
             time.sleep(0.25)
 
-    def client(self, downloads: Path | None = None, **options: Any) -> Any:
+    def client(self, downloads: Path | Literal[False] | None = None, **options: Any) -> Any:
+        """A gradio_client Client; files it gets go to `downloads` (by default `folder/downloads`;
+        False: not downloaded)."""
         from gradio_client import Client
 
+        if downloads is None:
+            downloads = self.folder / "downloads"
         return Client(
             self.url,
             verbose=False,
             analytics_enabled=False,
-            download_files=str(downloads or self.folder / "downloads"),
+            download_files=False if downloads is False else str(downloads),
             **options,
         )
 
@@ -124,13 +144,15 @@ class AppProcess:
 
 def start_app(
     folder: Path,
-    settings: Mapping[str, str] | None = None,
+    settings: EnvironmentSettings | None = None,
     *,
     wait: bool = True,
     command: Sequence[str] | None = None,
+    cwd: Path = ROOT,
     name: str = "app",
 ) -> AppProcess:
-    """Start `python app.py` (or `command`, which ends with it) on a free port."""
+    """Start `python app.py` (or `command`, which ends with it) in `cwd` on a free port; its
+    output goes to `folder/<name>.log`. `wait`: return once it serves."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = app_environment(folder, {"GRADIO_SERVER_PORT": str(port), **(settings or {})})
@@ -138,12 +160,13 @@ def start_app(
     with open(log, "wb") as output:
         process = subprocess.Popen(
             list(command or [sys.executable, "app.py"]),
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            umask=OPERATOR_UMASK,
         )
-    app = AppProcess(f"http://127.0.0.1:{port}", process, log, folder, env)
+    app = AppProcess(name, f"http://127.0.0.1:{port}", process, log, folder, env)
     if wait:
         try:
             app.wait_serving()
@@ -155,7 +178,7 @@ def start_app(
 
 @contextmanager
 def launched_app(
-    folder: Path, settings: Mapping[str, str] | None = None, **options: Any
+    folder: Path, settings: EnvironmentSettings | None = None, **options: Any
 ) -> Iterator[AppProcess]:
     """`start_app`, stopped with SIGTERM (then killed) when the block ends."""
     app = start_app(folder, settings, **options)
@@ -169,16 +192,19 @@ def launched_app(
                 pass
 
 
-def refused_start(folder: Path, settings: Mapping[str, str], timeout: float = 120) -> str:
-    """Run `python app.py` with settings it must refuse; its output (it must exit 2)."""
-    env = app_environment(folder, settings)
+def refused_start(folder: Path, settings: EnvironmentSettings, timeout: float = 120) -> list[str]:
+    """Run `python app.py` with settings it must refuse: it exits 2 without a traceback.
+    Returns the lines it wrote to stderr."""
     completed = subprocess.run(
         [sys.executable, "app.py"],
         cwd=ROOT,
-        env=env,
+        env=app_environment(folder, settings),
         capture_output=True,
         text=True,
         timeout=timeout,
+        umask=OPERATOR_UMASK,
     )
-    assert completed.returncode == 2, completed.stdout + completed.stderr
-    return completed.stdout + completed.stderr
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2, output
+    assert "Traceback" not in output, output
+    return completed.stderr.strip().splitlines()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zimage import presets
+from zimage.adapters.catalog import AdapterEntry, CatalogError, read_catalog
 
 ENGINE_CHOICES = ("auto", "diffusers", "preview")
 ATTENTION_CHOICES = ("auto", "native", "flash", "_flash_3", "_flash_3_hub", "sage", "flex")
@@ -74,6 +75,7 @@ class Settings:
     queue_max: int = 64
     session_capacity: int = 1000
     rate_per_min: int = 0
+    rate_limit_wait_ms: int = 250
     trusted_proxy_hops: int = 0
     upload_visitor_mb: int = 100
     upload_window_s: int = 300
@@ -92,6 +94,10 @@ class Settings:
     enhancer: str = "auto"
     enhancer_model: str = ""
     enhancer_max_tokens: int = presets.DEFAULT_ENHANCER_MAX_TOKENS
+    loras: tuple[AdapterEntry, ...] = ()
+    lora_from_hub: bool = False
+    lora_max_mb: int = 512
+    lora_hub_keep: int = 4
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,9 +120,10 @@ class Settings:
                 "ZIMAGE_USAGE_DB names a database shared by replicas: set ZIMAGE_BROWSER_SECRET "
                 "to the same value on every replica."
             )
+        model = reader.text("ZIMAGE_MODEL", cls.model)
         return cls(
             engine=reader.choice("ZIMAGE_ENGINE", ENGINE_CHOICES, cls.engine),
-            model=reader.text("ZIMAGE_MODEL", cls.model),
+            model=model,
             edit_model=reader.text("ZIMAGE_EDIT_MODEL", cls.edit_model, allow_empty=True),
             device=reader.device("ZIMAGE_DEVICE", cls.device),
             attention=reader.choice("ZIMAGE_ATTENTION", ATTENTION_CHOICES, cls.attention),
@@ -151,6 +158,9 @@ class Settings:
             ),
             rate_per_min=reader.integer(
                 "ZIMAGE_RATE_PER_MIN", SPACE_RATE_PER_MIN if on_space else 0, 0, 10000
+            ),
+            rate_limit_wait_ms=reader.integer(
+                "ZIMAGE_RATE_LIMIT_WAIT_MS", cls.rate_limit_wait_ms, 10, 60000
             ),
             trusted_proxy_hops=reader.integer(
                 "ZIMAGE_TRUSTED_PROXY_HOPS",
@@ -204,6 +214,10 @@ class Settings:
                 presets.MIN_ENHANCER_MAX_TOKENS,
                 presets.MAX_SEQUENCE_LENGTH,
             ),
+            loras=reader.adapters("ZIMAGE_LORAS", model),
+            lora_from_hub=reader.flag("ZIMAGE_LORA_FROM_HUB", cls.lora_from_hub),
+            lora_max_mb=reader.integer("ZIMAGE_LORA_MAX_MB", cls.lora_max_mb, 1, 4096),
+            lora_hub_keep=reader.integer("ZIMAGE_LORA_HUB_KEEP", cls.lora_hub_keep, 1, 32),
         )
 
     @property
@@ -372,6 +386,13 @@ class _Reader:
             return raw
 
         return self._parse(name, "", parse, "give a folder this user can create and write in")
+
+    def adapters(self, name: str, model: str) -> tuple[AdapterEntry, ...]:
+        """The operator's adapters: a JSON list, inline or in a file (zimage/adapters/catalog.py)."""
+        try:
+            return read_catalog(self._raw(name) or "", model, name)
+        except CatalogError as error:
+            raise SettingsError(str(error)) from None
 
     def device(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:

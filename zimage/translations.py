@@ -38,6 +38,16 @@ PAGE_TEXT: dict[str, tuple[str, str]] = {
     "controls.stop": ("Stop", "停止"),
     "controls.seed_used": ("Seed used", "所用种子"),
     "controls.examples": ("Examples", "示例"),
+    "adapters.title": ("Style adapters (LoRA)", "风格适配器（LoRA）"),
+    "adapters.note": (
+        "Pick up to two: click a picture, or choose by name. Strength 0 leaves one out.",
+        "最多选两个：点击图片或按名称选择。强度为 0 即不使用。",
+    ),
+    "adapters.gallery": ("Adapters", "适配器"),
+    "adapters.first": ("Adapter", "适配器"),
+    "adapters.second": ("Second adapter", "第二个适配器"),
+    "adapters.scale": ("Strength", "强度"),
+    "adapters.triggers": ("Add trigger words", "加入触发词"),
     # -- text to image
     "generate.prompt": ("Prompt", "提示词"),
     "generate.prompt_placeholder": (

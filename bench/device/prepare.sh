@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Here, with network: download into .whl/ (git-ignored) the wheels that bench/gpu_latency.py
-# needs and the device machine's image lacks. That image (nvidia-h200: Python 3.12, torch 2.11,
+# and bench/lora.py need and the device machine's image lacks. That image (nvidia-h200: Python 3.12, torch 2.11,
 # transformers 5.17, huggingface_hub 1.33, safetensors 0.8) has no diffusers and no torchao, and
 # reaches no registry; bench/device/run.sh installs these there without network.
 #
@@ -13,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-WHEELS=(diffusers==0.42.1 torchao==0.18.0)
+# peft (and accelerate, which peft imports) for bench/lora.py's adapters.
+WHEELS=(diffusers==0.42.1 torchao==0.18.0 peft==0.21.2 accelerate==1.15.0)
 LIMIT_MIB=60  # the device tool carries at most 64 MiB: wheels plus the working tree
 
 rm -rf .whl

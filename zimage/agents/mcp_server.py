@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -37,7 +37,7 @@ from zimage.service.visitors import Visitor, visitor_from_http
 from zimage.settings import Settings
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
-from zimage.tools.parameters import Kind, ToolRequest
+from zimage.tools.parameters import Kind, Offer, ToolRequest
 from zimage.tools.text_to_image import TextToImage
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,10 @@ _ANSWERS = {
 _IMAGE_DATA = "Send the file as base64 text or a data: URI."
 
 
-def tool_listing(tool: type[ToolRequest]) -> types.Tool:
-    """A tool as MCP lists it: its description and input schema from the tool's request."""
-    schema = tool.input_schema()
+def tool_listing(tool: type[ToolRequest], offered: Mapping[str, Offer] | None = None) -> types.Tool:
+    """A tool as MCP lists it: its description and input schema from the tool's request, with
+    the choices `offered` here (the adapters' names)."""
+    schema = tool.input_schema(offered)
     for name, described in tool.parameters(for_agents=True).items():
         if described.kind is Kind.FILE:  # agents send files inline
             schema["properties"][name]["description"] += " " + _IMAGE_DATA
@@ -102,7 +103,8 @@ class McpEndpoint:
         return (*AGENT_TOOLS, ENHANCE_TOOL) if can_enhance else AGENT_TOOLS
 
     async def _list_tools(self) -> list[types.Tool]:
-        return [tool_listing(tool) for tool in self._tools()]
+        offered = self.service.adapters.offer()
+        return [tool_listing(tool, offered) for tool in self._tools()]
 
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> list[Any]:
         context = self.server.request_context

@@ -8,7 +8,8 @@ session is refused to an address that already holds `per_address` of them, with 
 
 The manager's own hooks are used, as mcp 1.30 names them: `_admit_session` (under its session
 lock, when it registers a new session) and `_discard_session` (however a session ends: the
-client's DELETE, the idle expiry, a failed opening request). tests/test_security_mcp.py
+client's DELETE, the idle expiry, a failed opening request).
+tests/guards/test_strangers.py::test_one_address_cannot_lock_other_agents_out_of_mcp
 catches an mcp that changes them.
 """
 

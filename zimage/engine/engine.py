@@ -33,6 +33,7 @@ from diffusers import (
 from PIL import Image, ImageFilter
 
 from zimage import presets
+from zimage.engine.adapters import LoadedAdapters
 from zimage.engine.batch_memory import (
     BatchMemory,
     available_bytes,
@@ -154,6 +155,8 @@ class Engine:
         for edit_pipeline in (self.img2img, self.inpaint):
             edit_pipeline.set_progress_bar_config(disable=True)
         self.speed = DenoiseSpeed()
+        # LoRA adapters in the shared transformer: every pipeline above uses them.
+        self.adapters = LoadedAdapters(pipeline)
         # What a text-to-image batch needs beyond the weights, and what it may use: the free
         # memory of the device (`free_memory`, a probe), at most `memory_budget_bytes` if > 0.
         self.batch_memory = BatchMemory.of_pipeline(pipeline)
@@ -380,6 +383,8 @@ class Engine:
             # second); the serving process keeps it for the next ones.
             fitted = LatentPreview.fit(self.pipeline.vae)
             job = replace(job, preview_map=fitted)
+        # In the process that runs the job (a ZeroGPU worker is one): this run's adapters only.
+        self.adapters.activate(request.adapters)
         with self._freeing_memory_on_oom(request):
             if isinstance(request, TextToImage):
                 done = self._run_text_to_image(job, report)

@@ -19,6 +19,7 @@ class ImageEngine(Protocol):
     attention_backend: str
     enhancer: Any  # the prompt enhancer, or None where it does not run
     prompt_embeddings: Any  # the visitors' reused prompt embeddings, or None
+    adapters: Any  # the LoRA adapters loaded (zimage/engine/adapters.py), or None
 
     @property
     def is_preview(self) -> bool: ...

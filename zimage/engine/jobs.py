@@ -79,12 +79,14 @@ class JobControl:
 @dataclass(frozen=True)
 class RunHooks:
     """How a door follows one request while it runs: its stop control, and optional callbacks
-    for progress (step, total), each step's preview frames and the enhanced text so far."""
+    for progress (step, total), each step's preview frames, the enhanced text so far and the
+    bytes of an adapter being fetched (done, total)."""
 
     control: JobControl = field(default_factory=JobControl)
     progress: ProgressCallback | None = None
     on_preview: PreviewCallback | None = None
     on_text: TextCallback | None = None
+    fetching: ProgressCallback | None = None
 
 
 class StopBoard:

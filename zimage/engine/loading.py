@@ -83,6 +83,7 @@ class UnavailableEngine:
     edit_methods = "none"
     enhancer = None
     prompt_embeddings = None
+    adapters = None
 
     def __init__(self, reason: str) -> None:
         self.description = reason

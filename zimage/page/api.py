@@ -16,6 +16,7 @@ import gradio as gr
 from zimage.engine.jobs import PreviewCallback, RunHooks, TextCallback
 from zimage.page.errors import readable_errors
 from zimage.page.outputs import (
+    download_reporter,
     gallery_of,
     preview_frames,
     progress_reporter,
@@ -68,7 +69,12 @@ class ScriptEndpoints:
         with self.running.control() as control, preview_frames(self.service, visitor) as shown:
 
             def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
-                hooks = RunHooks(control, progress_reporter(progress), on_preview=on_preview)
+                hooks = RunHooks(
+                    control,
+                    progress_reporter(progress),
+                    on_preview=on_preview,
+                    fetching=download_reporter(progress),
+                )
                 return self.service.text_to_image(asked, visitor, hooks)
 
             outcomes = yield from stream_while_running(
@@ -83,7 +89,11 @@ class ScriptEndpoints:
             outcome = self.service.edit(
                 asked,
                 visitor_of(request, self.settings),
-                RunHooks(control=control, progress=progress_reporter(progress)),
+                RunHooks(
+                    control=control,
+                    progress=progress_reporter(progress),
+                    fetching=download_reporter(progress),
+                ),
             )
         result = save_output(outcome, self.service)
         self.service.keep_files(outcome, [asked.image, asked.mask])
@@ -131,9 +141,10 @@ class ScriptEndpoints:
         run: Callable[..., Any],
         outputs: list[gr.components.Component],
     ) -> None:
-        inputs = [hidden_input(name, p) for name, p in tool.parameters().items()]
+        offered = self.service.adapters.offer()
+        inputs = [hidden_input(name, p) for name, p in tool.parameters(offered=offered).items()]
         gr.Button(visible=False).click(
-            readable_errors(endpoint_for(tool, run)),
+            readable_errors(endpoint_for(tool, run, offered)),
             inputs=inputs,
             outputs=outputs,
             api_name=tool.tool_name,

@@ -34,7 +34,11 @@ class ToolForm:
 
     def restored(self, settings: Mapping[str, Any]) -> dict[gr.components.Component, Any]:
         """Widget values that repeat a kept image's settings (its own seed, not a random one)."""
-        shown = {widget: settings[name] for name, widget in self.widgets.items() if name in settings}
+        shown = {
+            widget: settings[name]
+            for name, widget in self.widgets.items()
+            if settings.get(name) is not None  # None: the default, which the widget shows
+        }
         if "randomize_seed" in self.widgets:
             shown[self.widgets["randomize_seed"]] = False
         return shown

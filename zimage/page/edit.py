@@ -8,6 +8,8 @@ from pathlib import Path
 import gradio as gr
 
 from zimage import presets
+from zimage.adapters.menu import AdapterMenu
+from zimage.page.adapters import AdapterControls, adapter_controls
 from zimage.page.controls import (
     EnhanceControls,
     ToolForm,
@@ -38,9 +40,10 @@ class EditTab:
     seed_used: gr.Textbox
     method_used: gr.Textbox
     enhance: EnhanceControls
+    adapters: AdapterControls
 
 
-def edit_tab(enhancer_available: bool) -> EditTab:
+def edit_tab(enhancer_available: bool, adapters: AdapterMenu) -> EditTab:
     parameters = Edit.parameters()
     gr.Markdown(t("edit.note"))
     with gr.Row():
@@ -66,6 +69,7 @@ def edit_tab(enhancer_available: bool) -> EditTab:
             strength = slider(parameters["strength"], t("edit.strength"), step=0.05)
             with gr.Row():
                 seed, randomize_seed = seed_controls()
+            styles = adapter_controls(adapters)
             with gr.Accordion(t("controls.advanced"), open=False):
                 steps = slider(parameters["steps"], t("controls.steps"), step=1)
             with gr.Row():
@@ -99,8 +103,9 @@ def edit_tab(enhancer_available: bool) -> EditTab:
             "seed": seed,
             "randomize_seed": randomize_seed,
             "steps": steps,
+            **styles.widgets,
         },
     )
     return EditTab(
-        editor, form, instruction, run, stop, before_after, seed_used, method_used, enhance
+        editor, form, instruction, run, stop, before_after, seed_used, method_used, enhance, styles
     )

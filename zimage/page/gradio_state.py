@@ -13,7 +13,7 @@ gradio_client is one (issue 13: 12,000 refused calls took the server from 735 MB
   off: see ui.build_demo).
 
 zimage imports gradio only in ui.py: this module works on the Blocks object it is given and
-names each internal it touches here, so that tests/test_sessions.py catches a Gradio that
+names each internal it touches here, so that tests/page/test_sessions.py catches a Gradio that
 changes them. `forget_stale` must run on the server's event loop, where Gradio changes these
 structures (the `lifespan` below does that), so that it never races with them.
 """

@@ -14,6 +14,7 @@ from zimage.engine.jobs import JobControl, PreviewCallback, RunHooks, TextCallba
 from zimage.page.controls import ToolForm
 from zimage.page.language import language_of, t
 from zimage.page.outputs import (
+    download_reporter,
     gallery_of,
     preview_frames,
     progress_reporter,
@@ -78,7 +79,12 @@ class PageHandlers:
                     asked = dataclasses.replace(asked, prompt=enhanced)
 
                 def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
-                    hooks = RunHooks(control, progress_reporter(progress), on_preview=on_preview)
+                    hooks = RunHooks(
+                        control,
+                        progress_reporter(progress),
+                        on_preview=on_preview,
+                        fetching=download_reporter(progress),
+                    )
                     return self.service.text_to_image(asked, visitor, hooks)
 
                 outcomes = yield from stream_while_running(
@@ -119,7 +125,12 @@ class PageHandlers:
                     asked = dataclasses.replace(asked, instruction=enhanced)
 
                 def work(on_preview: PreviewCallback) -> ImageOutcome:
-                    hooks = RunHooks(control, progress_reporter(progress), on_preview=on_preview)
+                    hooks = RunHooks(
+                        control,
+                        progress_reporter(progress),
+                        on_preview=on_preview,
+                        fetching=download_reporter(progress),
+                    )
                     return self.service.edit(asked, visitor, hooks)
 
                 outcome = yield from stream_while_running(

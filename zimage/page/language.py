@@ -97,7 +97,7 @@ def page_translations(settings: Settings, engine: EngineFacts) -> gr.I18n:
 def _built_text(settings: Settings, engine: EngineFacts, language: str) -> dict[str, str]:
     def notice(updated: bool) -> str:
         text = policy.banner_markdown(
-            output_ttl_minutes=settings.output_ttl_s / 60,
+            output_ttl_s=settings.output_ttl_s,
             retention_days=settings.log_retention_days,
             analytics_enabled=settings.analytics,
             policy_updated=updated,

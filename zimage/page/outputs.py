@@ -22,6 +22,8 @@ from zimage.service.visitors import Visitor
 EXPORT_FILES = "export"
 FORMING = "forming…"
 
+MEGABYTE = 1024 * 1024
+
 
 def save_output(outcome: ImageOutcome, service: ZImageService) -> str:
     """Write the PNG where Gradio serves files from; the output is served from that file alone.
@@ -91,5 +93,15 @@ def preview_frames(service: ZImageService, visitor: Visitor) -> Iterator[Preview
 def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
     def report(step: int, total: int) -> None:
         progress((step, total), desc="Denoising")
+
+    return report
+
+
+def download_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
+    """Shows an adapter's download from the Hub, in megabytes."""
+
+    def report(done: int, total: int) -> None:
+        shown = (done // MEGABYTE, max(1, total // MEGABYTE))
+        progress(shown, desc="Downloading the adapter", unit="MB")
 
     return report

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from zimage.page.adapters import preview_files
 from zimage.page.api import GPU_QUEUE, ScriptEndpoints
 from zimage.page.edit import SAMPLES, edit_tab
 from zimage.page.errors import readable_errors
@@ -56,7 +57,7 @@ def build_demo(
     handlers = PageHandlers(service, settings, running, keys)
     # Served from the repository, so the temp-folder sweeper never deletes them; the sample
     # images only, never the rest of the folder (the script that made them).
-    gr.set_static_paths(sorted(SAMPLES.glob("*.png")))
+    gr.set_static_paths([*sorted(SAMPLES.glob("*.png")), *preview_files(service.adapters)])
     # No delete_cache: Housekeeping deletes temp files on its timer and at shutdown. Gradio's
     # own clean-up iterates sets that worker threads add to ("Set changed size during
     # iteration" at shutdown) and forgets only the files it deleted itself.
@@ -70,9 +71,9 @@ def build_demo(
         with gr.Tabs() as tabs:
             enhancer_available = service.engine_facts.can_enhance
             with gr.Tab(t("tab.generate"), id="generate"):
-                text_tab = text_to_image_tab(enhancer_available)
+                text_tab = text_to_image_tab(enhancer_available, service.adapters)
             with gr.Tab(t("tab.edit"), id="edit"):
-                edit = edit_tab(enhancer_available)
+                edit = edit_tab(enhancer_available, service.adapters)
             with gr.Tab(t("tab.privacy"), id="privacy"):
                 data = privacy_tab()
         history = history_panel()
@@ -83,6 +84,7 @@ def build_demo(
             handlers.on_page_load,
             inputs=browser,
             outputs=[browser, banner.accordion, banner.text, banner.opt_out, data.opt_out],
+            api_name="on_page_load",
             **LIGHT,
         )
         banner.acknowledge.click(
@@ -96,7 +98,11 @@ def build_demo(
             toggle.input(None, inputs=toggle, outputs=twin, js=MIRROR, **LIGHT)
             toggle.input(handlers.set_opt_out, inputs=[toggle, browser], outputs=browser, **LIGHT)
         data.show.click(
-            handlers.show_my_data, inputs=browser, outputs=[data.shown, data.download], **LIGHT
+            handlers.show_my_data,
+            inputs=browser,
+            outputs=[data.shown, data.download],
+            api_name="show_my_data",
+            **LIGHT,
         )
         data.delete.click(lambda: gr.Row(visible=True), outputs=data.confirm_row, **LIGHT)
         data.cancel.click(lambda: gr.Row(visible=False), outputs=data.confirm_row, **LIGHT)
@@ -104,6 +110,7 @@ def build_demo(
             handlers.delete_my_data,
             inputs=browser,
             outputs=[data.shown, data.status, browser],
+            api_name="delete_my_data",
             **LIGHT,
         ).then(
             lambda: (gr.Row(visible=False), gr.DownloadButton(visible=False)),

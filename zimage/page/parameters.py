@@ -15,12 +15,12 @@ component metaclass write a `.pyi` stub file next to this module at import time.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import gradio as gr
 
-from zimage.tools.parameters import Kind, Parameter, ToolRequest
+from zimage.tools.parameters import Kind, Offer, Parameter, ToolRequest
 
 Component = TypeVar("Component", bound=gr.components.Component)
 
@@ -55,8 +55,12 @@ def hidden_input(name: str, parameter: Parameter) -> gr.components.Component:
         return described(
             gr.Gallery(label=name, type="filepath", buttons=["download"]), text
         )
-    if parameter.kind is Kind.CHOICE:
-        return described(gr.Dropdown(list(parameter.choices), value=value, label=name), text)
+    if parameter.kind is Kind.CHOICE and parameter.choices:
+        # Any value reaches our own check, which answers with our sentence.
+        dropdown = gr.Dropdown(
+            list(parameter.choices), value=value, label=name, allow_custom_value=True
+        )
+        return described(dropdown, text)
     return described(gr.Textbox(label=name, value=value), text)
 
 
@@ -65,12 +69,14 @@ def integer_output(label: str, description: str) -> gr.Number:
     return described(gr.Number(label=label), description, "integer")
 
 
-def endpoint_for(tool: type[ToolRequest], run: Callable[..., Any]) -> Callable[..., Any]:
+def endpoint_for(
+    tool: type[ToolRequest], run: Callable[..., Any], offered: Mapping[str, Offer] | None = None
+) -> Callable[..., Any]:
     """A handler named after the tool, taking its parameters by name (their defaults from the
     description), then Gradio's request and progress; it calls `run(request, gr_request,
     progress)` with the tool's request object. The docstring is the tool's summary, parameters
-    and returns, as Gradio's API page reads it."""
-    parameters = tool.parameters()
+    (with the choices `offered` here) and returns, as Gradio's API page reads it."""
+    parameters = tool.parameters(offered=offered)
     names = list(parameters)
 
     if inspect.isgeneratorfunction(run):
@@ -102,11 +108,11 @@ def endpoint_for(tool: type[ToolRequest], run: Callable[..., Any]) -> Callable[.
     handler.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     handler.__annotations__ = {"request": gr.Request}
     handler.__name__ = handler.__qualname__ = tool.tool_name
-    handler.__doc__ = _docstring(tool)
+    handler.__doc__ = _docstring(tool, parameters)
     return handler
 
 
-def _docstring(tool: type[ToolRequest]) -> str:
+def _docstring(tool: type[ToolRequest], parameters: Mapping[str, Parameter]) -> str:
     lines = [tool.summary(), "", "Args:"]
-    lines += [f"    {name}: {p.text}" for name, p in tool.parameters().items()]
+    lines += [f"    {name}: {p.text}" for name, p in parameters.items()]
     return "\n".join([*lines, "", "Returns:", f"    {tool.returns}"])

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from zimage import presets
+from zimage.adapters.menu import AdapterMenu
+from zimage.page.adapters import AdapterControls, adapter_controls
 from zimage.page.controls import (
     EnhanceControls,
     ToolForm,
@@ -30,9 +32,10 @@ class TextToImageTab:
     images: gr.Gallery
     seed_used: gr.Textbox
     enhance: EnhanceControls
+    adapters: AdapterControls
 
 
-def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
+def text_to_image_tab(enhancer_available: bool, adapters: AdapterMenu) -> TextToImageTab:
     parameters = TextToImage.parameters()
     with gr.Row():
         with gr.Column(scale=1):
@@ -59,6 +62,7 @@ def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
             with gr.Row():
                 seed, randomize_seed = seed_controls()
                 num_images = slider(parameters["num_images"], t("generate.images"), step=1)
+            styles = adapter_controls(adapters)
             with gr.Accordion(t("controls.advanced"), open=False):
                 steps = slider(parameters["steps"], t("controls.steps"), step=1)
                 shift = slider(parameters["shift"], t("generate.shift"), step=0.1)
@@ -101,10 +105,11 @@ def text_to_image_tab(enhancer_available: bool) -> TextToImageTab:
             "steps": steps,
             "shift": shift,
             "num_images": num_images,
+            **styles.widgets,
         },
         fixed={"live_preview": True},
     )
-    return TextToImageTab(form, prompt, run, stop, images, seed_used, enhance)
+    return TextToImageTab(form, prompt, run, stop, images, seed_used, enhance, styles)
 
 
 def resolution_choices(category: str) -> list[tuple[str, str]]:

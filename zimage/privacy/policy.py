@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from zimage.translations import ENGLISH, duration, words
+from zimage.translations import ENGLISH, duration, lifetime, words
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def banner_needs_showing(acknowledged_version: str | None) -> bool:
 
 
 def banner_markdown(
-    output_ttl_minutes: float,
+    output_ttl_s: int,
     retention_days: int,
     analytics_enabled: bool,
     policy_updated: bool,
@@ -70,7 +70,7 @@ def banner_markdown(
         language,
         lead_in=words("banner.updated", language) if policy_updated else "",
         kept=kept,
-        lifetime=duration(output_ttl_minutes, "minute", language),
+        lifetime=lifetime(output_ttl_s, language),
         version=POLICY_VERSION,
     )
 

@@ -48,7 +48,9 @@ class SharedDatabase:
                 reason,
             )
         usage_lane = Lane(url, "usage log", STORE_TIMEOUT_S, on_connect=schema.ensure)
-        limit_lane = rate_limit_lane(url, on_connect=schema.ensure)
+        limit_lane = rate_limit_lane(
+            url, timeout_s=settings.rate_limit_wait_ms / 1000, on_connect=schema.ensure
+        )
         if settings.rate_per_min:
             # Connected before the first request, which would otherwise wait for it (and, past
             # the rate limit's short deadline, be counted on this replica only).

@@ -10,7 +10,7 @@ Its commits do not wait for the disk (`synchronous_commit=off` on its own connec
 database crash may forget the last fraction of a second of counts, which only lets a few
 requests more through, and each round trip is about half as long (BENCHMARKS.md).
 
-When the database does not answer within `SHARED_LIMIT_TIMEOUT_S` (down, slow, reconnecting),
+When the database does not answer within ZIMAGE_RATE_LIMIT_WAIT_MS (down, slow, reconnecting),
 the replica counts the request in its own memory instead (RateLimiter), so a request is never
 failed or held up by the database.
 """
@@ -31,18 +31,18 @@ from zimage.replicas.connection import Lane
 
 log = logging.getLogger(__name__)
 
-# The longest a request waits for the shared count before counting locally.
-SHARED_LIMIT_TIMEOUT_S = 0.25
 # At most one warning about counting locally this often.
 _FALLBACK_WARNING_INTERVAL_S = 60.0
 
 
 def rate_limit_lane(
     url: str,
+    *,
+    timeout_s: float,
     on_connect: Callable[[psycopg.Connection], None] | None = None,
-    timeout_s: float = SHARED_LIMIT_TIMEOUT_S,
 ) -> Lane:
-    """The connection a replica counts requests on (commits not waiting for the disk)."""
+    """The connection a replica counts requests on (commits not waiting for the disk); a
+    request waits at most `timeout_s` for its count before it is counted locally."""
     return Lane(url, "rate limit", timeout_s, on_connect=on_connect, synchronous_commit=False)
 
 

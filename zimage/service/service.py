@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from zimage import presets
+from zimage.adapters.menu import AdapterMenu, Styled
 from zimage.engine.errors import (
     Cancelled,
     EngineError,
@@ -32,6 +33,7 @@ from zimage.engine.errors import (
 )
 from zimage.engine.interface import ImageEngine
 from zimage.engine.jobs import JobControl, RunHooks, StopReason
+from zimage.engine.lora_files import AdapterRefused
 from zimage.engine.results import Timings
 from zimage.guards.rate_limit import RateLimited, RateLimiter
 from zimage.privacy.output_cache import CacheEntry, OutputCache
@@ -106,8 +108,10 @@ class ZImageService:
         moderation: Moderation | None = None,
         rate_limiter: RateLimiter | None = None,
         replicas: ReplicaLink | None = None,
+        adapters: AdapterMenu | None = None,
     ) -> None:
         self.engine = engine
+        self.adapters = adapters or AdapterMenu()
         self.image_limits = image_limits
         self.cache = cache
         self.usage_log = usage_log
@@ -146,17 +150,19 @@ class ZImageService:
         with self._logged("generate", visitor, hooks) as note:
             self._admit(visitor)
             request = request.checked()
+            asked_prompt = request.prompt
+            request = self._with_adapters(request, hooks)
             self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
             seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
             request = dataclasses.replace(request, seed=seed, owner=visitor.owner)
-            note.params = request.logged_settings()
-            note.prompt = request.prompt
+            note.params = self.adapters.usage_settings(request)
+            note.prompt = asked_prompt
             if not request.live_preview:
                 hooks = dataclasses.replace(hooks, on_preview=None)
             result = self.engine.text_to_image(request, hooks)
             for image in result.images:
                 self.moderation.check_output(image)
-            settings = {"prompt": request.prompt, **note.params}
+            settings = {"prompt": asked_prompt, **request.logged_settings()}
             return [
                 self._keep(visitor, note, image, seed, "text-to-image", result.timings, settings)
                 for image, seed in zip(result.images, result.seeds)
@@ -173,6 +179,8 @@ class ZImageService:
         with self._logged("edit", visitor, hooks) as note:
             self._admit(visitor)
             request = request.checked()
+            asked_instruction = request.instruction
+            request = self._with_adapters(request, hooks)
             self._check_text(request.instruction, "instruction")
             seed = choose_seed(request.seed, request.randomize_seed)
             if request.image is None:
@@ -182,14 +190,17 @@ class ZImageService:
                 mask = load_mask(request.mask, picture.size, self.image_limits)
             else:
                 mask = painted_mask(request.mask_layers, picture.size, self.image_limits)
+            if mask is None and request.adapters and self.engine_facts.edits_with_omni:
+                raise InputError(
+                    "Adapters do not apply to whole-image edits on this Space (they run on the "
+                    "image-conditioned edit model): paint the area to change, or choose none."
+                )
             request = dataclasses.replace(
                 request, image=picture, mask=mask, mask_layers=(), seed=seed, owner=visitor.owner
             )
-            note.params = {
-                "resolution": f"{picture.width}x{picture.height}",
-                **request.logged_settings(),
-            }
-            note.prompt = request.instruction
+            resolution = {"resolution": f"{picture.width}x{picture.height}"}
+            note.params = {**resolution, **self.adapters.usage_settings(request)}
+            note.prompt = asked_instruction
             result = self.engine.edit(request, hooks)
             note.params["method"] = result.method
             self.moderation.check_output(result.image)
@@ -200,7 +211,12 @@ class ZImageService:
                 result.seed,
                 result.method,
                 result.timings,
-                {"instruction": request.instruction, **note.params},
+                {
+                    "instruction": asked_instruction,
+                    **resolution,
+                    **request.logged_settings(),
+                    "method": result.method,
+                },
             )
 
     def enhance_prompt(
@@ -235,6 +251,15 @@ class ZImageService:
         if self._shutting_down:
             raise ShuttingDown()
         self.rate_limiter.admit(visitor.client_ip)
+
+    def _with_adapters(self, request: Styled, hooks: RunHooks) -> Styled:
+        """The request with its adapters resolved and trigger words added (a visitor-named Hub
+        adapter is fetched now, outside the GPU slot, its bytes shown as progress)."""
+        return self.adapters.applied(
+            request,
+            progress=hooks.fetching,
+            should_stop=lambda: hooks.control.stop_reason() is not None,
+        )
 
     def _check_text(self, text: str, what: str, cut: bool = False) -> None:
         """Within the model's token limit (or, if `cut`, read only up to it), and past the prompt
@@ -418,6 +443,7 @@ OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (ContentFlagged, "flagged"),
     (RateLimited, "error:rate_limited"),
     (InputError, "error:input"),
+    (AdapterRefused, "error:input"),
     (ImageInputError, "error:input"),
     (OutOfGpuMemory, "error:out_of_memory"),
     (TimedOut, "error:timeout"),

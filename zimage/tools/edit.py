@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from zimage import presets
+from zimage.tools.adapters import ADAPTER, ADAPTER_SCALE, TRIGGER_WORDS, AdapterUse
 from zimage.tools.common import RANDOMIZE_SEED, SEED, STEPS
 from zimage.tools.parameters import Kind, Parameter, ToolRequest, parameter
 
@@ -57,6 +58,7 @@ class Edit(ToolRequest):
     returns: ClassVar[str] = (
         "The edited PNG, the seed used, and the method that ran: img2img, inpaint or omni."
     )
+    text_field: ClassVar[str] = "instruction"
 
     image: Any = parameter(IMAGE)
     instruction: str = parameter(INSTRUCTION)
@@ -65,7 +67,13 @@ class Edit(ToolRequest):
     seed: int = parameter(SEED)
     randomize_seed: bool = parameter(RANDOMIZE_SEED)
     steps: int = parameter(STEPS)
+    lora: str = parameter(ADAPTER)
+    lora_scale: float | None = parameter(ADAPTER_SCALE)
+    lora_2: str = parameter(ADAPTER, description="Optional second style adapter, as `lora`.")
+    lora_2_scale: float | None = parameter(ADAPTER_SCALE)
+    trigger_words: bool = parameter(TRIGGER_WORDS)
     mask_layers: Sequence[Any] = field(default=())
+    adapters: tuple[AdapterUse, ...] = ()
 
     num_images: ClassVar[int] = 1
 

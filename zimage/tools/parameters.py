@@ -56,7 +56,8 @@ class Parameter:
     same numbers the checks use, so the text cannot drift from them. `label` names the value in
     messages ("Steps must be from 1 to 50"). `aliases` are other names callers may use for it
     (the official Space's names). `logged`: its value goes into the usage log's settings (never
-    set it on free text). `for_agents`: listed in the MCP tool schema.
+    set it on free text). `for_agents`: listed in the MCP tool schema. `offered`: the choices
+    are known only once the settings are read; each door fills them in (`Offer`).
     """
 
     kind: Kind
@@ -70,6 +71,16 @@ class Parameter:
     logged: bool = False
     for_agents: bool = True
     check: Callable[[Any], Any] | None = None  # instead of the kind's own check
+    offered: str = ""  # the key of the `Offer` that gives the choices
+
+    def with_offer(self, offer: Offer) -> Parameter:
+        """This parameter with the choices a running Space offers."""
+        more = offer.more.replace("{", "{{").replace("}", "}}")
+        return dataclasses.replace(
+            self,
+            choices=() if offer.open else offer.choices,
+            description=f"{self.description} {more}".strip(),
+        )
 
     @property
     def required(self) -> bool:
@@ -118,6 +129,8 @@ class Parameter:
             schema["items"] = {"type": "string"}
         if not self.required:
             schema["default"] = self.default
+            if self.default is None and self.kind is Kind.NUMBER:
+                schema["type"] = ["number", "null"]
         return schema
 
 
@@ -132,6 +145,17 @@ _JSON_TYPES = {
     Kind.FILE: "string",
     Kind.FILES: "array",
 }
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The choices of an `offered` parameter on a running Space: `choices` (the schema's enum
+    unless `open`, when other values are accepted too) and `more`, a sentence added to the
+    description (what each choice is)."""
+
+    choices: tuple[str, ...]
+    more: str = ""
+    open: bool = False
 
 
 def _number(value: Any) -> str:
@@ -170,13 +194,21 @@ class ToolRequest:
     owner: str = ""
 
     @classmethod
-    def parameters(cls, for_agents: bool = False) -> dict[str, Parameter]:
-        """The tool's parameters by name, in order (those agents may set, if asked)."""
-        return {
+    def parameters(
+        cls, for_agents: bool = False, offered: Mapping[str, Offer] | None = None
+    ) -> dict[str, Parameter]:
+        """The tool's parameters by name, in order (those agents may set, if asked), with the
+        choices `offered` filled in."""
+        described = {
             field.name: field.metadata["parameter"]
             for field in dataclasses.fields(cls)
             if "parameter" in field.metadata
             and (field.metadata["parameter"].for_agents or not for_agents)
+        }
+        offered = offered or {}
+        return {
+            name: p.with_offer(offered[p.offered]) if p.offered in offered else p
+            for name, p in described.items()
         }
 
     @classmethod
@@ -225,9 +257,9 @@ class ToolRequest:
         return {name: getattr(self, name) for name in logged}
 
     @classmethod
-    def input_schema(cls) -> dict[str, Any]:
+    def input_schema(cls, offered: Mapping[str, Offer] | None = None) -> dict[str, Any]:
         """The tool's input as JSON Schema, as agents see it."""
-        parameters = cls.parameters(for_agents=True)
+        parameters = cls.parameters(for_agents=True, offered=offered)
         return {
             "type": "object",
             "properties": {name: p.json_schema() for name, p in parameters.items()},

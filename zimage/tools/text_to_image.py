@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from zimage import presets
+from zimage.tools.adapters import ADAPTER, ADAPTER_SCALE, TRIGGER_WORDS, AdapterUse
 from zimage.tools.checks import parse_resolution
 from zimage.tools.common import PROMPT, RANDOMIZE_SEED, RESOLUTION, SEED, SHIFT, STEPS
 from zimage.tools.parameters import Kind, Parameter, ToolRequest, parameter
@@ -36,6 +37,7 @@ class TextToImage(ToolRequest):
     tool_name: ClassVar[str] = "text_to_image"
     agent_name: ClassVar[str] = "text_to_image"
     returns: ClassVar[str] = "The images (captions \"seed N\") and the seed of the first image."
+    text_field: ClassVar[str] = "prompt"
 
     prompt: str = parameter(PROMPT)
     resolution: str = parameter(RESOLUTION)
@@ -49,6 +51,13 @@ class TextToImage(ToolRequest):
     shift: float = parameter(SHIFT)
     num_images: int = parameter(NUM_IMAGES)
     live_preview: bool = parameter(LIVE_PREVIEW)
+    lora: str = parameter(ADAPTER)
+    lora_scale: float | None = parameter(ADAPTER_SCALE)
+    lora_2: str = parameter(ADAPTER, description="Optional second style adapter, as `lora`.")
+    lora_2_scale: float | None = parameter(ADAPTER_SCALE)
+    trigger_words: bool = parameter(TRIGGER_WORDS)
+    # The adapters the engine runs, resolved by the service from the names. Not a parameter.
+    adapters: tuple[AdapterUse, ...] = ()
     # The official Space's way, for /generate: a prompt longer than the text encoder reads is
     # cut there (and the server log says so) instead of refused. Not a parameter.
     cut_long_prompt: bool = False

@@ -1,0 +1,1 @@
+"""The checks, one module per family of promises; each names the promises it owns."""
