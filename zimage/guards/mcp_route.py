@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zimage.engine.errors import INTERNAL_FAILURE
-from zimage.guards.asgi import parse_json
+from zimage.guards.asgi import RewrittenAnswer, parse_json
 from zimage.guards.public_errors import reveals_server
 
 MCP_PATH = "/gradio_api/mcp"
@@ -74,46 +74,23 @@ class McpRoute:
         return item
 
 
-class _PublicAnswer:
+class _PublicAnswer(RewrittenAnswer):
     """One MCP answer on its way out: a JSON body is held and rewritten whole, an event stream
     rewritten line by line, anything else passed as it comes."""
 
     def __init__(self, route: McpRoute, send: Send) -> None:
+        super().__init__(send)
         self.route = route
-        self._send = send
-        self._mode = "pass"
-        self._start: Message | None = None
-        self._held = bytearray()
 
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
-            if content_type.startswith(b"application/json"):
-                self._mode, self._start = "json", message
-                return
-            if content_type.startswith(b"text/event-stream"):
-                self._mode = "events"
-            await self._send(message)
-            return
-        if message["type"] != "http.response.body" or self._mode == "pass":
-            await self._send(message)
-            return
-        self._held += message.get("body", b"")
-        more = message.get("more_body", False)
-        if self._mode == "json":
-            if not more:
-                await self._send_json()
-            return
-        complete, newline, rest = bytes(self._held).rpartition(b"\n")
-        self._held = bytearray(rest)
-        body = b"".join(self._public_line(line) + b"\n" for line in complete.split(b"\n"))
-        body = body if newline else b""
-        if not more:
-            body += bytes(self._held)
-        if body or not more:
-            await self._send({"type": "http.response.body", "body": body, "more_body": more})
+    def mode_for(self, start: Message) -> str:
+        content_type = dict(start.get("headers", [])).get(b"content-type", b"")
+        if content_type.startswith(b"application/json"):
+            return "held"
+        if content_type.startswith(b"text/event-stream"):
+            return "stream"
+        return "pass"
 
-    def _public_line(self, line: bytes) -> bytes:
+    def rewrite_piece(self, line: bytes) -> bytes:
         if not line.startswith(b"data:"):
             return line
         ending = b"\r" if line.endswith(b"\r") else b""
@@ -131,16 +108,13 @@ class _PublicAnswer:
         public = self.route.public_message(message)
         return None if public is message else json.dumps(public).encode()
 
-    async def _send_json(self) -> None:
-        assert self._start is not None
-        body = self._public_body(bytes(self._held))
-        if body is None:
-            body = bytes(self._held)
+    async def send_held(self, start: Message, body: bytes) -> None:
+        public = self._public_body(body)
+        body = body if public is None else public
         headers = [
             (name, value)
-            for name, value in self._start.get("headers", [])
+            for name, value in start.get("headers", [])
             if name.lower() != b"content-length"
         ]
         headers.append((b"content-length", str(len(body)).encode()))
-        await self._send({**self._start, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        await super().send_held({**start, "headers": headers}, body)
