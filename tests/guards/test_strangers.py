@@ -37,8 +37,11 @@ SETTINGS = {
     "ZIMAGE_MCP_MAX_SESSIONS": "12",
     "ZIMAGE_MCP_SESSIONS_PER_ADDRESS": "4",
 }
+# The style-adapter fields of the forms and endpoints: none.
+NO_ADAPTERS = ["", None, "", None, False]
 # A run long enough on a loaded 2-core machine to act on while it goes (tens of seconds).
-LONG_RUN = ["a lighthouse at dusk", "512x512", 1, False, 12, 3.0, 1, False]
+# The page's form (its last value "enhance first"), before the browser state and the opt-out.
+LONG_RUN = ["a lighthouse at dusk", "512x512", 1, False, 12, 3.0, 1, *NO_ADAPTERS, False]
 SEEDS = itertools.count(random.randrange(10**6))
 PREVIEW = re.compile(r'"path": ?"([^"]+/preview\.png)"')
 
@@ -124,7 +127,7 @@ def all_rows_written(app: AppProcess) -> None:
     written in order, by one thread) is there."""
     with sqlite3.connect(app.data_dir / "usage.sqlite3") as connection:
         before = connection.execute("SELECT MAX(id) FROM usage").fetchone()[0] or 0
-    run(app.url, "text_to_image", ["a marker", "256x256", 1, False, 1, 3.0, 1, False])
+    run(app.url, "text_to_image", ["a marker", "256x256", 1, False, 1, 3.0, 1, False, *NO_ADAPTERS])
 
     def written() -> bool:
         with sqlite3.connect(app.data_dir / "usage.sqlite3") as connection:
@@ -172,7 +175,7 @@ def test_a_stranger_cannot_keep_anothers_image_past_its_lifetime_or_deletion(app
     stream = join(
         app.url,
         fn_index(app.url, "generate_in_browser"),
-        ["a red kite", "256x256", 1, False, 2, 3.0, 1, False, browser, False],
+        ["a red kite", "256x256", 1, False, 2, 3.0, 1, *NO_ADAPTERS, False, browser, False],
         headers=at(ALICE),
     )
     alices = completed(stream)["output"]["data"][0][0]["image"]["path"]
@@ -287,7 +290,7 @@ def test_stop_deletes_the_runs_preview_frames(app) -> None:
 
 def test_a_finished_runs_preview_frames_are_deleted_and_its_image_kept(app) -> None:
     browser = page_load(app, BOB)
-    short = ["a red kite", "256x256", 1, False, 3, 3.0, 1, False, browser, False]
+    short = ["a red kite", "256x256", 1, False, 3, 3.0, 1, *NO_ADAPTERS, False, browser, False]
     message, frames = run_while(app, short, BOB, uuid.uuid4().hex, lambda _frames: None)
     assert message["success"] and frames
     assert not any(served(app, frame) for frame in set(frames))
