@@ -26,6 +26,7 @@ from PIL import Image
 from tests.gradio_http import TIMEOUT, completed, fn_index, join, run
 from tests.launcher import ROOT, AppProcess, launched_app, wait_until
 from zimage.guards.upload_guard import NOT_YOURS
+from zimage.page.adapters import DEFAULT_SHOWN_SCALE
 
 pytestmark = pytest.mark.xdist_group("strangers")  # its apps launched once, on one worker
 
@@ -37,8 +38,8 @@ SETTINGS = {
     "ZIMAGE_MCP_MAX_SESSIONS": "12",
     "ZIMAGE_MCP_SESSIONS_PER_ADDRESS": "4",
 }
-# The style-adapter fields of the forms and endpoints: none.
-NO_ADAPTERS = ["", None, "", None, False]
+# The style-adapter fields of the page's form: none, its sliders where the page shows them.
+NO_ADAPTERS = ["", DEFAULT_SHOWN_SCALE, "", DEFAULT_SHOWN_SCALE, False]
 # A run long enough on a loaded 2-core machine to act on while it goes (tens of seconds).
 # The page's form (its last value "enhance first"), before the browser state and the opt-out.
 LONG_RUN = ["a lighthouse at dusk", "512x512", 1, False, 12, 3.0, 1, *NO_ADAPTERS, False]
@@ -127,7 +128,8 @@ def all_rows_written(app: AppProcess) -> None:
     written in order, by one thread) is there."""
     with sqlite3.connect(app.data_dir / "usage.sqlite3") as connection:
         before = connection.execute("SELECT MAX(id) FROM usage").fetchone()[0] or 0
-    run(app.url, "text_to_image", ["a marker", "256x256", 1, False, 1, 3.0, 1, False, *NO_ADAPTERS])
+    marker = ["a marker", "256x256", 1, False, 1, 3.0, 1, False, "", None, "", None, False]
+    run(app.url, "text_to_image", marker)
 
     def written() -> bool:
         with sqlite3.connect(app.data_dir / "usage.sqlite3") as connection:
