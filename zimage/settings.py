@@ -91,6 +91,8 @@ class Settings:
     reuse_prompts: bool = True
     zero_gpu_max_s: int = 120
     mcp: bool = True
+    mcp_max_sessions: int = 1000
+    mcp_sessions_per_address: int = 100
     shutdown_grace_s: int = 10
     enhancer: str = "auto"
     enhancer_model: str = ""
@@ -110,6 +112,9 @@ class Settings:
         on_space = bool(env.get("SPACE_ID"))
         max_upload_mb = reader.integer("ZIMAGE_MAX_UPLOAD_MB", cls.max_upload_mb, 1, 200)
         cache_max_mb = reader.integer("ZIMAGE_CACHE_MAX_MB", cls.cache_max_mb, 16, 65536)
+        mcp_max_sessions = reader.integer(
+            "ZIMAGE_MCP_MAX_SESSIONS", cls.mcp_max_sessions, 1, 100000
+        )
         data_dir = reader.text("ZIMAGE_DATA_DIR", _default_data_dir())
         usage_db = reader.usage_db("ZIMAGE_USAGE_DB", str(Path(data_dir) / "usage.sqlite3"))
         browser_secret = reader.secret("ZIMAGE_BROWSER_SECRET", MIN_BROWSER_SECRET_CHARS)
@@ -199,6 +204,14 @@ class Settings:
             reuse_prompts=reader.flag("ZIMAGE_REUSE_PROMPTS", cls.reuse_prompts),
             zero_gpu_max_s=reader.integer("ZIMAGE_ZEROGPU_MAX_S", cls.zero_gpu_max_s, 15, 300),
             mcp=reader.flag("ZIMAGE_MCP", cls.mcp),
+            mcp_max_sessions=mcp_max_sessions,
+            mcp_sessions_per_address=reader.integer(
+                "ZIMAGE_MCP_SESSIONS_PER_ADDRESS",
+                min(cls.mcp_sessions_per_address, mcp_max_sessions),
+                1,
+                mcp_max_sessions,
+                "at most ZIMAGE_MCP_MAX_SESSIONS",
+            ),
             shutdown_grace_s=reader.integer(
                 "ZIMAGE_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, 1, 300
             ),

@@ -1,5 +1,4 @@
-"""`python -m zimage.audit URL --json` against the launched app: every promise is kept, except
-one the app breaks today (issue 24 item 8), which the audit reports as broken.
+"""`python -m zimage.audit URL --json` against the launched app: every promise is kept.
 
 One app, one audit for the module: the audit ends with the rate-limit probe, which leaves this
 visitor limited for a minute.
@@ -24,7 +23,7 @@ from zimage.audit.browser import CHROMIUM_NAMES
 pytestmark = pytest.mark.xdist_group("audit_app")  # its fixtures built once, on one worker
 RATE_PER_MIN = 10
 # Promises the app breaks today; each has its own xfail test below, which flips when it is kept.
-BROKEN_TODAY = {"rights.export_link"}
+BROKEN_TODAY: set[str] = set()
 # A visitor sends about as many: the page, five small images, a look at their data, a few
 # mistakes, one upload, and rate + 1 requests to see the limit.
 MOST_REQUESTS = 120
@@ -62,11 +61,6 @@ def test_every_promise_is_checked_and_kept(audit: dict[str, Any]) -> None:
     assert not_kept == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24 item 8: the data download stays served after 'Delete my data' until its "
-    "lifetime ends",
-)
 def test_delete_my_data_ends_the_download_link(audit: dict[str, Any]) -> None:
     assert statuses(audit)["rights.export_link"] == "kept"
 

@@ -31,10 +31,13 @@ import anyio.from_thread
 import anyio.to_thread
 from mcp import types
 from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
+from zimage.agents.mcp_sessions import SessionsPerAddress
 from zimage.engine.errors import INTERNAL_FAILURE
 from zimage.engine.jobs import JobControl, RunHooks, StopReason
+from zimage.guards.client_address import address_key, client_address
 from zimage.service.gpu_turns import GpuTurns, QueueRefusal
 from zimage.service.service import VISITOR_ERRORS, ImageOutcome, ZImageService
 from zimage.service.visitors import Visitor, visitor_from_http
@@ -47,8 +50,6 @@ from zimage.tools.text_to_image import TextToImage
 logger = logging.getLogger(__name__)
 
 SESSION_HEADER = "mcp-session-id"
-# Open MCP sessions at most; each holds a little memory until it ends or idles out.
-MAX_SESSIONS = 1000
 # A cancelled call waits for its run to leave the GPU slot, looking this often.
 SLOT_POLL_S = 0.05
 
@@ -111,10 +112,13 @@ class McpEndpoint:
         self.server: Server = Server("Z-Image Turbo", instructions=_INSTRUCTIONS)
         self.server.list_tools()(self._list_tools)
         self.server.call_tool(validate_input=False)(self._call_tool)
-        self.manager = StreamableHTTPSessionManager(
+        # Each open session holds a little memory until it ends or idles out.
+        self.manager = SessionsPerAddress(
             self.server,
+            per_address=settings.mcp_sessions_per_address,
+            address_of=self._address_key,
             session_idle_timeout=max(60, settings.output_ttl_s),
-            max_sessions=MAX_SESSIONS,
+            max_sessions=settings.mcp_max_sessions,
         )
         if not any(isinstance(f, SessionCloseNoise) for f in _MCP_TRANSPORT_LOG.filters):
             _MCP_TRANSPORT_LOG.addFilter(SessionCloseNoise())
@@ -177,6 +181,13 @@ class McpEndpoint:
                 while not finished.is_set():
                     await anyio.sleep(SLOT_POLL_S)
             raise
+
+    def _address_key(self, scope: Scope) -> str:
+        peer = scope.get("client")
+        headers = Headers(scope=scope)
+        return address_key(
+            client_address(peer[0] if peer else "", headers, self.settings.trusted_proxy_hops)
+        )
 
     def _visitor(self, request: Any) -> Visitor:
         headers = request.headers if request is not None else {}

@@ -85,3 +85,55 @@ async def send_detail(
     response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
     response.raw_headers = [*kept_headers, *response.raw_headers]
     await response(scope, receive, send)
+
+
+class RewrittenAnswer:
+    """An answer on its way out through `send`, in the mode `mode_for` picks at its start:
+    "pass" sends it as it comes; "held" holds the whole body and gives it to `send_held`;
+    "stream" rewrites it piece by piece (each ending with `separator`) with `rewrite_piece`,
+    holding back an unfinished piece until the rest of it arrives."""
+
+    separator = b"\n"
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._mode = "pass"
+        self._start: Message | None = None
+        self._held = bytearray()
+
+    def mode_for(self, start: Message) -> str:
+        return "pass"
+
+    def rewrite_piece(self, piece: bytes) -> bytes:
+        return piece
+
+    async def send_held(self, start: Message, body: bytes) -> None:
+        await self._send(start)
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self._mode = self.mode_for(message)
+            if self._mode == "held":
+                self._start = message
+            else:
+                await self._send(message)
+            return
+        if message["type"] != "http.response.body" or self._mode == "pass":
+            await self._send(message)
+            return
+        self._held += message.get("body", b"")
+        more = message.get("more_body", False)
+        if self._mode == "held":
+            if not more:
+                assert self._start is not None
+                await self.send_held(self._start, bytes(self._held))
+            return
+        complete, found, rest = bytes(self._held).rpartition(self.separator)
+        self._held = bytearray(rest)
+        pieces = complete.split(self.separator) if found else []
+        body = b"".join(self.rewrite_piece(piece) + self.separator for piece in pieces)
+        if not more:
+            body += bytes(self._held)
+        if body or not more:
+            await self._send({"type": "http.response.body", "body": body, "more_body": more})

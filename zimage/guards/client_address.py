@@ -73,6 +73,11 @@ class AddressKey:
         return hmac.new(self._key, address.encode(), hashlib.sha256).hexdigest()
 
 
+# The process's own key for telling visitors' addresses apart where two parts must agree: the
+# upload guard (who uploaded a file, who names one) and the outputs (whom a file was given to).
+address_key = AddressKey()
+
+
 def _canonical(entry: str) -> str:
     """An IP address in one spelling (port and brackets removed); anything else as given."""
     text = entry.strip()

@@ -19,6 +19,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 QUEUE_JOIN = re.compile(r"/gradio_api/queue/join/?$")
+# Gradio's page makes 10-12 letters and digits, gradio_client a UUID (36); a session id keys
+# several of Gradio's tables and travels in addresses, so nothing longer or stranger is taken.
+MAX_SESSION_HASH_CHARS = 128
+_SESSION_HASH = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_SESSION_HASH_CHARS}}}")
+SESSION_HASH_REFUSED = (
+    f"session_hash must be 1 to {MAX_SESSION_HASH_CHARS} letters, digits or ._:- characters."
+)
+
+
+def is_session_hash(value: object) -> bool:
+    """Whether `value` is a session id as Gradio's clients make them."""
+    return isinstance(value, str) and _SESSION_HASH.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

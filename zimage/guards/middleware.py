@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from starlette.middleware import Middleware
 
@@ -27,16 +28,18 @@ def middleware_stack(
     cancels: CancelsEvents,
     mcp_server: HandlesRequests | None,
     hidden_paths: Iterable[str],
+    files_given: Callable[[str, str], bool] = lambda path, address: False,
 ) -> list[Middleware]:
     """For Gradio's `app_kwargs={"middleware": ...}`, outermost first (Starlette stacks the
     list that way; Gradio's CORS and compression wrap it all). Why this order:
 
-    - SecurityHeaders first, so that every answer carries its headers, refusals included.
+    - SecurityHeaders first, so that every answer carries its headers, refusals included;
+      `headers_outermost` later moves it before Gradio's own middleware too.
     - UploadGuard next: every request body is counted against its sender's budget and bounded
       before anything further in reads it (the MCP server's requests included).
     - CancelRelay and PageLanguage touch only `/cancel`, `/reset` and the page.
     - McpRoute before the two guards of Gradio's protocol: MCP requests are not Gradio's, and
-      the MCP server answers its errors in its own protocol.
+      the MCP server answers its errors in its own protocol (McpRoute makes them public).
     - ProtocolGuard: Gradio's protocol, checked against what the app serves.
     - PublicErrors last: it then rewrites only what Gradio answers, never the readable
       refusals of the middleware before it.
@@ -50,12 +53,25 @@ def middleware_stack(
             endpoints=endpoints,
             trusted_proxy_hops=settings.trusted_proxy_hops,
             max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+            files_given=files_given,
         ),
         Middleware(CancelRelay, cancels=cancels),
         Middleware(PageLanguage),
     ]
+    hidden_paths = list(hidden_paths)
     if mcp_server is not None:
-        stack.append(Middleware(McpRoute, server=mcp_server))
+        stack.append(Middleware(McpRoute, server=mcp_server, hidden_paths=hidden_paths))
     stack.append(Middleware(ProtocolGuard, endpoints=endpoints))
     stack.append(Middleware(PublicErrors, hidden_paths=hidden_paths))
     return stack
+
+
+def headers_outermost(app: Any) -> None:
+    """Move SecurityHeaders in front of the middleware Gradio adds around ours (its CORS
+    middleware answers preflight requests itself, which would go without the headers) and
+    rebuild the Starlette `app`'s stack. Call from its lifespan, before the first request."""
+    stack = app.user_middleware
+    headers = next(entry for entry in stack if entry.cls is SecurityHeaders)
+    stack.remove(headers)
+    stack.insert(0, headers)
+    app.middleware_stack = app.build_middleware_stack()

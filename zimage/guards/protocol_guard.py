@@ -8,6 +8,14 @@ session the queue does not know, a null character in a path or a JSON body (Pyth
 Python's parser. Fewer values than a function takes fail in its event stream with a message
 that `show_error=False` blanks; here they get a sentence naming the parameters. This pure ASGI
 middleware checks each against what the app serves and lets everything else through untouched.
+
+Two things Gradio serves are refused outright. A session id of any length (a megabyte was
+taken) becomes a key of Gradio's tables and travels in addresses: ids no Gradio client makes are
+refused wherever they come (query, address, body). And deep links (`GET /gradio_api/deep_link`,
+which the app never offers): given a session id, Gradio saves that session's values (the
+browser state with its signed pseudonym, the prompt) in a file that `/config?deep_link=...`
+hands to anyone, so whoever learnt a session id from an address or a log could act as that
+browser.
 """
 
 from __future__ import annotations
@@ -15,15 +23,18 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, unquote
 
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from zimage.guards.asgi import JsonTooDeep, parse_json, read_body, replay, send_detail
 from zimage.guards.gradio_calls import (
     QUEUE_JOIN,
+    SESSION_HASH_REFUSED,
     GradioFunction,
     KnownEndpoints,
     fn_index_in,
+    is_session_hash,
     value_refusal,
 )
 
@@ -33,6 +44,11 @@ _CALL_STREAM = re.compile(r"/gradio_api/call/(?:v2/)?(?P<name>[^/]+)/(?P<event_i
 # address (the page itself posts its unqueued events to /run/predict this way).
 _DIRECT_CALL = re.compile(r"/gradio_api/(?:run|api)/(?P<name>[^/]+)/?$")
 _QUEUE_DATA = re.compile(r"/gradio_api/queue/data/?$")
+_COMPONENT_SERVER = re.compile(r"/gradio_api/component_server/?$")
+_DEEP_LINK = re.compile(r"/gradio_api/deep_link/?$")
+# Routes whose address carries a session id: /heartbeat/<id>, /stream/<id>/...
+_SESSION_IN_PATH = re.compile(r"/gradio_api/(?:heartbeat|stream)/(?P<session>[^/]*)")
+NO_DEEP_LINKS = "This Space offers no deep links."
 _INFO = "The endpoints are listed at /gradio_api/info."
 NULL_CHARACTER = "The request contains a null character, which no parameter or file path may."
 TOO_DEEP = "The request body nests its JSON too deeply to be read."
@@ -57,7 +73,7 @@ class ProtocolGuard:
             await send_detail(scope, receive, send, 400, "The address contains a null character.")
             return
         refusal = self._check_address(scope["method"], path, query)
-        if refusal is None and scope["method"] == "POST" and _takes_json_body(path):
+        if refusal is None and scope["method"] == "POST" and _takes_json_body(scope):
             try:
                 body = await read_body(receive)
             except ClientDisconnect:
@@ -70,6 +86,15 @@ class ProtocolGuard:
         await self.app(scope, receive, send)
 
     def _check_address(self, method: str, path: str, query: bytes) -> Refusal | None:
+        if _DEEP_LINK.search(path):
+            return 404, NO_DEEP_LINKS
+        in_path = _SESSION_IN_PATH.search(path)
+        if in_path and not is_session_hash(unquote(in_path["session"])):
+            return 400, SESSION_HASH_REFUSED
+        if b"session_hash" in query:
+            sessions = parse_qs(query.decode("latin-1")).get("session_hash", [])
+            if not all(map(is_session_hash, sessions)):
+                return 400, SESSION_HASH_REFUSED
         if method == "GET" and (stream := _CALL_STREAM.search(path)):
             if refusal := self._check_api_name(unquote(stream["name"])):
                 return refusal
@@ -97,6 +122,9 @@ class ProtocolGuard:
             )
         if not isinstance(document, dict):
             return None  # Gradio answers 422 itself
+        session = document.get("session_hash")
+        if session is not None and not is_session_hash(session):
+            return 400, SESSION_HASH_REFUSED
         if QUEUE_JOIN.search(path):
             if document.get("fn_index") is None:
                 return 422, f"fn_index is missing: say which function to run. {_INFO}"
@@ -136,8 +164,15 @@ def _check_values(
     return (400, problem) if problem else None
 
 
-def _takes_json_body(path: str) -> bool:
-    return bool(QUEUE_JOIN.search(path) or _NAMED_CALL.search(path) or _DIRECT_CALL.search(path))
+def _takes_json_body(scope: Scope) -> bool:
+    """Whether the request posts a JSON body to one of Gradio's event routes (the image
+    editor's multipart uploads to the component server are the upload guard's)."""
+    path = scope.get("path", "")
+    multipart = Headers(scope=scope).get("content-type", "").startswith("multipart/")
+    return not multipart and any(
+        pattern.search(path)
+        for pattern in (QUEUE_JOIN, _NAMED_CALL, _DIRECT_CALL, _COMPONENT_SERVER)
+    )
 
 
 def _holds_null_character(document: object) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from zimage.guards.asgi import AnsweredOutside, parse_json, send_detail
+from zimage.guards.asgi import AnsweredOutside, RewrittenAnswer, parse_json, send_detail
 from zimage.guards.uploads import is_out_of_space
 
 logger = logging.getLogger(__name__)
@@ -147,62 +147,42 @@ class PublicErrors:
         return None
 
 
-class _Answer:
+class _Answer(RewrittenAnswer):
     """The response as it passes: error bodies are held and rewritten, event streams
     rewritten event by event, everything else forwarded as it comes."""
+
+    separator = b"\n\n"
 
     def __init__(
         self, owner: PublicErrors, scope: Scope, receive: Receive, send: Send, *, rewrite: bool
     ) -> None:
+        super().__init__(send)
         self.owner = owner
         self._scope = scope
         self._receive = receive
-        self._send = send
         self._rewrite = rewrite
         self.started = False
-        self._mode = "pass"
-        self._start: Message | None = None
-        self._held = bytearray()
 
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-            headers = dict(message.get("headers", []))
-            content_type = headers.get(b"content-type", b"")
-            if self._rewrite and message["status"] >= 400:
-                self._mode, self._start = "error", message
-                return
-            if self._rewrite and content_type.startswith(b"text/event-stream"):
-                self._mode = "events"
-            await self._send(message)
-            return
-        if message["type"] != "http.response.body" or self._mode == "pass":
-            await self._send(message)
-            return
-        self._held += message.get("body", b"")
-        more = message.get("more_body", False)
-        if self._mode == "error":
-            if not more:
-                await self._send_error()
-            return
-        complete, _, rest = bytes(self._held).rpartition(b"\n\n")
-        self._held = bytearray(rest)
-        events = [self.owner.public_event(event) for event in complete.split(b"\n\n")]
-        body = b"\n\n".join(events) + b"\n\n" if complete else b""
-        if not more:
-            body += bytes(self._held)
-        if body or not more:
-            await self._send({"type": "http.response.body", "body": body, "more_body": more})
+    def mode_for(self, start: Message) -> str:
+        self.started = True
+        content_type = dict(start.get("headers", [])).get(b"content-type", b"")
+        if self._rewrite and start["status"] >= 400:
+            return "held"
+        if self._rewrite and content_type.startswith(b"text/event-stream"):
+            return "stream"
+        return "pass"
 
-    async def _send_error(self) -> None:
-        assert self._start is not None
-        status = self._start["status"]
+    def rewrite_piece(self, piece: bytes) -> bytes:
+        return self.owner.public_event(piece)
+
+    async def send_held(self, start: Message, body: bytes) -> None:
+        status = start["status"]
         kept = [
             (name, value)
-            for name, value in self._start.get("headers", [])
+            for name, value in start.get("headers", [])
             if name.lower() not in (b"content-length", b"content-type", b"content-encoding")
         ]
-        await self.send_detail(status, self.owner.public_detail(status, bytes(self._held)), kept)
+        await self.send_detail(status, self.owner.public_detail(status, body), kept)
 
     async def send_detail(
         self, status: int, detail: str, kept_headers: Sequence[tuple[bytes, bytes]] = ()

@@ -5,7 +5,8 @@
   visitor came from.
 - ``Permissions-Policy``: the page may use only what it needs (the camera for the Edit tab's
   webcam source, the clipboard for paste and copy buttons, fullscreen for image previews);
-  every other powerful feature is denied, for the page and anything it could frame.
+  every other powerful feature is denied, for the page and anything it could frame. Only
+  features Chromium knows are named: it warns in the console about any other.
 - ``Content-Security-Policy: frame-ancestors ...`` only when the operator sets
   ``ZIMAGE_FRAME_ANCESTORS``: the Space is meant to be embedded, so framing stays open by default.
 """
@@ -17,9 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 ALLOWED_FEATURES = ("camera", "clipboard-read", "clipboard-write", "fullscreen")
 DENIED_FEATURES = (
     "accelerometer",
-    "ambient-light-sensor",
     "autoplay",
-    "bluetooth",
     "browsing-topics",
     "display-capture",
     "encrypted-media",
@@ -42,7 +41,6 @@ DENIED_FEATURES = (
     "serial",
     "storage-access",
     "usb",
-    "web-share",
     "window-management",
     "xr-spatial-tracking",
 )

@@ -17,18 +17,24 @@ checked first but not trusted); reading stops at the limit. Upload files are fol
 `HeldUploads` against a total cap; event bodies are small, parsed, and a remote file URL is
 refused (on /queue/join in the form Gradio's clients show: zimage/guards/gradio_calls.py); the
 recording route is closed. A full disk gives a readable 507, not Gradio's 500.
+
+A body may name a file of the temp folder only if the sender's address uploaded it or the Space
+gave it to that address (an output, a preview frame, a download): otherwise anyone who learnt
+another visitor's file address could tie that file to their own output and keep it past its
+lifetime and its owner's deletion.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zimage.guards.asgi import AnsweredOutside, parse_json, read_body, replay, send_detail
-from zimage.guards.client_address import AddressKey, client_address
+from zimage.guards.client_address import address_key, client_address
 from zimage.guards.gradio_calls import KnownEndpoints, value_refusal
 from zimage.guards.uploads import OUT_OF_SPACE_MESSAGE, HeldUploads, UploadBudget, is_out_of_space
 
@@ -39,13 +45,19 @@ UPLOAD_ROUTE = "/gradio_api/upload"
 CLOSED_ROUTES = ("/gradio_api/process_recording",)
 # Event bodies name files by path; files themselves travel through the upload route.
 EVENT_BODY_SLACK = 64 * 1024
-# How many file paths of one event body are looked up (Gradio events have a few inputs).
+# How many file paths one event body may name (Gradio events have a few inputs; a visitor
+# keeps at most 32 outputs).
 MAX_PATHS_PER_BODY = 64
 MB = 1024 * 1024
 REMOTE_FILE = (
     "This Space does not fetch files from other sites. Upload the file "
     "(POST /gradio_api/upload) and pass the returned path."
 )
+NOT_YOURS = (
+    "This request names a file that was neither uploaded from your address nor made for you "
+    "by this Space. Upload the file (POST /gradio_api/upload) and pass the returned path."
+)
+TOO_MANY_PATHS = f"A request may name at most {MAX_PATHS_PER_BODY} files."
 
 
 class Refused(AnsweredOutside):
@@ -75,15 +87,17 @@ class UploadGuard:
         endpoints: KnownEndpoints,
         trusted_proxy_hops: int,
         max_upload_bytes: int,
+        files_given: Callable[[str, str], bool] = lambda path, address: False,
     ) -> None:
         self.app = app
         self.budget = budget
         self.held = held
         self.endpoints = endpoints
+        self.files_given = files_given
         self.trusted_proxy_hops = trusted_proxy_hops
         # Room for one image of the largest allowed size as a base64 `data:` URL.
         self.max_event_body_bytes = max_upload_bytes * 4 // 3 + EVENT_BODY_SLACK
-        self._visitor_key = AddressKey()
+        self._visitor_key = address_key
         self.multipart_running = 0
         self.multipart_bytes_arriving = 0
 
@@ -105,6 +119,14 @@ class UploadGuard:
             await refusal.answer(scope, receive, send)
             return
         await request.run(scope, receive, send)
+
+    def may_name(self, path: str, visitor: str) -> bool:
+        """Whether a body from the visitor with keyed address ``visitor`` may name ``path``:
+        any file outside the temp folder (Gradio decides), else one they uploaded or were
+        given."""
+        if not self.held.is_inside(path):
+            return True
+        return self.held.uploaded_by(path, visitor) or self.files_given(path, visitor)
 
     def room_for_upload(self, nbytes: int) -> bool:
         return self.held.room_for(self.multipart_bytes_arriving + nbytes)
@@ -250,16 +272,22 @@ class _Request:
         except ValueError:
             document = None  # Gradio cannot read it either
         paths = file_paths_in(document)
-        if any(_is_remote(path) for path in paths):
-            status, detail = value_refusal(
-                self.path,
-                document,
-                self.guard.endpoints,
-                lambda value: any(_is_remote(path) for path in file_paths_in(value)),
-                REMOTE_FILE,
-            )
-            raise Refused(status, detail)
-        self.guard.held.mark_used(paths[:MAX_PATHS_PER_BODY])
+        if len(paths) > MAX_PATHS_PER_BODY:
+            raise Refused(400, TOO_MANY_PATHS)
+        for refused, message in (
+            (_is_remote, REMOTE_FILE),
+            (lambda path: not self.guard.may_name(path, self.visitor), NOT_YOURS),
+        ):
+            if any(refused(path) for path in paths):
+                status, detail = value_refusal(
+                    self.path,
+                    document,
+                    self.guard.endpoints,
+                    lambda value, refused=refused: any(map(refused, file_paths_in(value))),
+                    message,
+                )
+                raise Refused(status, detail)
+        self.guard.held.mark_used(paths)
         return body
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, refusal: Refused) -> None:
@@ -274,7 +302,7 @@ class _Request:
         except ValueError:
             return
         if isinstance(written, list):
-            self.guard.held.add(p for p in written if isinstance(p, str))
+            self.guard.held.add((p for p in written if isinstance(p, str)), self.visitor)
 
 
 def file_paths_in(document: object) -> list[str]:

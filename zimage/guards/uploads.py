@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,8 @@ class _HeldFile:
     size: int
     stored_at: float
     used: bool = False
+    # Keyed addresses of the visitors who uploaded it (the same bytes make the same file).
+    uploaders: set[str] = field(default_factory=set)
 
 
 class ExpiringBlobs(dict):
@@ -206,8 +208,9 @@ class HeldUploads:
     def room_for(self, nbytes: int) -> bool:
         return self.held_bytes() + nbytes <= self.max_bytes
 
-    def add(self, paths: Iterable[str]) -> None:
-        """Follow files the upload route just wrote (only those inside the folder)."""
+    def add(self, paths: Iterable[str], uploader: str = "") -> None:
+        """Follow files the upload route just wrote (only those inside the folder) for the
+        visitor with the keyed address ``uploader``."""
         now = self._clock()
         for path in paths:
             resolved = self._key(path)
@@ -218,9 +221,22 @@ class HeldUploads:
             except OSError:
                 continue
             with self._lock:
-                if resolved not in self._files:
-                    self._files[resolved] = _HeldFile(size, now)
+                held = self._files.get(resolved)
+                if held is None:
+                    held = self._files[resolved] = _HeldFile(size, now)
                     self._held += size
+                held.uploaders.add(uploader)
+
+    def is_inside(self, path: str) -> bool:
+        """Whether ``path`` names a file in the temp folder."""
+        return self._key(path) is not None
+
+    def uploaded_by(self, path: str, uploader: str) -> bool:
+        """Whether the visitor with the keyed address ``uploader`` uploaded the held file."""
+        key = self._key(path)
+        with self._lock:
+            held = self._files.get(key) if key is not None else None
+            return held is not None and uploader in held.uploaders
 
     def mark_used(self, paths: Iterable[str]) -> int:
         """Note that a request named these files; returns how many were held uploads."""

@@ -18,7 +18,7 @@ from zimage.page.errors import readable_errors
 from zimage.page.outputs import (
     download_reporter,
     gallery_of,
-    preview_items,
+    preview_frames,
     progress_reporter,
     save_output,
     seed_caption,
@@ -77,7 +77,7 @@ class ScriptEndpoints:
         self, asked: TextToImage, request: gr.Request, progress: gr.Progress
     ) -> Iterator[tuple[Any, Any]]:
         visitor = visitor_of(request, self.settings)
-        with self.running.control() as control:
+        with self.running.control() as control, preview_frames(self.service, visitor) as shown:
 
             def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
                 hooks = RunHooks(
@@ -89,9 +89,9 @@ class ScriptEndpoints:
                 return self.service.text_to_image(asked, visitor, hooks)
 
             outcomes = yield from stream_while_running(
-                control, work, lambda frames: (preview_items(frames), gr.skip())
+                control, work, lambda frames: (shown.gallery(frames), gr.skip())
             )
-        yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
+            yield gallery_of(outcomes, self.service, seed_caption), outcomes[0].seed
 
     def edit(self, asked: Edit, request: gr.Request, progress: gr.Progress) -> tuple[str, int, str]:
         with self.running.control() as control:

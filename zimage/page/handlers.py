@@ -8,8 +8,6 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 import gradio as gr
-from gradio.processing_utils import save_bytes_to_cache
-from gradio.utils import get_upload_folder
 
 from zimage import presets
 from zimage.engine.errors import Cancelled
@@ -21,7 +19,8 @@ from zimage.page.language import language_of, t
 from zimage.page.outputs import (
     download_reporter,
     gallery_of,
-    preview_items,
+    preview_frames,
+    save_export,
     save_output,
     seed_caption,
 )
@@ -80,7 +79,7 @@ class PageHandlers:
             keep = gr.skip()
             steps = StepsReached(progress)
             yield keep, "", keep, keep, ""  # the last run's seed and message are not this one's
-            with self.running.control() as control:
+            with self.running.control() as control, preview_frames(self.service, visitor) as shown:
                 try:
                     if enhance_first:
                         yield keep, keep, keep, asked.prompt, keep  # what Undo brings back
@@ -105,13 +104,13 @@ class PageHandlers:
                     outcomes = yield from stream_while_running(
                         control,
                         work,
-                        lambda frames: (preview_items(frames), keep, keep, keep, keep),
+                        lambda frames: (shown.gallery(frames), keep, keep, keep, keep),
                     )
                 except Cancelled:
                     yield None, "", keep, keep, steps.stopped(language_of(request))
                     return
-            images = gallery_of(outcomes, self.service, seed_caption)
-            yield images, outcomes[0].seed, keep, keep, keep
+                images = gallery_of(outcomes, self.service, seed_caption)
+                yield images, outcomes[0].seed, keep, keep, keep
 
         return generate
 
@@ -132,7 +131,7 @@ class PageHandlers:
             keep = gr.skip()
             steps = StepsReached(progress)
             yield keep, "", "", keep, keep, ""  # the last edit's seed and method are not this one's
-            with self.running.control() as control:
+            with self.running.control() as control, preview_frames(self.service, visitor) as shown:
                 try:
                     if enhance_first:
                         yield keep, keep, keep, keep, asked.instruction, keep
@@ -157,14 +156,21 @@ class PageHandlers:
                     outcome = yield from stream_while_running(
                         control,
                         work,
-                        lambda frames: ((background, frames[0]), keep, keep, keep, keep, keep),
+                        lambda frames: (
+                            (background, shown.files(frames)[0]),
+                            keep,
+                            keep,
+                            keep,
+                            keep,
+                            keep,
+                        ),
                     )
                 except Cancelled:
                     yield None, "", "", keep, keep, steps.stopped(language_of(request))
                     return
-            result = save_output(outcome, self.service)
-            self.service.keep_files(outcome, [background, editor.get("composite"), *layers])
-            yield (background, result), outcome.seed, outcome.method, keep, keep, keep
+                result = save_output(outcome, self.service)
+                self.service.keep_files(outcome, [background, editor.get("composite"), *layers])
+                yield (background, result), outcome.seed, outcome.method, keep, keep, keep
 
         return edit
 
@@ -261,8 +267,10 @@ class PageHandlers:
         browser = {**browser_defaults(), **(browser or {}), "policy_seen": POLICY_VERSION}
         return browser, gr.Accordion(open=False), self.banner_text(policy_updated=False)
 
-    def set_opt_out(self, opt_out: bool, browser: dict) -> dict:
-        """Remember the analytics toggle in the browser."""
+    def set_opt_out(self, opt_out: bool, browser: dict, request: gr.Request) -> dict:
+        """Remember the analytics toggle in the browser; it applies to the browser's requests
+        running now too (each is logged only if it allows when it ends)."""
+        self.service.set_opt_out(self._visitor(request, browser), bool(opt_out))
         return {**browser_defaults(), **(browser or {}), "opt_out": bool(opt_out)}
 
     def show_my_data(self, browser: dict, request: gr.Request) -> tuple[dict, Any]:
@@ -280,7 +288,7 @@ class PageHandlers:
             ],
         }
         export = self.service.usage_export_of(visitor.pseudonym)
-        path = save_bytes_to_cache(export.encode(), "my-usage-data.json", get_upload_folder())
+        path = save_export(export, self.service, visitor)
         return shown, gr.DownloadButton(value=path, visible=True)
 
     def delete_my_data(self, browser: dict, request: gr.Request) -> tuple[dict, str, dict]:

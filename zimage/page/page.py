@@ -59,8 +59,9 @@ def build_demo(
     """The page and the script endpoints; every GPU event's joins are admitted by `gpu_queue`
     (install it on the Blocks' queue once `queue()` made it)."""
     handlers = PageHandlers(service, settings, running, keys)
-    # Served from the repository, so the temp-folder sweeper never deletes them.
-    gr.set_static_paths([SAMPLES, *preview_files(service.adapters)])
+    # Served from the repository, so the temp-folder sweeper never deletes them; the sample
+    # images only, never the rest of the folder (the script that made them).
+    gr.set_static_paths([*sorted(SAMPLES.glob("*.png")), *preview_files(service.adapters)])
     # No delete_cache: Housekeeping deletes temp files on its timer and at shutdown. Gradio's
     # own clean-up iterates sets that worker threads add to ("Set changed size during
     # iteration" at shutdown) and forgets only the files it deleted itself.

@@ -1,20 +1,20 @@
-"""Gradio's per-session state, without a copy of every component's config made up front.
+"""Gradio's per-session state, without a copy of every component's config and value.
 
 Gradio 6.31 makes a `SessionState` for each new session: each page load, each gradio_client
 `Client`, and each plain-HTTP API call (`POST /gradio_api/call/...` is a session of its own).
 Its constructor computes the config of every block of the app: 131 blocks here, each with an
 `inspect.signature` of its constructor, ~11 ms of CPU on the request path of every such call
 (a bare Gradio app with one endpoint: ~1 ms), and a copy of them all kept per session
-(server_state.py bounds how many). Gradio reads those configs in one place only, to write a
-deep link (`GET /gradio_api/deep_link`); besides, each event puts the values of the
-components it reads and writes into their configs, computing any config it lacks (~1 ms for
-/text_to_image's ten on a new session).
+(server_state.py bounds how many). Each event then writes the values of the components it
+reads and writes into those configs: a session's prompts, images and browser state, kept for
+as long as the session.
 
-`LazySessionState` starts with none, keeps an event's values in the configs' places, and
-computes the configs when a deep link asks for them all, from the same blocks, in the same
-order, with the same values: the deep link's components are those of Gradio's own
-`SessionState`, and a session costs nothing that no one reads. `use_lazy_sessions(app)`
-switches Gradio's session holder over before the first request (from the app's lifespan).
+Gradio reads those configs in one place only, to write a deep link (`GET
+/gradio_api/deep_link`), which the app refuses (zimage/guards/protocol_guard.py says why).
+`LazySessionState` therefore keeps none: no config computed, no value copied, and a deep link
+that still reached it would save nothing. `use_lazy_sessions(app)` switches Gradio's session
+holder over before the first request; the holder also refuses a session id no Gradio client
+makes (zimage/guards/gradio_calls.py `is_session_hash`), whatever route carries it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from gradio.state_holder import SessionState, StateHolder
+
+from zimage.guards.gradio_calls import is_session_hash
 
 
 class _NoBlocksYet:
@@ -34,54 +36,30 @@ class _NoBlocksYet:
         self.blocks: dict[int, Any] = {}
 
 
-class _Unmade:
-    """A config not computed yet, holding the value an event gave its component."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
 class LazySessionState(SessionState):
     def __init__(self, blocks: Any) -> None:
         super().__init__(_NoBlocksYet(blocks))
-        self._app_blocks = blocks.blocks
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.config_values.pop(key, None)
+
+    def _update_config(self, key: int) -> None:
+        """Gradio's keeps a block's config for deep links only: nothing to keep."""
 
     def _update_value_in_config(self, key: int, value: Any) -> None:
-        """Gradio's, without computing a config that is not there yet: the value waits in its
-        place (the same place in the order) until a deep link asks for the configs."""
-        if isinstance(self.config_values.get(key), dict):
-            super()._update_value_in_config(key, value)
-        else:
-            self.config_values[key] = _Unmade(value)
+        """Gradio's copies an event's value into a config for deep links only: not kept."""
 
     @property
     def components(self) -> Iterator[dict]:
-        """Every block's config, as Gradio's `SessionState` lists them (for a deep link)."""
-        known = self.config_values
-
-        def config_of(key: int) -> dict:
-            entry = known.get(key)
-            if isinstance(entry, dict):
-                return entry
-            config = self.blocks_config.config_for_block(key, [], self.blocks_config.blocks[key])
-            if isinstance(entry, _Unmade) and "props" in config:
-                config["props"]["value"] = entry.value
-            return config
-
-        every = {
-            key: config_of(key) for key in self.blocks_config.blocks if key in self._app_blocks
-        }
-        for key in known:  # what events added beyond the app's blocks, in their order
-            if key not in every:
-                every[key] = config_of(key)
-        self.config_values = every
-        return super().components
+        """Nothing for a deep link to save."""
+        return iter(())
 
 
 class LazyStateHolder(StateHolder):
     def __getitem__(self, session_id: str) -> SessionState:
+        if not is_session_hash(session_id):
+            raise KeyError("not a session id")
         if session_id not in self.session_data:
             self.session_data[session_id] = LazySessionState(self.blocks)
         return super().__getitem__(session_id)

@@ -1,9 +1,13 @@
 """Generated images held in memory only, deleted on a timer together with their files.
 
 Retention (policy section 7): an output lives in this cache and in the files the web
-framework wrote for it; both go when the entry expires, is evicted, or is purged.
-The byte cap counts the files too (the served copy, the uploads it was made from): they live
-in the temp folder, which is memory where it is /dev/shm.
+framework wrote for it; both go when the entry expires, is evicted, or is purged. A visitor's
+other files (live preview frames, the data download) live here too, for the same lifetime at
+most, and go with the visitor's data.
+The byte cap counts every file once, however many outputs or visitors hold it (the served
+copy, the uploads an output was made from, preview frames, downloads): they live in the temp
+folder, which is memory where it is /dev/shm. Once an output is served from a file, its PNG is
+kept in that file only.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# Who holds a file: an output (its key) or a visitor's own files ("visitor", owner).
+Holder = str | tuple[str, str]
+# A visitor's own files (preview frames, downloads) one address may hold at once: fresh
+# sessions are free to make, so the bound per visitor alone would not bound an address.
+VISITOR_FILES_PER_ADDRESS = 256
+
 
 @dataclass
 class CacheEntry:
-    """One generated image and everything that belongs to it."""
+    """One generated image and everything that belongs to it. ``png`` is empty once the
+    image is served from its file (the first of ``files``)."""
 
     key: str
     owner: str
@@ -37,26 +48,54 @@ class CacheEntry:
     files: list[Path] = field(default_factory=list)
     last_used: float = 0.0
     file_bytes: int = 0
+    # The keyed address of the visitor it was made for: its files are given to that address.
+    given_to: str = ""
 
     @property
     def size_bytes(self) -> int:
         return len(self.png) + self.file_bytes
 
 
+@dataclass
+class _File:
+    """One file of the temp folder that something here holds, counted once."""
+
+    size: int
+    holders: set[Holder] = field(default_factory=set)
+    # Keyed addresses of the visitors the Space gave the file to (who may name it again).
+    given_to: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _VisitorFile:
+    """A file a visitor holds outside their outputs, under one or more kinds."""
+
+    kinds: set[str]
+    created_at: float
+    given_to: str
+
+
 class OutputCache:
-    """Thread-safe store of outputs bounded by age, total bytes and entries per owner.
+    """Thread-safe store of outputs and visitors' files, bounded by age, total bytes and
+    entries per owner.
 
     An entry expires ``ttl_s`` after creation; reading it does not extend its life.
     Over the byte cap, the least recently used entries (any owner) are evicted first.
     ``reserved_bytes`` tells what else shares the cap (uploads not yet used), so entries make
-    room for it; ``files_owned`` hears of files an entry now owns (and counts). An entry larger
-    than ``max_bytes`` on its own is accepted and evicts all others. ``len()`` and
-    ``total_bytes`` count what is held (PNGs and attached files), including expired entries
-    that have not been swept yet.
+    room for it; ``files_owned`` hears of files the cache now holds (and counts). An entry
+    larger than ``max_bytes`` on its own is accepted and evicts all others. ``len()`` counts
+    the entries held and ``total_bytes`` what is held (PNGs still in memory, every file once),
+    including expired entries that have not been swept yet.
 
-    Files attached to an entry are deleted with it only when they lie inside ``files_dir``
-    (the app's private temp folder), reached without a symlink out of it: a request can
-    name any path Gradio serves (the bundled examples), and that must never cost the file.
+    A visitor's own files (``keep_visitor_files``: preview frames, downloads) are grouped by
+    kind, expire like entries, go with ``purge_owner``, and number at most
+    ``max_entries_per_owner`` per visitor and VISITOR_FILES_PER_ADDRESS per address (the
+    oldest go first).
+
+    Files are deleted only when nothing holds them any more, and only when they lie inside
+    ``files_dir`` (the app's private temp folder), reached without a symlink out of it: a
+    request can name any path Gradio serves (the bundled examples), and that must never cost
+    the file.
     """
 
     def __init__(
@@ -82,6 +121,9 @@ class OutputCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
         self._by_owner: dict[str, list[str]] = {}  # keys, oldest first
+        self._files: dict[Path, _File] = {}
+        self._visitor_files: dict[str, dict[Path, _VisitorFile]] = {}  # owner -> oldest first
+        self._address_files: dict[str, dict[tuple[str, Path], None]] = {}  # oldest first
         self._total = 0
         self._freed_png_bytes = 0
         self._tasks: list[Callable[[], object]] = []
@@ -90,45 +132,58 @@ class OutputCache:
 
     # -- entries ---------------------------------------------------------------
 
-    def put(self, owner: str, png: bytes, seed: int, settings: dict[str, Any]) -> CacheEntry:
-        """Store an output, evicting expired, over-cap and least recently used entries."""
+    def put(
+        self, owner: str, png: bytes, seed: int, settings: dict[str, Any], given_to: str = ""
+    ) -> CacheEntry:
+        """Store an output, evicting expired, over-cap and least recently used entries.
+        ``given_to``: the keyed address of the visitor it is made for."""
         now = self._clock()
         with self._lock:
             key = secrets.token_urlsafe(24)
             entry = CacheEntry(key, owner, bytes(png), seed, dict(settings), now, [], now)
+            entry.given_to = given_to
             expired = [k for k, e in self._entries.items() if self._expired(e, now)]
-            removed = [self._pop(k) for k in expired]
+            doomed = [f for k in expired for f in self._pop(k)]
             self._entries[key] = entry
             self._by_owner.setdefault(owner, []).append(key)
-            self._total += entry.size_bytes
+            self._total += len(entry.png)
             owned = self._by_owner[owner]
             while len(owned) > self.max_entries_per_owner:
-                removed.append(self._pop(owned[0]))
-            removed.extend(self._evict_over_cap(keep=key))
-            doomed = self._orphans(f for e in removed for f in e.files)
+                doomed.extend(self._pop(owned[0]))
+            doomed.extend(self._evict_over_cap(keep=key))
         self._delete_owned(doomed)
         return entry
 
-    def attach_files(self, key: str, paths: Iterable[str | Path]) -> None:
-        """Record files to delete with the entry (their bytes count against the cap);
-        delete them now if the entry is gone."""
-        new = [_norm(p) for p in paths]
+    def attach_files(self, key: str, paths: Iterable[str | Path], *, serves: bool = False) -> None:
+        """Record files to delete with the entry (each counts once against the cap, however
+        many entries hold it); delete them now if the entry is gone.
+
+        ``serves``: the first path is the file the image is served from. It goes first in
+        the entry's files, and the PNG is no longer kept in memory.
+        """
+        new = list(dict.fromkeys(_norm(p) for p in paths))
         now = self._clock()
+        counted: list[Path] = []
         with self._lock:
             entry = self._entries.get(key)
-            added: list[Path] = []
             if entry is not None and not self._expired(entry, now):
-                added = [p for p in dict.fromkeys(new) if p not in entry.files]
+                added = [p for p in new if p not in entry.files]
+                for path in added:
+                    size, is_new = self._hold(path, key, entry.given_to)
+                    entry.file_bytes += size
+                    if is_new:
+                        counted.append(path)
                 entry.files.extend(added)
-                grown = sum(_file_size(p) for p in added)
-                entry.file_bytes += grown
-                self._total += grown
-                doomed = self._orphans(f for e in self._evict_over_cap(keep=key) for f in e.files)
+                if serves and new:
+                    entry.files.remove(new[0])
+                    entry.files.insert(0, new[0])
+                    self._forget_png(entry)
+                doomed = self._evict_over_cap(keep=key)
             else:
-                old = self._pop(key).files if entry is not None else []
-                doomed = self._orphans([*new, *old])
-        if added:
-            self._files_owned(added)
+                old = self._pop(key) if entry is not None else []
+                doomed = [p for p in dict.fromkeys([*new, *old]) if p not in self._files]
+        if counted:
+            self._files_owned(counted)
         self._delete_owned(doomed)
 
     def get(self, key: str, owner: str) -> CacheEntry | None:
@@ -142,7 +197,7 @@ class OutputCache:
                 entry.last_used = now
                 self._entries.move_to_end(key)
                 return entry
-            doomed = self._orphans(self._pop(key).files)
+            doomed = self._pop(key)
         self._delete_owned(doomed)
         return None
 
@@ -158,24 +213,81 @@ class OutputCache:
         return max(0.0, entry.created_at + self.ttl_s - self._clock())
 
     def live_files(self) -> set[Path]:
-        """Files attached to entries still held (for sweeps that must spare them)."""
+        """Files held by entries or visitors (for sweeps that must spare them)."""
         with self._lock:
-            return {f for e in self._entries.values() for f in e.files}
+            return set(self._files)
+
+    def given(self, path: str | Path, address_key: str) -> bool:
+        """Whether the file at ``path`` is held here and was given to the visitor with that
+        keyed address (an output made for them, a preview or download sent to them)."""
+        with self._lock:
+            held = self._files.get(_norm(path))
+            return held is not None and address_key in held.given_to
+
+    # -- a visitor's other files -----------------------------------------------
+
+    def keep_visitor_files(
+        self,
+        owner: str,
+        kind: str,
+        paths: Iterable[str | Path],
+        *,
+        given_to: str = "",
+        replace: bool = False,
+    ) -> None:
+        """Hold files the Space wrote for a visitor outside an output (preview frames of a
+        run, a download), under ``kind``; ``replace`` lets go of the owner's earlier files of
+        that kind first. Past the bounds per visitor and per address, the oldest go."""
+        new = list(dict.fromkeys(_norm(p) for p in paths))
+        now = self._clock()
+        holder: Holder = ("visitor", owner)
+        counted: list[Path] = []
+        with self._lock:
+            doomed = self._drop_kind(owner, kind) if replace else []
+            mine = self._visitor_files.setdefault(owner, {})
+            for path in new:
+                if path in mine:
+                    mine[path].kinds.add(kind)
+                    continue
+                mine[path] = _VisitorFile({kind}, now, given_to)
+                self._address_files.setdefault(given_to, {})[(owner, path)] = None
+                if self._hold(path, holder, given_to)[1]:
+                    counted.append(path)
+            while len(mine) > self.max_entries_per_owner:
+                doomed.extend(self._drop_visitor_file(owner, next(iter(mine))))
+            address = self._address_files.get(given_to, {})
+            while len(address) > VISITOR_FILES_PER_ADDRESS:
+                doomed.extend(self._drop_visitor_file(*next(iter(address))))
+            doomed.extend(self._evict_over_cap(keep=None))
+            # A file let go of (``replace``) and kept again is held once more.
+            doomed = [p for p in dict.fromkeys(doomed) if p not in self._files]
+        if counted:
+            self._files_owned(counted)
+        self._delete_owned(doomed)
+
+    def drop_visitor_files(self, owner: str, kind: str) -> None:
+        """Let go of the owner's files of ``kind`` (deleted unless something else holds them)."""
+        with self._lock:
+            doomed = self._drop_kind(owner, kind)
+        self._delete_owned(doomed)
 
     # -- deletion --------------------------------------------------------------
 
     def purge_owner(self, owner: str) -> int:
         """Delete all of an owner's entries and files now; return how many entries."""
-        return self._remove_where(lambda e: e.owner == owner)
+        return self._remove_where(lambda e: e.owner == owner, lambda o, _f: o == owner)
 
     def sweep_expired(self) -> int:
-        """Delete expired entries and their files; return how many entries."""
+        """Delete expired entries and visitors' files, and their files; return how many
+        entries."""
         now = self._clock()
-        return self._remove_where(lambda e: self._expired(e, now))
+        return self._remove_where(
+            lambda e: self._expired(e, now), lambda _o, f: now - f.created_at >= self.ttl_s
+        )
 
     def purge_all(self) -> int:
-        """Delete every entry and its files (shutdown); return how many entries."""
-        return self._remove_where(lambda e: True)
+        """Delete every entry and file (shutdown); return how many entries."""
+        return self._remove_where(lambda e: True, lambda _o, _f: True)
 
     @property
     def total_bytes(self) -> int:
@@ -183,9 +295,15 @@ class OutputCache:
             return self._total
 
     @property
+    def file_bytes(self) -> int:
+        """Bytes of the files held (each once)."""
+        with self._lock:
+            return sum(held.size for held in self._files.values())
+
+    @property
     def freed_png_bytes(self) -> int:
-        """PNG bytes of every entry removed so far (expired, evicted or purged): grows by what
-        the process's heap got back, never shrinks."""
+        """PNG bytes let go of so far (entries removed, or served from their file since):
+        grows by what the process's heap got back, never shrinks."""
         with self._lock:
             return self._freed_png_bytes
 
@@ -232,38 +350,94 @@ class OutputCache:
                 except Exception:
                     logger.exception("sweep task %r failed", task)
 
-    # -- helpers (callers of _pop and _orphans hold the lock) ------------------
+    # -- helpers (callers of the methods below hold the lock) ------------------
 
-    def _evict_over_cap(self, keep: str) -> list[CacheEntry]:
-        """Pop least recently used entries other than ``keep`` while over the byte cap."""
-        removed = []
-        while self._total + self._reserved_bytes() > self.max_bytes and len(self._entries) > 1:
-            oldest = next(k for k in self._entries if k != keep)
-            removed.append(self._pop(oldest))
-        return removed
+    def _hold(self, path: Path, holder: Holder, given_to: str) -> tuple[int, bool]:
+        """Count ``path`` as held by ``holder``: (its size, whether it is newly counted)."""
+        held = self._files.get(path)
+        is_new = held is None
+        if held is None:
+            held = self._files[path] = _File(_file_size(path))
+            self._total += held.size
+        held.holders.add(holder)
+        if given_to:
+            held.given_to.add(given_to)
+        return held.size, is_new
+
+    def _release(self, holder: Holder, paths: Iterable[Path]) -> list[Path]:
+        """Let ``holder`` go of ``paths``; those nobody holds any more (to delete)."""
+        unheld = []
+        for path in paths:
+            held = self._files.get(path)
+            if held is None:
+                continue
+            held.holders.discard(holder)
+            if not held.holders:
+                del self._files[path]
+                self._total -= held.size
+                unheld.append(path)
+        return unheld
+
+    def _evict_over_cap(self, keep: str | None) -> list[Path]:
+        """Pop least recently used entries other than ``keep`` while over the byte cap; the
+        files that frees."""
+        doomed: list[Path] = []
+        while self._total + self._reserved_bytes() > self.max_bytes:
+            oldest = next((k for k in self._entries if k != keep), None)
+            if oldest is None:
+                break
+            doomed.extend(self._pop(oldest))
+        return doomed
 
     def _expired(self, entry: CacheEntry, now: float) -> bool:
         return now - entry.created_at >= self.ttl_s
 
-    def _pop(self, key: str) -> CacheEntry:
-        entry = self._entries.pop(key)
-        self._total -= entry.size_bytes
+    def _forget_png(self, entry: CacheEntry) -> None:
+        self._total -= len(entry.png)
         self._freed_png_bytes += len(entry.png)
+        entry.png = b""
+
+    def _pop(self, key: str) -> list[Path]:
+        """Remove an entry; the files nobody holds any more."""
+        entry = self._entries.pop(key)
+        self._forget_png(entry)
         keys = self._by_owner[entry.owner]
         keys.remove(key)
         if not keys:
             del self._by_owner[entry.owner]
-        return entry
+        return self._release(key, entry.files)
 
-    def _orphans(self, paths: Iterable[Path]) -> list[Path]:
-        # Gradio names files by content hash, so two entries can share one file.
-        live = {f for e in self._entries.values() for f in e.files}
-        return [p for p in dict.fromkeys(paths) if p not in live]
+    def _drop_visitor_file(self, owner: str, path: Path) -> list[Path]:
+        mine = self._visitor_files[owner]
+        kept = mine.pop(path)
+        if not mine:
+            del self._visitor_files[owner]
+        address = self._address_files[kept.given_to]
+        del address[(owner, path)]
+        if not address:
+            del self._address_files[kept.given_to]
+        return self._release(("visitor", owner), [path])
 
-    def _remove_where(self, pred: Callable[[CacheEntry], bool]) -> int:
+    def _drop_kind(self, owner: str, kind: str) -> list[Path]:
+        doomed: list[Path] = []
+        for path, kept in list(self._visitor_files.get(owner, {}).items()):
+            kept.kinds.discard(kind)
+            if not kept.kinds:
+                doomed.extend(self._drop_visitor_file(owner, path))
+        return doomed
+
+    def _remove_where(
+        self,
+        entry_goes: Callable[[CacheEntry], bool],
+        visitor_file_goes: Callable[[str, _VisitorFile], bool],
+    ) -> int:
         with self._lock:
-            removed = [self._pop(k) for k, e in list(self._entries.items()) if pred(e)]
-            doomed = self._orphans(f for e in removed for f in e.files)
+            removed = [k for k, e in list(self._entries.items()) if entry_goes(e)]
+            doomed = [f for k in removed for f in self._pop(k)]
+            for owner, mine in list(self._visitor_files.items()):
+                for path, kept in list(mine.items()):
+                    if visitor_file_goes(owner, kept):
+                        doomed.extend(self._drop_visitor_file(owner, path))
         self._delete_owned(doomed)
         return len(removed)
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 # Bump when PRIVACY.md changes meaning: visitors who acknowledged an older version
 # see the banner again.
-POLICY_VERSION: str = "2026-11-29"
+POLICY_VERSION: str = "2026-12-07"
 
 _OPT_OUT_HEADERS = ("sec-gpc", "dnt")
 

@@ -51,7 +51,7 @@ def process_temp_dir(base: Path) -> Path:
     folder, descriptor = _claim(base)
     _held[folder] = descriptor
     if len(_held) == 1:
-        atexit.register(_remove_held_folders)
+        atexit.register(release_all)
     return folder
 
 
@@ -139,6 +139,7 @@ def release(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _remove_held_folders() -> None:
+def release_all() -> None:
+    """Delete every folder this process holds (at exit, or before leaving without one)."""
     for folder in list(_held):
         release(folder)

@@ -7,7 +7,9 @@ visitor and the run's hooks. `admit` runs when a request joins the GPU queue (ev
 queue is the same: zimage/page/gpu_queue.py), so that what would be refused is refused then,
 not after waiting its turn; the run checks its parameters again, cheaply. Analytics hears about
 a request only when consent allows (operator setting, the visitor's toggle, Global Privacy
-Control / Do Not Track).
+Control / Do Not Track) when its row is written: a browser that opts out, or deletes its data,
+while its request runs gets no row for it, and a deletion also stops the request and keeps
+nothing of it.
 """
 
 from __future__ import annotations
@@ -96,12 +98,16 @@ class EngineFacts:
     one_model_at_a_time: bool
 
 
-@dataclass
+@dataclass(eq=False)
 class _UsageNote:
-    """Filled in while a request runs; written to the usage log when it ends."""
+    """Filled in while a request runs; written to the usage log when it ends, if the
+    visitor's consent still holds then and their data was not deleted meanwhile."""
 
+    control: JobControl
+    opt_out: bool
     params: dict[str, Any] = field(default_factory=dict)
     prompt: str | None = None
+    forgotten: bool = False
 
 
 class ZImageService:
@@ -129,6 +135,8 @@ class ZImageService:
         self._shutting_down = False
         self._in_flight = 0
         self._idle = threading.Condition()
+        # The requests running for each browser pseudonym (consent and deletion reach them).
+        self._runs: dict[str, set[_UsageNote]] = {}
 
     @property
     def engine_facts(self) -> EngineFacts:
@@ -172,7 +180,7 @@ class ZImageService:
         when the caller stops it.
         """
         hooks = hooks or RunHooks()
-        with self._logged("generate", visitor) as note:
+        with self._logged("generate", visitor, hooks) as note:
             self._refuse_when_shutting_down()
             request = self._checked(request)
             asked_prompt = request.prompt
@@ -196,7 +204,7 @@ class ZImageService:
                 **request.logged_settings(),
             }
             return [
-                self._keep(visitor, image, seed, "text-to-image", result.timings, settings)
+                self._keep(visitor, note, image, seed, "text-to-image", result.timings, settings)
                 for image, seed in zip(result.images, result.seeds)
             ]
 
@@ -206,7 +214,7 @@ class ZImageService:
         Raises InputError / ImageInputError for bad input, EngineUnavailable without a model.
         """
         hooks = hooks or RunHooks()
-        with self._logged("edit", visitor) as note:
+        with self._logged("edit", visitor, hooks) as note:
             self._refuse_when_shutting_down()
             request = self._checked(request)
             asked_instruction = request.instruction
@@ -235,6 +243,7 @@ class ZImageService:
             self.moderation.check_output(result.image)
             return self._keep(
                 visitor,
+                note,
                 result.image,
                 result.seed,
                 result.method,
@@ -257,7 +266,7 @@ class ZImageService:
         logged unless prompts are.
         """
         hooks = hooks or RunHooks()
-        with self._logged("enhance", visitor) as note:
+        with self._logged("enhance", visitor, hooks) as note:
             self._refuse_when_shutting_down()
             request = self._checked(request)
             note.params = {"sampled": request.sampling_seed is not None}
@@ -358,9 +367,28 @@ class ZImageService:
         return self.cache.seconds_left(entry)
 
     def keep_files(self, outcome: ImageOutcome, paths: Iterable[str | None]) -> None:
-        """Tie files to an output (the file it is served from, the uploads it was made from) so
-        that they are deleted with it."""
+        """Tie files to an output (the uploads it was made from) so that they are deleted with
+        it."""
         self.cache.attach_files(outcome.cache_key, [path for path in paths if path])
+
+    def serve_from_file(self, outcome: ImageOutcome, path: str) -> None:
+        """The output is served from the file at `path` from now on: the file is deleted with
+        it, and its PNG is kept in that file only."""
+        self.cache.attach_files(outcome.cache_key, [path], serves=True)
+
+    def keep_visitor_files(
+        self, visitor: Visitor, kind: str, paths: Iterable[str], *, replace: bool = False
+    ) -> None:
+        """Hold files written for the visitor outside an output (a run's preview frames, their
+        data download) under `kind`, until `drop_visitor_files`, the output lifetime or the
+        deletion of their data; `replace` lets go of their earlier files of that kind."""
+        self.cache.keep_visitor_files(
+            visitor.owner, kind, paths, given_to=visitor.address_key, replace=replace
+        )
+
+    def drop_visitor_files(self, visitor: Visitor, kind: str) -> None:
+        """Delete the visitor's files of `kind` now."""
+        self.cache.drop_visitor_files(visitor.owner, kind)
 
     def delete_outputs_of(self, owner: str) -> int:
         """Delete this visitor's images now; returns how many."""
@@ -376,9 +404,17 @@ class ZImageService:
             return '{"rows": []}'
         return self.usage_log.export_json(pseudonym)
 
+    def set_opt_out(self, visitor: Visitor, opt_out: bool) -> None:
+        """The browser's analytics choice changed: its requests running now are logged only if
+        it allows when they end."""
+        with self._idle:
+            for note in self._runs.get(visitor.pseudonym, ()):
+                note.opt_out = opt_out
+
     def delete_everything_of(self, visitor: Visitor) -> tuple[int, int]:
-        """Delete the visitor's usage rows and cached outputs now, and have the other replicas
-        drop what they hold of this browser; returns (rows, outputs)."""
+        """Delete the visitor's usage rows and cached outputs now (its requests running now are
+        stopped, and nothing of them is kept or logged), and have the other replicas drop what
+        they hold of this browser; returns (rows, outputs)."""
         rows, outputs = self._forget(visitor.owner, visitor.pseudonym)
         if self.replicas is not None and visitor.pseudonym:
             self.replicas.announce_deletion(visitor.pseudonym)
@@ -395,6 +431,12 @@ class ZImageService:
         return self._forget(pseudonym, pseudonym)
 
     def _forget(self, owner: str, pseudonym: str) -> tuple[int, int]:
+        with self._idle:
+            running = list(self._runs.get(pseudonym, ()))
+            for note in running:
+                note.forgotten = True
+        for note in running:
+            note.control.stop(StopReason.CANCELLED)
         rows = self.usage_log.delete_for(pseudonym) if self.usage_log else 0
         outputs = self.delete_outputs_of(owner)
         self.engine.forget_prompts_of(owner)
@@ -403,6 +445,7 @@ class ZImageService:
     def _keep(
         self,
         visitor: Visitor,
+        note: _UsageNote,
         image: Image.Image,
         seed: int,
         method: str,
@@ -411,28 +454,52 @@ class ZImageService:
     ) -> ImageOutcome:
         png = encode_png(image)
         entry = self.cache.put(
-            visitor.owner, png, seed, {"method": method, "seed": seed, **settings}
+            visitor.owner,
+            png,
+            seed,
+            {"method": method, "seed": seed, **settings},
+            given_to=visitor.address_key,
         )
+        # Checked after storing: a deletion marks first and purges after, so either this sees
+        # the mark or the purge sees the output.
+        if note.forgotten:
+            self.cache.purge_owner(visitor.owner)
+            raise Cancelled()
         return ImageOutcome(png, seed, method, image.width, image.height, timings, entry.key)
 
     @contextmanager
     def _logged(
-        self, endpoint: str, visitor: Visitor, refusals_only: bool = False
+        self,
+        endpoint: str,
+        visitor: Visitor,
+        hooks: RunHooks | None = None,
+        refusals_only: bool = False,
     ) -> Iterator[_UsageNote]:
-        note = _UsageNote()
+        """Log the request when it ends (only a refusal, if `refusals_only`), while consent
+        holds and the visitor's data was not deleted meanwhile."""
+        note = _UsageNote((hooks or RunHooks()).control, visitor.analytics_opt_out)
         started = time.perf_counter()
         outcome = "ok"
         with self._idle:
             self._in_flight += 1
+            if visitor.pseudonym:
+                self._runs.setdefault(visitor.pseudonym, set()).add(note)
         try:
             yield note
         except Exception as error:
             outcome = outcome_of(error)
             raise
         finally:
-            if outcome != "ok" or not refusals_only:
-                self._record(endpoint, visitor, note, time.perf_counter() - started, outcome)
+            duration_s = time.perf_counter() - started
+            # Under the lock that a change of consent and a deletion take: the row is queued
+            # before a deletion reads the queue, or not at all.
             with self._idle:
+                if outcome != "ok" or not refusals_only:
+                    self._record(endpoint, visitor, note, duration_s, outcome)
+                runs = self._runs.get(visitor.pseudonym, set())
+                runs.discard(note)
+                if not runs:
+                    self._runs.pop(visitor.pseudonym, None)
                 self._in_flight -= 1
                 self._idle.notify_all()
 
@@ -440,7 +507,7 @@ class ZImageService:
         self, endpoint: str, visitor: Visitor, note: _UsageNote, duration_s: float, outcome: str
     ) -> None:
         operator_enabled = self.usage_log is not None
-        if not analytics_allowed(operator_enabled, visitor.analytics_opt_out, visitor.headers):
+        if note.forgotten or not analytics_allowed(operator_enabled, note.opt_out, visitor.headers):
             return
         assert self.usage_log is not None
         self.usage_log.record(

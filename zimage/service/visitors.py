@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zimage.guards.client_address import client_address
+from zimage.guards.client_address import address_key, client_address
 from zimage.settings import Settings
 
 
@@ -23,6 +23,9 @@ class Visitor:
     headers: Mapping[str, str] = field(default_factory=dict)
     client_ip: str = ""
     user_agent: str = ""
+    # The keyed hash of `client_ip` (zimage/guards/client_address.py `address_key`): the files
+    # made for this visitor are given to it, and only requests from it may name them.
+    address_key: str = ""
 
 
 def visitor_from_http(
@@ -39,11 +42,13 @@ def visitor_from_http(
     the client address needs); the address comes from trusted proxy hops only.
     """
     lowered = {name.lower(): value for name, value in dict(headers).items()}
+    address = client_address(peer, headers, settings.trusted_proxy_hops)
     return Visitor(
         owner=owner,
         pseudonym=pseudonym,
         analytics_opt_out=analytics_opt_out,
         headers=lowered,
-        client_ip=client_address(peer, headers, settings.trusted_proxy_hops),
+        client_ip=address,
         user_agent=lowered.get("user-agent", ""),
+        address_key=address_key(address),
     )
