@@ -17,7 +17,8 @@ In one process, after a warm-up run of each:
 in alternating order, a new seed per run. The goal is the ratio of the medians b/a <= 1.05.
 Because that ratio moves by a few percent between runs on shared machines, the preview's own
 time per step is also measured alone on the last step's latents (synchronised on a GPU) and
-printed as a share of a step.
+printed as a share of a step; so is a preview decoded by a tiny autoencoder of TAEF1's shape
+(random weights: its cost, not its pictures), the Space's preview where TAEF1 is available.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from diffusers import ZImagePipeline  # noqa: E402
+from diffusers import AutoencoderTiny, ZImagePipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gpu_latency import CONFIGS, build_pipeline, parse_size  # noqa: E402
 from zimage import presets  # noqa: E402
-from zimage.engine.latent_preview import LatentPreview  # noqa: E402
+from zimage.engine.latent_preview import LatentPreview, TinyAutoencoderPreview  # noqa: E402
 from zimage.engine.tiny_pipelines import build_preview_pipeline  # noqa: E402
 
 PROMPT = "A lighthouse on a basalt cliff at dusk, waves breaking on the rocks below"
@@ -157,21 +158,32 @@ def main() -> None:
     step_without = statistics.median(without)
     step_with = statistics.median(with_it)
 
-    # The preview's own work per step, alone: estimate, projection and transfer.
+    # The preview's own work per step, alone: estimate, projection and transfer; then the same
+    # with a tiny autoencoder decoding the frames (TAEF1's shape, random weights: its cost).
     latents = last_latents[0]
-    scheduler = pipeline.scheduler
-    alone = []
-    for _ in range(ALONE_REPEATS):
-        run = preview.start_run()
-        run.after_step(latents * 0.99, scheduler)
-        alone.append(timed(device, lambda run=run: run.after_step(latents, scheduler)))
-    preview_alone = statistics.median(alone)
+
+    def alone_per_step(source: LatentPreview | TinyAutoencoderPreview) -> float:
+        times = []
+        for _ in range(ALONE_REPEATS):
+            run = source.start_run()
+            run.after_step(latents * 0.99, pipeline.scheduler)
+            times.append(timed(device, lambda run=run: run.after_step(latents, pipeline.scheduler)))
+        return statistics.median(times)
+
+    preview_alone = alone_per_step(preview)
+    taef1 = AutoencoderTiny(latent_channels=16, scaling_factor=1.0, shift_factor=0.0)
+    taef1 = taef1.to(device, pipeline.vae.dtype).eval()
+    decoder_alone = alone_per_step(TinyAutoencoderPreview(taef1))
 
     print(f"(a) step without preview: median {step_without * 1000:.1f} ms")
     print(f"(b) step with preview:    median {step_with * 1000:.1f} ms")
     print(
         f"preview alone per step: median {preview_alone * 1000:.3f} ms = "
         f"{preview_alone / step_without:.2%} of a step (latents {tuple(latents.shape)})"
+    )
+    print(
+        f"TAEF1-shaped tiny autoencoder preview alone per step: median "
+        f"{decoder_alone * 1000:.3f} ms = {decoder_alone / step_without:.2%} of a step"
     )
     ratio = step_with / step_without
     print(f"load average at end {os.getloadavg()[0]:.2f}")
