@@ -72,11 +72,13 @@ class Space:
     shared_database: SharedDatabase | None = None
 
     def close(self) -> None:
-        """Stop serving (without waiting for the connections still open: event streams, MCP
-        sessions), stop the timers and delete every output and temp file."""
+        """Stop serving (connections still open, such as event streams and MCP sessions, are
+        cut after CLOSING_S), stop the timers and delete every output and temp file."""
         server = getattr(self.demo, "server", None)
-        if server is not None:  # uvicorn's: else it waits for them, then Gradio gives up (5 s)
-            server.force_exit = True
+        if server is not None:
+            # uvicorn's: else it waits for them without end, and Gradio gives up after 5 s. Not
+            # force_exit, which would skip the app's lifespan shutdown (and log its cancellation).
+            server.config.timeout_graceful_shutdown = CLOSING_S
         self.demo.close()
         self.housekeeping.stop()
         self.service.adapters.close()

@@ -101,10 +101,15 @@ def page_inputs(url: str, api_name: str, values: dict[str, Any]) -> list[Any]:
     return GradioCopy(CopyClient(url), lambda seconds, why: None).inputs(api_name, values)
 
 
+def page_run_data(url: str, browser: dict[str, Any], **names: Any) -> list[Any]:
+    """The data of a small run through the page's Generate button for the visitor whose state
+    is `browser`; `names` change inputs as SMALL_PAGE_RUN names them."""
+    values = {**SMALL_PAGE_RUN, "type:browserstate": browser, **names}
+    return page_inputs(url, "generate_in_browser", values)
+
+
 def generate_in_browser(
     url: str, browser: dict[str, Any], headers: dict[str, str] | None = None, **names: Any
 ) -> list[Any]:
-    """A small run through the page's Generate button for the visitor whose state is `browser`."""
-    values = {**SMALL_PAGE_RUN, "type:browserstate": browser, **names}
-    data = page_inputs(url, "generate_in_browser", values)
-    return run(url, "generate_in_browser", data, headers=headers)
+    """A small run through the page's Generate button; its outputs."""
+    return run(url, "generate_in_browser", page_run_data(url, browser, **names), headers=headers)

@@ -148,8 +148,9 @@ def test_tool_schemas_are_the_tools_own_descriptions(app) -> None:
         return (await client.list_tools()).tools
 
     listed = {tool.name: tool for tool in session(app.url)(work)}
+    offered = app.space.service.offered()  # the models and adapters this Space serves
     for tool in (TextToImage, Edit, EnhancePrompt):
-        assert listed[tool.agent_name].inputSchema == tool_listing(tool).inputSchema
+        assert listed[tool.agent_name].inputSchema == tool_listing(tool, offered).inputSchema
         assert listed[tool.agent_name].description.startswith(tool.summary())
     assert "base64" in listed["edit_image"].inputSchema["properties"]["image"]["description"]
 

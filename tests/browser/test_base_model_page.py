@@ -67,9 +67,7 @@ def test_base_fields_follow_the_model_and_reuse_brings_them_back(
     expect(steps_box(page)).to_have_value("1")
 
 
-def test_a_space_without_base_shows_no_choice_of_model(
-    page: Page, running_app: RunningApp
-) -> None:
+def test_a_space_without_base_shows_no_choice_of_model(page: Page, running_app: RunningApp) -> None:
     open_app(page, running_app.url)
     open_tab(page, "Text to image")
     expect(page.get_by_role("textbox", name="Prompt")).to_be_visible()

@@ -16,9 +16,10 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from app import BLOCKED_PATHS
-from tests.gradio_http import call, file_data, fn_index, join
+from tests.gradio_http import call, file_data, fn_index, join, page_inputs
 from zimage.guards.public_errors import REQUEST_REFUSED
 from zimage.page.edit import SAMPLES
+from zimage.tools.edit import Edit
 
 INTERNALS = re.compile(
     r"\b[A-Z]\w*(Error|Exception)\b|<[\w.]+ object at 0x|Traceback|'\w+' object|pydantic"
@@ -122,7 +123,8 @@ def test_file_parameters_naming_server_files(running_app) -> None:
     names = [*attack_paths(running_app), "http://127.0.0.1:1/x.png", "/tmp/a\x00b"]
     arguments = [file_data(name) for name in names] + ["/etc/passwd", 5, {"a": 1}]
     for image in arguments:
-        answer = call(running_app.url, "edit", [image, "snow", None, 0.6, 1, False, 2])
+        data = Edit.endpoint_values(image=image, instruction="snow", seed=1, steps=2)
+        answer = call(running_app.url, "edit", data)
         # Refused in the event stream, or before it by the upload guard (remote URLs) or the
         # protocol guard (a null character), each with a readable "detail".
         assert "event: error" in answer or '"detail"' in answer, answer
@@ -144,15 +146,18 @@ def test_wrong_types_and_counts(running_app) -> None:
     for index, data in [
         (events["show_my_data"], ["not a dict"]),
         (events["show_my_data"], [[1, 2]]),
-        (events["edit_in_browser"], ["x", "snow", 0.6, 1, False, 2, False, {}, False]),
-        (
-            events["edit_in_browser"],
-            [{"background": file_data("/etc/passwd")}, "snow", 0.6, 1, False, 2, False, {}, False],
-        ),
+        (events["edit_in_browser"], edit_in_browser(url, "x")),
+        (events["edit_in_browser"], edit_in_browser(url, {"background": file_data("/etc/passwd")})),
     ]:
         answer = join(url, index, data)
         assert REQUEST_REFUSED in answer
         assert_reveals_nothing(running_app, answer)
+
+
+def edit_in_browser(url: str, editor: object) -> list:
+    """The page's Edit button's data with `editor` as the image editor's value."""
+    values = {"type:imageeditor": editor, "edit.instruction": "snow", "type:browserstate": {}}
+    return page_inputs(url, "edit_in_browser", values)
 
 
 def test_our_messages_arrive_word_for_word(client) -> None:

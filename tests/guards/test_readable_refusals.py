@@ -12,6 +12,7 @@ from gradio_client.exceptions import ValidationError
 from tests.gradio_http import fn_index
 from zimage.guards.protocol_guard import NULL_CHARACTER, TOO_DEEP
 from zimage.guards.upload_guard import REMOTE_FILE
+from zimage.tools.edit import Edit
 
 GENERATE_SIX = ["a kite", "1024x1024 ( 1:1 )", 42, 8, 3.0, True]
 TOO_FEW = (
@@ -71,14 +72,14 @@ def test_a_refused_value_on_the_queue_names_its_input(running_app) -> None:
     """In the format of Gradio's validators: one entry per input, the refused one named (the
     page shows the sentence on that input; gradio_client raises it as above)."""
     body = {
-        "data": [REMOTE_IMAGE, "snow", None, 0.6, 1, False, 2],
+        "data": Edit.endpoint_values(image=REMOTE_IMAGE, instruction="snow", seed=1, steps=2),
         "fn_index": fn_index(running_app.url, "edit"),
         "session_hash": "remote-file",
     }
     answer = post(f"{running_app.url}/gradio_api/queue/join", body)
     assert answer.status_code == 422
     detail = answer.json()["detail"]
-    assert len(detail) == 7
+    assert len(detail) == len(Edit.parameters())  # one entry per input
     assert detail[0] == {
         "__type__": "validate",
         "is_valid": False,

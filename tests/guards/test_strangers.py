@@ -23,10 +23,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.gradio_http import TIMEOUT, completed, fn_index, join, run
+from tests.gradio_http import TIMEOUT, completed, fn_index, join, page_run_data, run
 from tests.launcher import ROOT, AppProcess, launched_app, wait_until
 from zimage.guards.upload_guard import NOT_YOURS
-from zimage.page.adapters import DEFAULT_SHOWN_SCALE
+from zimage.tools.text_to_image import TextToImage
 
 pytestmark = pytest.mark.xdist_group("strangers")  # its apps launched once, on one worker
 
@@ -38,11 +38,12 @@ SETTINGS = {
     "ZIMAGE_MCP_MAX_SESSIONS": "12",
     "ZIMAGE_MCP_SESSIONS_PER_ADDRESS": "4",
 }
-# The style-adapter fields of the page's form: none, its sliders where the page shows them.
-NO_ADAPTERS = ["", DEFAULT_SHOWN_SCALE, "", DEFAULT_SHOWN_SCALE, False]
 # A run long enough on a loaded 2-core machine to act on while it goes (tens of seconds).
-# The page's form (its last value "enhance first"), before the browser state and the opt-out.
-LONG_RUN = ["a lighthouse at dusk", "512x512", 1, False, 12, 3.0, 1, *NO_ADAPTERS, False]
+LONG_RUN = {
+    "generate.prompt": "a lighthouse at dusk",
+    "generate.resolution": "512x512",
+    "controls.steps": 12,
+}
 SEEDS = itertools.count(random.randrange(10**6))
 PREVIEW = re.compile(r'"path": ?"([^"]+/preview\.png)"')
 
@@ -128,7 +129,7 @@ def all_rows_written(app: AppProcess) -> None:
     written in order, by one thread) is there."""
     with sqlite3.connect(app.data_dir / "usage.sqlite3") as connection:
         before = connection.execute("SELECT MAX(id) FROM usage").fetchone()[0] or 0
-    marker = ["a marker", "256x256", 1, False, 1, 3.0, 1, False, "", None, "", None, False]
+    marker = TextToImage.endpoint_values(prompt="a marker", resolution="256x256", seed=1, steps=1)
     run(app.url, "text_to_image", marker)
 
     def written() -> bool:
@@ -177,7 +178,7 @@ def test_a_stranger_cannot_keep_anothers_image_past_its_lifetime_or_deletion(app
     stream = join(
         app.url,
         fn_index(app.url, "generate_in_browser"),
-        ["a red kite", "256x256", 1, False, 2, 3.0, 1, *NO_ADAPTERS, False, browser, False],
+        page_run_data(app.url, browser),
         headers=at(ALICE),
     )
     alices = completed(stream)["output"]["data"][0][0]["image"]["path"]
@@ -247,7 +248,9 @@ def test_opting_out_during_a_run_keeps_its_row_out_of_the_log(app) -> None:
     def opt_out(_frames: list[str]) -> None:
         run(app.url, "set_opt_out", [True, browser], headers=at(ALICE))
 
-    message, _ = run_while(app, [*LONG_RUN, browser, False], ALICE, uuid.uuid4().hex, opt_out)
+    message, _ = run_while(
+        app, page_run_data(app.url, browser, **LONG_RUN), ALICE, uuid.uuid4().hex, opt_out
+    )
     assert message["success"], message
     all_rows_written(app)
     assert rows_of(app, pseudonym_id(browser)) == 0
@@ -260,7 +263,9 @@ def test_deleting_my_data_during_a_run_stops_it_and_keeps_nothing_of_it(app) -> 
     def delete(_frames: list[str]) -> None:
         answers.append(run(app.url, "delete_my_data", [browser], headers=at(ALICE)))
 
-    message, frames = run_while(app, [*LONG_RUN, browser, False], ALICE, uuid.uuid4().hex, delete)
+    message, frames = run_while(
+        app, page_run_data(app.url, browser, **LONG_RUN), ALICE, uuid.uuid4().hex, delete
+    )
     assert answers and frames
     assert "zimage.png" not in json.dumps(message), "the run was stopped before its image"
     assert not any(served(app, frame) for frame in set(frames))
@@ -285,14 +290,15 @@ def test_stop_deletes_the_runs_preview_frames(app) -> None:
         )
         assert joined.status_code == 200, joined.text
 
-    _, frames = run_while(app, [*LONG_RUN, browser, False], BOB, session, press_stop)
+    long_run = page_run_data(app.url, browser, **LONG_RUN)
+    _, frames = run_while(app, long_run, BOB, session, press_stop)
     assert frames
     assert not any(served(app, frame) for frame in set(frames))
 
 
 def test_a_finished_runs_preview_frames_are_deleted_and_its_image_kept(app) -> None:
     browser = page_load(app, BOB)
-    short = ["a red kite", "256x256", 1, False, 3, 3.0, 1, *NO_ADAPTERS, False, browser, False]
+    short = page_run_data(app.url, browser, **{"controls.steps": 3})
     message, frames = run_while(app, short, BOB, uuid.uuid4().hex, lambda _frames: None)
     assert message["success"] and frames
     assert not any(served(app, frame) for frame in set(frames))

@@ -20,6 +20,7 @@ from PIL import Image
 from tests.conftest import RunningApp, serve
 from tests.forwarding_proxy import client_from
 from tests.launcher import WAIT_S, wait_until
+from zimage.tools.edit import Edit
 
 pytestmark = pytest.mark.xdist_group("upload_guard")  # its fixtures built once, on one worker
 
@@ -27,7 +28,11 @@ MB = 1024 * 1024
 UNUSED_S = 4
 FILE_SIZE = int(1.5 * MB)
 # /edit's inputs in order: image, instruction, mask, strength, seed, randomize_seed, steps.
-EDIT_REST = ["snow", None, 0.6, 1, False, 1]
+
+
+def edit_data(image: dict, strength: float = 0.6) -> list:
+    """/edit's data for a plain HTTP call: `image` and the rest as a small edit."""
+    return Edit.endpoint_values(image=image, instruction="snow", strength=strength, seed=1, steps=1)
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +169,7 @@ def png(size: int, seed: int) -> bytes:
 def call_edit(http: httpx.Client, app: RunningApp, path: str, strength: float = 0.6) -> str:
     """One /edit over the plain HTTP API naming an uploaded file: "ok" or the error."""
     image = {"path": path, "meta": {"_type": "gradio.FileData"}}
-    data = [image, *EDIT_REST]
-    data[3] = strength
+    data = edit_data(image, strength)
     started = http.post(f"{app.url}/gradio_api/call/edit", json={"data": data})
     assert started.status_code == 200, started.text
     stream = http.get(f"{app.url}/gradio_api/call/edit/{started.json()['event_id']}")
@@ -240,7 +244,7 @@ def test_the_unused_recording_route_is_closed(nothing_held: RunningApp) -> None:
 def test_a_remote_file_url_is_not_fetched(nothing_held: RunningApp) -> None:
     app = nothing_held
     for url in ("https://example.invalid/big.png", "HTTP://example.invalid/big.png"):
-        data = [{"path": url, "meta": {"_type": "gradio.FileData"}}, *EDIT_REST]
+        data = edit_data({"path": url, "meta": {"_type": "gradio.FileData"}})
         answer = httpx.post(f"{app.url}/gradio_api/call/edit", json={"data": data})
         assert answer.status_code == 400
         assert "does not fetch files from other sites" in answer.json()["detail"]
@@ -249,7 +253,7 @@ def test_a_remote_file_url_is_not_fetched(nothing_held: RunningApp) -> None:
 def test_an_oversized_event_body_is_refused(nothing_held: RunningApp) -> None:
     app = nothing_held
     inline = "data:image/png;base64," + "A" * (3 * MB)  # over 4/3 of the 2 MB upload limit
-    data = [{"path": "x.png", "url": inline, "meta": {"_type": "gradio.FileData"}}, *EDIT_REST]
+    data = edit_data({"path": "x.png", "url": inline, "meta": {"_type": "gradio.FileData"}})
     with client_from("127.0.0.41") as http:
         answer = http.post(f"{app.url}/gradio_api/call/edit", json={"data": data})
     assert answer.status_code == 413

@@ -13,6 +13,7 @@ import pytest
 from tests.gradio_http import completed, file_data, fn_index, join
 from tests.launcher import ROOT, WAIT_S, launched_app, wait_until
 from zimage.privacy.output_cache import OutputCache
+from zimage.tools.edit import Edit
 
 TTL_S = 3
 
@@ -103,7 +104,9 @@ def test_edit_naming_a_served_example_never_deletes_it(tmp_path: Path) -> None:
     with launched_app(tmp_path, settings, cwd=app_folder) as app:
 
         def edit(image: Path) -> Path | None:
-            data = [file_data(str(image)), "snow", None, 0.6, 1, False, 2]
+            data = Edit.endpoint_values(
+                image=file_data(str(image)), instruction="snow", seed=1, steps=2
+            )
             message = completed(join(app.url, fn_index(app.url, "edit"), data, session))
             return Path(message["output"]["data"][0]["path"]) if message["success"] else None
 

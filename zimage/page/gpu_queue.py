@@ -44,6 +44,7 @@ from gradio.server_messages import ProcessCompletedMessage
 from gradio.utils import error_payload
 
 from zimage.guards.client_address import AddressKey, client_address
+from zimage.guards.public_errors import REQUEST_REFUSED
 from zimage.page.api import GPU_QUEUE
 from zimage.service.gpu_turns import QueueRefusal, fair_order, refuse_past_bounds
 from zimage.service.service import VISITOR_ERRORS, ZImageService
@@ -58,7 +59,6 @@ JoinCheck = Callable[[list[Any], gr.Request], tuple[Sequence[ToolRequest], Visit
 # Threads that admit runs at join (token counts, the shared rate limit's round trip): our own,
 # never the pool that serves files.
 ADMISSION_THREADS = 4
-UNREADABLE = "This request could not be read. Please check its values and try again."
 
 
 class AgentTicket:
@@ -180,7 +180,7 @@ class GpuQueue:
             raise
         except Exception:  # noqa: BLE001 - values the run could not read either
             logger.warning("a join could not be read", exc_info=True)
-            raise QueueRefusal(UNREADABLE) from None
+            raise QueueRefusal(REQUEST_REFUSED) from None
         self.service.admit(asked, visitor)
 
     async def _complete_at_once(
