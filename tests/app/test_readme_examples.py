@@ -40,6 +40,12 @@ NOT_RUN = {
     ("Embedding the Space in a page", "html"): "markup for the page that embeds the Space; the "
     "browser tests load the iframe (tests/browser/test_layout.py)",
     ("Layout", ""): "a map of the files, not code",
+    ("Style adapters (LoRA)", "json"): "an operator's ZIMAGE_LORAS configuration, not a "
+    "program; tests/adapters reads files of this form",
+    ("Checking a running copy: the privacy audit", "bash"): "the audit of a copy at its own "
+    "address; tests/audit/test_audit_app.py runs this command against the launched app",
+    ("Checking a running copy: the privacy audit", "python"): "the audit of a copy at its own "
+    "address; tests/audit runs audit_copy against the launched app and broken copies",
 }
 
 
