@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,7 +213,8 @@ def test_agents_waiting_hold_no_threads_and_files_are_served_meanwhile() -> None
             assert threads_in("zimage/agents/mcp_server.py") <= 2  # the two in GPU slots
             output = app.space.service.outputs_of(f"session:{client.session_hash}")[0]
             served = httpx.get(f"{app.url}/gradio_api/file={output.files[0]}", timeout=WAIT_S)
-            assert served.status_code == 200 and served.content == output.png
+            kept = Path(output.files[0]).read_bytes()  # served from its file, kept once
+            assert served.status_code == 200 and served.content == kept
         assert not any(call.result(WAIT_S).isError for call in calls)
         assert gallery
         agent.close()
