@@ -100,5 +100,7 @@ def test_empty_mask_is_explained(client, tmp_path) -> None:
 def test_edit_api_documents_the_plain_parameters(client) -> None:
     endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/edit"]
     names = [parameter["parameter_name"] for parameter in endpoint["parameters"]]
-    assert names == ["image", "instruction", "mask", "strength", "seed", "randomize_seed", "steps"]
+    plain = ["image", "instruction", "mask", "strength", "seed", "randomize_seed", "steps"]
+    adapters = ["lora", "lora_scale", "lora_2", "lora_2_scale", "trigger_words"]
+    assert names == plain + adapters  # new parameters come after the ones scripts already send
     assert len(endpoint["returns"]) == 3
