@@ -630,9 +630,11 @@ def test_the_sweeper_runs_every_two_seconds_by_default(clock: FakeClock) -> None
 
 def test_the_sweeper_never_keeps_the_process_alive(clock: FakeClock) -> None:
     cache = make_cache(clock)
+    before = set(threading.enumerate())  # other tests' apps in this process have theirs
     cache.start_sweeper(interval_s=60)
     try:
-        (thread,) = [t for t in threading.enumerate() if t.name == "output-cache-sweeper"]
+        started = set(threading.enumerate()) - before
+        (thread,) = [t for t in started if t.name == "output-cache-sweeper"]
         assert thread.daemon
     finally:
         cache.stop_sweeper()

@@ -9,7 +9,6 @@ the rows that cannot be written (the database locked) are dropped and counted.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -69,18 +68,23 @@ def test_requests_are_answered_while_the_usage_database_holds_the_writer(tmp_pat
             generate(seed)
         assert held.writing.wait(WAIT_S), "no row reached the writer"
         assert not held.held_out, "a request waited for the usage database"
-        # Now the writer meets a locked database: those rows are dropped and counted.
+        # Now the writer meets a locked database: the rows wait in memory, none dropped...
         database = Path(running.settings.data_dir) / "usage.sqlite3"  # usage_db would flush
         other = sqlite3.connect(database, isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
-        with caplog.at_level(logging.WARNING, logger="zimage.privacy.usage_log"):
-            held.release.set()
-            wait_until(lambda: usage_log.dropped > 0, WAIT_S, "nothing was dropped")
-        other.execute("ROLLBACK")
+        held.release.set()
+        wait_until(lambda: usage_log.store_away, WAIT_S, "the locked store was never noticed")
+        assert usage_log.dropped == 0
+        generate(REQUESTS + 1)  # ...and requests are still answered meanwhile
+        other.execute("ROLLBACK")  # ...and are written once the database answers
         other.close()
-        assert "dropped" in caplog.text
+        wait_until(
+            lambda: not usage_log.store_away and usage_log.pending == 0,
+            WAIT_S,
+            "the waiting rows were never written",
+        )
         client.close()
     finally:
         app.close()
     written = sqlite3.connect(running.usage_db).execute("SELECT COUNT(*) FROM usage").fetchone()
-    assert written[0] + usage_log.dropped == 1 + REQUESTS
+    assert written[0] == 2 + REQUESTS and usage_log.dropped == 0
