@@ -77,7 +77,8 @@ class ScriptEndpoints:
         self, asked: TextToImage, request: gr.Request, progress: gr.Progress
     ) -> Iterator[tuple[Any, Any]]:
         visitor = visitor_of(request, self.settings)
-        with self.running.control() as control, preview_frames(self.service, visitor) as shown:
+        frames = preview_frames(self.service, visitor, kept_when_done=True)
+        with self.running.control() as control, frames as shown:
 
             def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
                 hooks = RunHooks(

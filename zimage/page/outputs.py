@@ -80,14 +80,20 @@ class PreviewFrames:
 
 
 @contextmanager
-def preview_frames(service: ZImageService, visitor: Visitor) -> Iterator[PreviewFrames]:
+def preview_frames(
+    service: ZImageService, visitor: Visitor, kept_when_done: bool = False
+) -> Iterator[PreviewFrames]:
     """The frames of the run inside the block; deleted when it ends, however it ends (done,
-    Stop, an error)."""
+    Stop, an error). `kept_when_done`: a run that is done leaves them to the output lifetime,
+    for a script (gradio_client) that fetches each frame after its message has come."""
     frames = PreviewFrames(service, visitor)
+    done = False
     try:
         yield frames
+        done = True
     finally:
-        service.drop_visitor_files(visitor, frames.kind)
+        if not (done and kept_when_done):
+            service.drop_visitor_files(visitor, frames.kind)
 
 
 def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
