@@ -159,7 +159,7 @@ def wait_new_result(scope: Scope, before: str | None) -> str:
 def generate(scope: Scope, prompt: str = "a red kite over a grey sea") -> str:
     """Text to image at 256x256 through the form; returns the Result image's URL."""
     open_tab(scope, "Text to image")
-    fill_in(scope.get_by_role("textbox", name="Prompt"), prompt)
+    fill_in(scope.get_by_role("textbox", name="Prompt", exact=True), prompt)
     set_small_size(scope)
     before = current_src(scope)
     scope.get_by_role("button", name="Generate", exact=True).click()

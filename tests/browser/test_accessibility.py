@@ -153,7 +153,7 @@ def test_main_actions_work_from_the_keyboard(page: Page, running_app: RunningApp
     tab_to(page, text_tab)
     page.keyboard.press("Enter")
     expect(text_tab).to_have_attribute("aria-selected", "true")
-    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt = page.get_by_role("textbox", name="Prompt", exact=True)
     tab_to(page, prompt)
     page.keyboard.type("a lighthouse at dusk")
     resolution = page.get_by_role("combobox", name="Resolution (width x height)")
@@ -271,7 +271,7 @@ def test_ctrl_enter_generates_from_the_prompt_and_edits_from_the_instruction(
 ) -> None:
     open_app(page, running_app.url)
     set_small_size(page)
-    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt = page.get_by_role("textbox", name="Prompt", exact=True)
     expect(prompt).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
     fill_in(prompt, "a lighthouse at dusk")
     prompt.press("Control+Enter")

@@ -70,6 +70,6 @@ def test_base_fields_follow_the_model_and_reuse_brings_them_back(
 def test_a_space_without_base_shows_no_choice_of_model(page: Page, running_app: RunningApp) -> None:
     open_app(page, running_app.url)
     open_tab(page, "Text to image")
-    expect(page.get_by_role("textbox", name="Prompt")).to_be_visible()
+    expect(page.get_by_role("textbox", name="Prompt", exact=True)).to_be_visible()
     expect(page.get_by_role("radio", name=TURBO)).to_be_hidden()
     expect(page.get_by_role("textbox", name="Negative prompt")).to_be_hidden()

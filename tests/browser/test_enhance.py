@@ -22,7 +22,7 @@ ORIGINAL = "a red kite over the sea"
 
 def test_enhance_then_undo(page: Page, running_app: RunningApp) -> None:
     open_app(page, running_app.url)
-    box = page.get_by_role("textbox", name="Prompt")
+    box = page.get_by_role("textbox", name="Prompt", exact=True)
     fill_in(box, ORIGINAL)
     page.get_by_role("button", name="Enhance prompt").first.click()
     expect(box).not_to_have_value(ORIGINAL)
@@ -35,7 +35,7 @@ def test_enhance_then_undo(page: Page, running_app: RunningApp) -> None:
 
 def test_enhance_before_generating(page: Page, running_app: RunningApp) -> None:
     open_app(page, running_app.url)
-    box = page.get_by_role("textbox", name="Prompt")
+    box = page.get_by_role("textbox", name="Prompt", exact=True)
     fill_in(box, ORIGINAL)
     set_small_size(page)
     set_steps(page, 2)

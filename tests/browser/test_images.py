@@ -35,7 +35,9 @@ def test_text_to_image_shows_progress_image_seed_and_downloads(
     page: Page, running_app: RunningApp
 ) -> None:
     open_app(page, running_app.url)
-    fill_in(page.get_by_role("textbox", name="Prompt"), "a lighthouse on a basalt cliff")
+    fill_in(
+        page.get_by_role("textbox", name="Prompt", exact=True), "a lighthouse on a basalt cliff"
+    )
     set_small_size(page)
     set_steps(page, STEPS)
     before = current_src(page)

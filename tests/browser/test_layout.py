@@ -81,7 +81,7 @@ def test_readme_iframe_height_holds_the_page_without_cutting_anything(
             open_app(page, running_app.url)
             measured[f"{width}: first visit"] = page_height(page)
             panel = page.get_by_role("tabpanel")
-            fill_in(panel.get_by_role("textbox", name="Prompt"), "four red kites")
+            fill_in(panel.get_by_role("textbox", name="Prompt", exact=True), "four red kites")
             set_small_size(page)
             images = panel.get_by_role("spinbutton", name="number input for Images")
             fill_in(images, "4", press="Enter")

@@ -80,8 +80,8 @@ def test_stop_says_where_the_run_stopped_and_clears_its_picture_and_seed(
 
     run_in(page, language, "a slow lighthouse", "512x512", steps=LONG_STEPS)
     expect(stop).to_be_enabled()
-    # The picture forms (frames are served as image.png) and the last run's seed is gone.
-    frame = re.compile(r"/image\.png$")
+    # The picture forms (frames are served as preview.png) and the last run's seed is gone.
+    frame = re.compile(r"/preview\.png$")
     expect(result_image(page)).to_have_attribute("src", frame, timeout=120_000)
     expect(seed_used(page, language)).to_have_value("")
     stop.click()
@@ -104,7 +104,7 @@ def test_undo_enhance_is_usable_only_when_there_is_something_to_undo(
     page: Page, running_app: RunningApp
 ) -> None:
     open_app(page, running_app.url)
-    box = page.get_by_role("textbox", name="Prompt")
+    box = page.get_by_role("textbox", name="Prompt", exact=True)
     undo = page.get_by_role("button", name="Undo enhance").first
     expect(undo).to_be_disabled()
     fill_in(box, "a red kite over the sea")

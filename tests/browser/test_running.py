@@ -28,7 +28,7 @@ LONG_STEPS = 50
 
 
 def start_long_run(page: Page, size: str = "768x768") -> None:
-    fill_in(page.get_by_role("textbox", name="Prompt"), "a slow lighthouse")
+    fill_in(page.get_by_role("textbox", name="Prompt", exact=True), "a slow lighthouse")
     box = page.get_by_role("combobox", name="Resolution (width x height)")
     fill_in(box, size, press="Enter")
     set_steps(page, LONG_STEPS)
@@ -40,7 +40,7 @@ def start_long_run(page: Page, size: str = "768x768") -> None:
 
 def start_small_run(page: Page, prompt: str, steps: int) -> Locator:
     """Press Generate for a 256x256 run of `steps` steps; the result's status tracker."""
-    fill_in(page.get_by_role("textbox", name="Prompt"), prompt)
+    fill_in(page.get_by_role("textbox", name="Prompt", exact=True), prompt)
     set_small_size(page)
     set_steps(page, steps)
     page.get_by_role("button", name="Generate", exact=True).click()
@@ -49,7 +49,7 @@ def start_small_run(page: Page, prompt: str, steps: int) -> Locator:
 
 def quick_run(page: Page) -> None:
     """A 1-step 256x256 run on this page, to its picture."""
-    fill_in(page.get_by_role("textbox", name="Prompt"), "a quick kite")
+    fill_in(page.get_by_role("textbox", name="Prompt", exact=True), "a quick kite")
     set_small_size(page)
     set_steps(page, 1)
     before = current_src(page)
@@ -138,7 +138,7 @@ def test_an_opt_out_ticked_as_generate_is_pressed_is_honoured(
     page: Page, running_app: RunningApp
 ) -> None:
     open_app(page, running_app.url)
-    fill_in(page.get_by_role("textbox", name="Prompt"), "a private kite")
+    fill_in(page.get_by_role("textbox", name="Prompt", exact=True), "a private kite")
     set_small_size(page)
     set_steps(page, 1)
     before_rows = usage_rows(running_app)
