@@ -68,9 +68,9 @@ def test_the_picture_forms_while_it_is_made(page: Page, running_app: RunningApp)
             seen.append(src)
         time.sleep(0.05)
     wait_idle(page)
-    # Several frames replaced each other (Gradio names an array it serves "image.png"),
-    # then the finished image took their place.
-    frames = [src for src in seen if src.endswith("/image.png")]
+    # Several frames replaced each other (the visitor's preview.png files), then the finished
+    # image took their place.
+    frames = [src for src in seen if src.endswith("/preview.png")]
     assert len(frames) >= 4, seen
     expect(result_image(page)).to_have_attribute("src", re.compile(r"/zimage\.png$"))
 
