@@ -28,7 +28,7 @@ from zimage.page.run_status import StepsReached
 from zimage.page.running import RunningRequests, stream_while_running
 from zimage.page.visitors import browser_defaults, visitor_of
 from zimage.privacy.policy import POLICY_VERSION, BrowserKeys, banner_needs_showing
-from zimage.service.service import ImageOutcome, ZImageService
+from zimage.service.service import ZImageService
 from zimage.service.visitors import Visitor
 from zimage.settings import Settings
 from zimage.tools.edit import Edit
@@ -92,15 +92,9 @@ class PageHandlers:
                         )
                         asked = dataclasses.replace(asked, prompt=enhanced)
 
-                    def work(on_preview: PreviewCallback) -> list[ImageOutcome]:
-                        hooks = RunHooks(
-                            control,
-                            steps.report,
-                            on_preview=on_preview,
-                            fetching=download_reporter(progress),
-                        )
-                        return self.service.text_to_image(asked, visitor, hooks)
-
+                    work = previewed_run(
+                        self.service.text_to_image, asked, visitor, control, steps, progress
+                    )
                     outcomes = yield from stream_while_running(
                         control,
                         work,
@@ -144,15 +138,9 @@ class PageHandlers:
                         )
                         asked = dataclasses.replace(asked, instruction=enhanced)
 
-                    def work(on_preview: PreviewCallback) -> ImageOutcome:
-                        hooks = RunHooks(
-                            control,
-                            steps.report,
-                            on_preview=on_preview,
-                            fetching=download_reporter(progress),
-                        )
-                        return self.service.edit(asked, visitor, hooks)
-
+                    work = previewed_run(
+                        self.service.edit, asked, visitor, control, steps, progress
+                    )
                     outcome = yield from stream_while_running(
                         control,
                         work,
@@ -344,3 +332,23 @@ class PageHandlers:
             message = words("message.image_gone", language_of(request))
             raise gr.Error(message, print_exception=False)
         return entry.settings
+
+
+def previewed_run(
+    run: Callable[[Any, Visitor, RunHooks], Any],
+    asked: Any,
+    visitor: Visitor,
+    control: JobControl,
+    steps: StepsReached,
+    progress: gr.Progress,
+) -> Callable[[PreviewCallback], Any]:
+    """The service's `run` of `asked` for a button, given the preview callback it streams:
+    its steps counted, an adapter's download shown."""
+
+    def work(on_preview: PreviewCallback) -> Any:
+        hooks = RunHooks(
+            control, steps.report, on_preview=on_preview, fetching=download_reporter(progress)
+        )
+        return run(asked, visitor, hooks)
+
+    return work
