@@ -12,9 +12,10 @@ from dataclasses import replace
 import pytest
 
 from tests.engine.test_zero_gpu import zero_gpu  # noqa: F401 - the fixture, used by name
-from zimage.engine.engine import DecodeSpeed, DenoiseSpeed, Engine
+from zimage.engine.engine import Engine
 from zimage.engine.errors import TimedOut
 from zimage.engine.jobs import JobDone, JobFailed, RunHooks
+from zimage.engine.speeds import DecodeSpeed, DenoiseSpeed
 from zimage.engine.tiny_pipelines import build_preview_pipeline
 from zimage.tools.text_to_image import TextToImage
 

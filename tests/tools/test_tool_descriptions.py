@@ -13,7 +13,7 @@ from zimage.tools.common import STEPS
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
 from zimage.tools.official import OfficialGenerate
-from zimage.tools.parameters import Kind
+from zimage.tools.parameters import Kind, Parameter
 from zimage.tools.reference import README, TOOLS, parameter_table, with_tables
 from zimage.tools.text_to_image import TextToImage
 
@@ -34,10 +34,42 @@ def test_a_range_in_a_description_follows_the_limit_it_names() -> None:
 
 
 def test_free_text_and_files_are_never_logged_settings() -> None:
+    free = (Kind.PROMPT, Kind.OPTIONAL_PROMPT, Kind.FILE, Kind.FILES)
     for tool in TOOLS:
         for name, described in tool.parameters().items():
             if described.logged:
-                assert described.kind not in (Kind.PROMPT, Kind.FILE, Kind.FILES), name
+                assert described.kind not in free, name
+    for kind in free:
+        with pytest.raises(ValueError, match="never logged"):
+            Parameter(kind, "Free text.", label="Note", default="", logged=True)
+
+
+def test_free_text_is_kept_for_reuse_but_never_logged() -> None:
+    asked = TextToImage(prompt="a kite", model="base", negative_prompt=" blur ", guidance=3)
+    checked = asked.checked()
+    assert "negative_prompt" not in checked.logged_settings()
+    assert "prompt" not in checked.logged_settings()
+    kept = checked.kept_settings()
+    assert kept["negative_prompt"] == "blur" and kept["prompt"] == "a kite"
+    assert kept["guidance"] == 3.0 and kept["model"] == "base"
+
+
+@pytest.mark.parametrize("blank", [None, "", "  \u200b\n"])
+def test_an_optional_prompt_left_blank_is_empty(blank) -> None:
+    checked = TextToImage(prompt="a kite", model="base", negative_prompt=blank).checked()
+    assert checked.negative_prompt == ""
+
+
+@pytest.mark.parametrize(
+    ("negative", "message"),
+    [
+        (7, "The negative prompt must be text."),
+        ("x" * (presets.MAX_PROMPT_CHARS + 1), "The negative prompt has"),
+    ],
+)
+def test_an_optional_prompt_is_checked_as_a_prompt_when_given(negative, message) -> None:
+    with pytest.raises(InputError, match=message):
+        TextToImage(prompt="a kite", model="base", negative_prompt=negative).checked()
 
 
 def test_checked_requests_hold_the_values_the_engine_takes() -> None:

@@ -61,7 +61,9 @@ def load_base_pipeline(model: str, turbo: ZImagePipeline, dtype: torch.dtype) ->
     """Base's transformer and scheduler from a Hub id or local directory, sharing `turbo`'s text
     encoder, tokenizer and VAE; the transformer is loaded into CPU memory and the engine puts it
     on the device if it fits there (zimage/engine/models.py)."""
-    transformer = ZImageTransformer2DModel.from_pretrained(model, subfolder="transformer", dtype=dtype)
+    transformer = ZImageTransformer2DModel.from_pretrained(
+        model, subfolder="transformer", dtype=dtype
+    )
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(model, subfolder="scheduler")
     return sharing_pipeline(turbo, transformer.eval(), scheduler)
 
@@ -285,7 +287,9 @@ def load_base_if_it_loads(
     except Exception:
         if settings.engine == "diffusers" and not settings.on_space:
             raise
-        logger.exception("loading the base model %s failed: serving turbo alone", settings.base_model)
+        logger.exception(
+            "loading the base model %s failed: serving turbo alone", settings.base_model
+        )
         return None
 
 
@@ -300,9 +304,7 @@ def apply_speedups(
     """
     for model in engine.models:
         pipeline = engine.pipeline_for(model)
-        engine.attention_backend = select_attention_backend(
-            pipeline, attention, str(engine.device)
-        )
+        engine.attention_backend = select_attention_backend(pipeline, attention, str(engine.device))
         quantize_transformer(pipeline.transformer, quant)
         if compile_blocks:
             pipeline.transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)

@@ -56,7 +56,7 @@ from zimage.service.visitors import Visitor
 from zimage.tools.checks import InputError, choose_seed
 from zimage.tools.edit import Edit
 from zimage.tools.enhance import EnhancePrompt
-from zimage.tools.parameters import Offer, ToolRequest
+from zimage.tools.parameters import Kind, Offer, ToolRequest
 from zimage.tools.text_to_image import SERVED_MODELS, TextToImage
 
 if TYPE_CHECKING:
@@ -196,13 +196,8 @@ class ZImageService:
             _end_if_stopped(hooks.control)
             for image in result.images:
                 self.moderation.check_output(image)
-            # Kept with the images (their owner's "reuse settings"); the negative prompt is
-            # never logged.
-            settings = {
-                "prompt": asked_prompt,
-                "negative_prompt": request.negative_prompt,
-                **request.logged_settings(),
-            }
+            # Kept with the images (their owner's "reuse settings"), the prompt as asked.
+            settings = {**request.kept_settings(), "prompt": asked_prompt}
             return [
                 self._keep(visitor, note, image, seed, "text-to-image", result.timings, settings)
                 for image, seed in zip(result.images, result.seeds)
@@ -249,9 +244,9 @@ class ZImageService:
                 result.method,
                 result.timings,
                 {
+                    **request.kept_settings(),
                     "instruction": asked_instruction,
                     **resolution,
-                    **request.logged_settings(),
                     "method": result.method,
                 },
             )
@@ -303,22 +298,29 @@ class ZImageService:
     def _checked(self, request: Request) -> Request:
         """The request with its parameters, text and seed checked (the seed chosen)."""
         request = request.checked()
+        self._check_texts(request)
         if isinstance(request, TextToImage):
             self._check_model(request)
-            self._check_text(request.prompt, "prompt", cut=request.cut_long_prompt)
-            # Not filtered as a prompt: it names what must stay out of the picture.
-            self._within_token_limit(request.negative_prompt, "negative prompt")
             seed = choose_seed(request.seed, request.randomize_seed, room=request.num_images - 1)
             return dataclasses.replace(request, seed=seed)
         if isinstance(request, Edit):
-            self._check_text(request.instruction, "instruction")
             seed = choose_seed(request.seed, request.randomize_seed)
             if request.image is None:
                 raise InputError("Please add an image to edit.")
             return dataclasses.replace(request, seed=seed)
-        if isinstance(request, EnhancePrompt):
-            self._check_text(request.prompt, "prompt")
         return request
+
+    def _check_texts(self, request: ToolRequest) -> None:
+        """Every text of the request that the model reads: within its token limit, and prompts
+        past the filter (an optional prompt, e.g. the negative one, names what must stay out of
+        the picture, so it is not filtered)."""
+        cut = getattr(request, "cut_long_prompt", False)
+        for name, described in request.parameters().items():
+            what = described.label.lower()
+            if described.kind is Kind.PROMPT:
+                self._check_text(getattr(request, name), what, cut=cut)
+            elif described.kind is Kind.OPTIONAL_PROMPT:
+                self._within_token_limit(getattr(request, name), what)
 
     def _with_adapters(self, request: Styled, hooks: RunHooks) -> Styled:
         """The request with its adapters resolved and trigger words added (a visitor-named Hub

@@ -63,15 +63,17 @@ def check_prompt(
     return prompt
 
 
-def check_negative_prompt(text: object) -> str:
-    """What to keep out of the picture: "" when absent or blank, else checked as a prompt."""
+def check_optional_prompt(
+    text: object, what: str, max_chars: int = presets.MAX_PROMPT_CHARS
+) -> str:
+    """A prompt that may be left out: "" when absent or blank, else checked as a prompt."""
     if text is None:
         return ""
     if not isinstance(text, str):
-        raise InputError("The negative prompt must be text.")
+        raise InputError(f"The {what} must be text.")
     if all(_draws_nothing(char) for char in text):
         return ""
-    return check_prompt(text, "negative prompt")
+    return check_prompt(text, what, max_chars)
 
 
 def _draws_nothing(char: str) -> bool:

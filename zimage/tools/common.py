@@ -12,6 +12,7 @@ PROMPT = Parameter(
     "(up to {maximum} characters).",
     label="Prompt",
     maximum=presets.MAX_PROMPT_CHARS,
+    kept=True,
 )
 RESOLUTION = Parameter(
     Kind.TEXT,

@@ -25,6 +25,7 @@ INSTRUCTION = Parameter(
     'What to change, e.g. "make it a snowy evening" (up to {maximum} characters).',
     label="Instruction",
     maximum=presets.MAX_PROMPT_CHARS,
+    kept=True,
 )
 MASK = Parameter(
     Kind.FILE,

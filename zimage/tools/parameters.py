@@ -22,7 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from zimage.tools.checks import InputError, check_integer, check_number, check_prompt
+from zimage.tools.checks import (
+    InputError,
+    check_integer,
+    check_number,
+    check_optional_prompt,
+    check_prompt,
+)
 
 
 class Kind(enum.Enum):
@@ -30,6 +36,10 @@ class Kind(enum.Enum):
 
     TEXT = "string"
     PROMPT = "prompt"  # text the model reads: not empty, within the character limit
+    # Text the model reads that may be left blank ("" then), e.g. what to keep out of the
+    # picture: within the limits, but not through the prompt filter, since it names what must
+    # stay out.
+    OPTIONAL_PROMPT = "optional prompt"
     INTEGER = "integer"
     NUMBER = "number"
     BOOLEAN = "boolean"
@@ -48,6 +58,10 @@ class _Required:
 REQUIRED: Any = _Required()
 
 
+# What the usage log must never hold.
+_NEVER_LOGGED = frozenset({Kind.PROMPT, Kind.OPTIONAL_PROMPT, Kind.FILE, Kind.FILES})
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One parameter of a tool.
@@ -56,7 +70,8 @@ class Parameter:
     same numbers the checks use, so the text cannot drift from them. `label` names the value in
     messages ("Steps must be from 1 to 50"). `aliases` are other names callers may use for it
     (the official Space's names). `logged`: its value goes into the usage log's settings (never
-    set it on free text). `for_agents`: listed in the MCP tool schema. `offered`: the choices
+    on free text or files). `kept`: kept with the outputs for their owner's "reuse settings"
+    but never logged (free text such as a negative prompt). `for_agents`: listed in the MCP tool schema. `offered`: the choices
     are known only once the settings are read; each door fills them in (`Offer`). A default of
     None means "not given" and passes the checks as None (the request resolves it, e.g. per
     model).
@@ -71,9 +86,14 @@ class Parameter:
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     logged: bool = False
+    kept: bool = False
     for_agents: bool = True
     check: Callable[[Any], Any] | None = None  # instead of the kind's own check
     offered: str = ""  # the key of the `Offer` that gives the choices
+
+    def __post_init__(self) -> None:
+        if self.logged and self.kind in _NEVER_LOGGED:
+            raise ValueError(f"{self.label}: free text and files are never logged (kept=True)")
 
     def with_offer(self, offer: Offer) -> Parameter:
         """This parameter with the choices a running Space offers."""
@@ -106,6 +126,8 @@ class Parameter:
             return self.check(value)
         if self.kind is Kind.PROMPT:
             return check_prompt(value, self.label.lower(), int(self.maximum))
+        if self.kind is Kind.OPTIONAL_PROMPT:
+            return check_optional_prompt(value, self.label.lower(), int(self.maximum))
         if self.kind is Kind.INTEGER:
             return check_integer(value, self.label, int(self.minimum), int(self.maximum))
         if self.kind is Kind.NUMBER:
@@ -119,7 +141,7 @@ class Parameter:
     def json_schema(self) -> dict[str, Any]:
         """The parameter as JSON Schema (MCP input schemas, API pages)."""
         schema: dict[str, Any] = {"type": _JSON_TYPES[self.kind], "description": self.text}
-        if self.kind in (Kind.TEXT, Kind.PROMPT):
+        if self.kind in (Kind.TEXT, Kind.PROMPT, Kind.OPTIONAL_PROMPT):
             if self.maximum is not None:
                 schema["maxLength"] = self.maximum
         else:
@@ -141,6 +163,7 @@ class Parameter:
 _JSON_TYPES = {
     Kind.TEXT: "string",
     Kind.PROMPT: "string",
+    Kind.OPTIONAL_PROMPT: "string",
     Kind.INTEGER: "integer",
     Kind.NUMBER: "number",
     Kind.BOOLEAN: "boolean",
@@ -268,6 +291,12 @@ class ToolRequest:
         """The settings the usage log and the history keep (parameters marked `logged`)."""
         logged = [name for name, described in self.parameters().items() if described.logged]
         return {name: getattr(self, name) for name in logged}
+
+    def kept_settings(self) -> dict[str, Any]:
+        """The settings kept with the outputs for their owner's "reuse settings": the logged
+        ones and those marked `kept` (free text, never logged)."""
+        kept = [name for name, p in self.parameters().items() if p.logged or p.kept]
+        return {name: getattr(self, name) for name in kept}
 
     @classmethod
     def input_schema(cls, offered: Mapping[str, Offer] | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ README = Path(__file__).resolve().parent.parent.parent / "README.md"
 _TYPES = {
     Kind.TEXT: "text",
     Kind.PROMPT: "text",
+    Kind.OPTIONAL_PROMPT: "text",
     Kind.INTEGER: "integer",
     Kind.SEED: "integer",
     Kind.NUMBER: "number",

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from zimage import presets
 from zimage.tools.adapters import ADAPTER, ADAPTER_SCALE, TRIGGER_WORDS, AdapterUse
-from zimage.tools.checks import check_negative_prompt, parse_resolution
+from zimage.tools.checks import parse_resolution
 from zimage.tools.common import PROMPT, RANDOMIZE_SEED, RESOLUTION, SEED, SHIFT, STEPS
 from zimage.tools.parameters import Kind, Parameter, ToolRequest, parameter
 
@@ -44,13 +44,13 @@ MODEL = Parameter(
     logged=True,
 )
 NEGATIVE_PROMPT = Parameter(
-    Kind.TEXT,
+    Kind.OPTIONAL_PROMPT,
     "What to keep out of the picture (up to {maximum} characters); base model with guidance "
     "only: turbo ignores it.",
     label="Negative prompt",
     default="",
     maximum=presets.MAX_PROMPT_CHARS,
-    check=check_negative_prompt,
+    kept=True,
 )
 GUIDANCE = Parameter(
     Kind.NUMBER,
