@@ -176,7 +176,11 @@ def full_size_weights() -> dict[str, int]:
         "vae (shared)": module_bytes(vae),
     }
     turbo = sum(sizes.values())
-    return {**sizes, "turbo alone": turbo, "turbo and base": turbo + sizes["transformer (each model)"]}
+    return {
+        **sizes,
+        "turbo alone": turbo,
+        "turbo and base": turbo + sizes["transformer (each model)"],
+    }
 
 
 def engine_run(device: torch.device, model: str) -> tuple[int, int]:
