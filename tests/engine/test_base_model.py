@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
+from PIL import Image
 
 from tests.conftest import make_service
 from tests.engine.test_zero_gpu import calls, zero_gpu  # noqa: F401 - zero_gpu is a fixture
@@ -182,15 +183,22 @@ def test_each_step_runs_the_transformer_once_per_image_or_twice_with_guidance(
     assert turbo == [2, 2] and batches == [4, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 27): image 1 of a guided Base batch differs from seed + 1 made alone; "
-    "not yet known whether the batch's guidance pairs differently or only its numerics differ",
-)
+def largest_pixel_difference(first: Image.Image, second: Image.Image) -> int:
+    return max(abs(a - b) for a, b in zip(first.tobytes(), second.tobytes(), strict=True))
+
+
 def test_image_i_of_a_base_batch_is_the_image_of_seed_plus_i_alone(engine: Engine) -> None:
+    """Guided, each image pairs with its own negative pass: image i of a batch is seed + i's
+    image, up to batched arithmetic (a batch of four passes sums in another order than a batch
+    of two: latents differ by ~5e-6, Turbo's by ~7e-7; a pixel may round the other way)."""
     batch = engine.text_to_image(base_fox(steps=2, num_images=2, negative_prompt="blurry"))
-    alone = png_of(engine, base_fox(steps=2, seed=8, negative_prompt="blurry"))
-    assert sha(encode_png(batch.images[1])) == sha(alone)  # hashes: a short message on failure
+    alone = [
+        engine.text_to_image(base_fox(steps=2, seed=seed, negative_prompt="blurry")).image
+        for seed in batch.seeds
+    ]
+    for index in range(2):
+        assert largest_pixel_difference(batch.images[index], alone[index]) <= 2
+    assert largest_pixel_difference(batch.images[1], alone[0]) > 16  # another seed: unlike
 
 
 def test_the_models_share_everything_but_the_transformer_and_scheduler(engine: Engine) -> None:
