@@ -5,12 +5,17 @@ scripts use, so it must run unchanged here.
 """
 
 import io
+import json
 
+import gradio_client.client
 import httpx
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from tests.gradio_http import completed, fn_index, join
+from zimage.tools.text_to_image import TextToImage
 
 
 def text_to_image(client, **overrides):
@@ -50,6 +55,45 @@ def test_several_images_have_consecutive_seeds_each_equal_to_its_single_run(clie
     alone = Image.open(text_to_image(client, resolution="256x256", seed=21)[0][0]["image"])
     difference = max(abs(a - b) for a, b in zip(batch[1].tobytes(), alone.convert("RGB").tobytes()))
     assert difference <= 2  # the same image, up to batched arithmetic
+
+
+def messages_of(stream: str) -> list[str]:
+    return [json.loads(line[5:])["msg"] for line in stream.splitlines() if line.startswith("data:")]
+
+
+def test_without_live_preview_the_result_comes_once_as_from_a_plain_function(running_app) -> None:
+    """Gradio sends a generator's last value as a step and again in the completion; a call that
+    asked for no frames gets it in the completion alone."""
+    url = running_app.url
+    data = TextToImage.endpoint_values(prompt="a kite", resolution="256x256", seed=5, steps=2)
+    stream = join(url, fn_index(url, "text_to_image"), data)
+    assert "process_generating" not in messages_of(stream)
+    gallery, seed = completed(stream)["output"]["data"]
+    assert seed == 5 and [item["caption"] for item in gallery] == ["seed 5"]
+
+    asked = TextToImage.endpoint_values(
+        prompt="a kite", resolution="256x256", seed=5, steps=3, live_preview=True
+    )
+    kinds = messages_of(join(url, fn_index(url, "text_to_image"), asked))
+    assert kinds.count("process_generating") == 3  # steps 2 and 3, then the result
+    assert kinds[-1] == "process_completed"
+
+
+def test_gradio_client_downloads_a_result_without_live_preview_once(client, monkeypatch) -> None:
+    fetched: list[str] = []
+    real_stream = gradio_client.client.httpx.stream
+
+    def counted(method: str, url: str, **kwargs):
+        fetched.append(url)
+        return real_stream(method, url, **kwargs)
+
+    monkeypatch.setattr(gradio_client.client.httpx, "stream", counted)
+    gallery, seed = text_to_image(client, resolution="256x256", steps=2)
+    job = client.submit(prompt="a kite", resolution="256x256", steps=2, api_name="/text_to_image")
+    assert job.result(timeout=120)[1] == job.outputs()[-1][1]  # outputs() ends with the result
+    assert len(job.outputs()) == 1
+    assert len(fetched) == 2  # one image for each call
+    assert Image.open(gallery[0]["image"]).size == (256, 256) and seed == 7
 
 
 def test_live_preview_streams_the_picture_forming_when_asked(client) -> None:

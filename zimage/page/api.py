@@ -36,7 +36,7 @@ from zimage.tools.parameters import ToolRequest
 from zimage.tools.text_to_image import TextToImage
 
 if TYPE_CHECKING:
-    from zimage.page.gpu_queue import GpuQueue
+    from zimage.page.gpu_queue import GpuQueue, Streams
 
 # The concurrency id of every event that needs the GPU (zimage/page/gpu_queue.py).
 GPU_QUEUE = "gpu"
@@ -145,7 +145,12 @@ class ScriptEndpoints:
                 [gallery, seed_text, seed_used],
                 runs_as=OfficialGenerate.as_text_to_image,
             )
-            self._endpoint(TextToImage, self.text_to_image, [gallery, seed_used])
+            self._endpoint(
+                TextToImage,
+                self.text_to_image,
+                [gallery, seed_used],
+                streams=lambda asked: any(request.live_preview for request in asked),
+            )
             self._endpoint(Edit, self.edit, [edited, seed_used, method])
             if self.service.engine_facts.can_enhance:
                 self._endpoint(EnhancePrompt, self.enhance_prompt, [enhanced])
@@ -156,9 +161,11 @@ class ScriptEndpoints:
         run: Callable[..., Any],
         outputs: list[gr.components.Component],
         runs_as: Callable[[Any], ToolRequest] = lambda asked: asked,
+        streams: Streams | None = None,
     ) -> None:
         """`/tool_name`: `run` handles it; `runs_as` is the request its run makes of the
-        service, which the GPU queue admits when a call joins."""
+        service, which the GPU queue admits when a call joins; `streams` says whether a call
+        wants what the run yields before its result (else the result comes in one message)."""
         offered = self.service.offered()
         parameters = tool.parameters(offered=offered)
         names = list(parameters)
@@ -177,4 +184,4 @@ class ScriptEndpoints:
             concurrency_limit=self.gpu_slots,
             api_visibility="public",
         )
-        self.gpu_queue.expects(dependency, asks)
+        self.gpu_queue.expects(dependency, asks, streams)

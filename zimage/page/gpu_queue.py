@@ -14,6 +14,10 @@ run waits in a thread: waiting is an entry in Gradio's list, served by its event
   parameters, token count) in a small thread pool of our own, and the bounds are checked. A
   refusal completes the event at once with its message, as a run's error would (gradio_client
   raises it as AppError, the page shows it): in milliseconds, without taking a place.
+- `send_message`: a run that asked for no stream (`expects(..., streams=...)`, e.g. a script's
+  /text_to_image without live preview) gets no "generating" messages. Gradio sends a
+  generator's last value twice, as a step and in the completion, and gradio_client downloads
+  the files of each; alone in the completion, the result travels once, as a plain function's.
 - `get_events`, when a slot may be free. Before Gradio takes the head of the GPU list, the list
   is put in fair order (zimage/service/gpu_turns.py: round-robin between visitors); an agent
   ticket at the head is granted its slot here (Gradio's count of the slots in use includes it
@@ -42,6 +46,7 @@ from gradio import route_utils
 from gradio.queueing import Event, EventQueue, Queue
 from gradio.server_messages import ProcessCompletedMessage
 from gradio.utils import error_payload
+from gradio_client.utils import ServerMessage
 
 from zimage.guards.client_address import AddressKey, client_address
 from zimage.guards.public_errors import REQUEST_REFUSED
@@ -56,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 # What a GPU event's joined values ask for: the run's requests, in order, and who asks.
 JoinCheck = Callable[[list[Any], gr.Request], tuple[Sequence[ToolRequest], Visitor]]
+# Whether a run of those requests streams what it makes (preview frames) before its result.
+Streams = Callable[[Sequence[ToolRequest]], bool]
 # Threads that admit runs at join (token counts, the shared rate limit's round trip): our own,
 # never the pool that serves files.
 ADMISSION_THREADS = 4
@@ -83,6 +90,8 @@ class GpuQueue:
         self.service = service
         self.settings = settings
         self._checks: dict[int, JoinCheck] = {}
+        self._streams: dict[int, Streams] = {}
+        self._answered_once: weakref.WeakSet[Event] = weakref.WeakSet()
         self._visitor_key = AddressKey()
         self._keys: weakref.WeakKeyDictionary[Event, str] = weakref.WeakKeyDictionary()
         self._agents_running: Counter[str] = Counter()
@@ -90,9 +99,14 @@ class GpuQueue:
         self._join_lock = asyncio.Lock()  # one join's bounds checked and its place taken
         self._threads = anyio.CapacityLimiter(ADMISSION_THREADS)
 
-    def expects(self, dependency: dict[str, Any], check: JoinCheck) -> None:
-        """Admit the joins of this GPU event (a Gradio dependency) with `check`."""
+    def expects(
+        self, dependency: dict[str, Any], check: JoinCheck, streams: Streams | None = None
+    ) -> None:
+        """Admit the joins of this GPU event (a Gradio dependency) with `check`; with `streams`,
+        a run that does not stream is answered in one message."""
         self._checks[dependency["id"]] = check
+        if streams is not None:
+            self._streams[dependency["id"]] = streams
 
     def install(self, blocks: gr.Blocks) -> None:
         """Wrap the push and get_events of `blocks`' queue (after `blocks.queue()`)."""
@@ -104,6 +118,7 @@ class GpuQueue:
                 raise RuntimeError(f"the GPU event {fn.name!r} has no join check (expects)")
             queue.create_event_queue_for_fn(fn)  # before an agent's ticket needs it
         original_push, original_get_events = queue.push, queue.get_events
+        original_send_message = queue.send_message
 
         async def push(body: Any, request: Any, username: str | None) -> Any:
             return await self._push(original_push, body, request, username)
@@ -112,8 +127,14 @@ class GpuQueue:
             self._before_a_slot_is_taken()
             return original_get_events()
 
+        def send_message(event: Event, message: Any) -> None:
+            if message.msg == ServerMessage.process_generating and event in self._answered_once:
+                return
+            original_send_message(event, message)
+
         queue.push = push  # type: ignore[method-assign]
         queue.get_events = get_events  # type: ignore[method-assign]
+        queue.send_message = send_message  # type: ignore[method-assign]
         self._queue = queue
 
     # -- a door outside Gradio --------------------------------------------------------------
@@ -161,19 +182,33 @@ class GpuQueue:
         )
         try:
             self._refuse_past_bounds(key)
-            await anyio.to_thread.run_sync(
+            asked = await anyio.to_thread.run_sync(
                 partial(self._admit, check, list(body.data), gr_request),
                 limiter=self._threads,
             )
             async with self._join_lock:
                 self._refuse_past_bounds(key)
                 joined = await original(body, request, username)
+                self._answer_once_unless_streaming(body.fn_index, joined, asked)
                 self._put_in_fair_order()
         except (QueueRefusal, *VISITOR_ERRORS) as refusal:
             return await self._complete_at_once(body, request, username, str(refusal))
         return joined
 
-    def _admit(self, check: JoinCheck, values: list[Any], request: gr.Request) -> None:
+    def _answer_once_unless_streaming(
+        self, fn_index: int, joined: tuple[bool, str, str], asked: Sequence[ToolRequest]
+    ) -> None:
+        streams = self._streams.get(fn_index)
+        if streams is None or streams(asked) or not joined[0]:
+            return
+        assert self._queue is not None
+        event = self._queue.event_ids_to_events.get(joined[1])
+        if event is not None:
+            self._answered_once.add(event)
+
+    def _admit(
+        self, check: JoinCheck, values: list[Any], request: gr.Request
+    ) -> Sequence[ToolRequest]:
         try:
             asked, visitor = check(values, request)
         except VISITOR_ERRORS:
@@ -182,6 +217,7 @@ class GpuQueue:
             logger.warning("a join could not be read", exc_info=True)
             raise QueueRefusal(REQUEST_REFUSED) from None
         self.service.admit(asked, visitor)
+        return asked
 
     async def _complete_at_once(
         self, body: Any, request: Any, username: str | None, message: str
