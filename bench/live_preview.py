@@ -6,7 +6,7 @@
 Default: the preview engine's tiny pipeline (zimage.engine.tiny_pipelines) on the CPU, float32. `--full`: the
 full Z-Image-Turbo architecture (bench/configs/full: 6.15B transformer, FLUX VAE) with random
 bfloat16 weights made on a CUDA GPU (bench/gpu_latency.build_pipeline; speed does not depend on
-weight values). `--quick`: 256x256, 3 steps, 1 run, a smoke test.
+weight values). `--quick`: 256x256, 3 steps, 1 run, 3 repeats of the previews alone, a smoke test.
 
 In one process, after a warm-up run of each:
   fit      `LatentPreview.fit(vae)`, the start-up cost (median of 3);
@@ -71,7 +71,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per path (median)")
     parser.add_argument("--batch", type=int, default=1, help="images per run")
     parser.add_argument("--full", action="store_true", help="full-size model on a CUDA GPU")
-    parser.add_argument("--quick", action="store_true", help="256x256, 3 steps, 1 run")
+    parser.add_argument(
+        "--repeats", type=int, default=ALONE_REPEATS, help="timings of each preview alone (median)"
+    )
+    parser.add_argument("--quick", action="store_true", help="256x256, 3 steps, 1 run, 3 repeats")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (1 avoids stalls on a busy 2-core VM)"
     )
@@ -79,7 +82,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.size, args.steps, args.runs = "256x256", 3, 1
+        args.size, args.steps, args.runs, args.repeats = "256x256", 3, 1, 3
     if args.full and not torch.cuda.is_available():
         raise SystemExit("bench/live_preview.py --full needs a CUDA GPU")
 
@@ -164,7 +167,7 @@ def main() -> None:
 
     def alone_per_step(source: LatentPreview | TinyAutoencoderPreview) -> float:
         times = []
-        for _ in range(ALONE_REPEATS):
+        for _ in range(args.repeats):
             run = source.start_run()
             run.after_step(latents * 0.99, pipeline.scheduler)
             times.append(timed(device, lambda run=run: run.after_step(latents, pipeline.scheduler)))
