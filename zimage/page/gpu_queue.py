@@ -7,7 +7,7 @@ So one cap (ZIMAGE_QUEUE_MAX runs waiting, all doors and events together), one p
 bound (ZIMAGE_QUEUE_PER_VISITOR runs waiting or running) and one order hold for all, and no
 run waits in a thread: waiting is an entry in Gradio's list, served by its event loop.
 
-`GpuQueue.install` wraps two methods of Gradio's Queue (gradio/queueing.py, 6.31):
+`GpuQueue.install` wraps three methods of Gradio's Queue (gradio/queueing.py, 6.31):
 
 - `push`, a join. The run's requests are read from the joined values (the check each GPU event
   registered with `expects`) and admitted (`ZImageService.admit`: rate limit counting images,
@@ -109,7 +109,7 @@ class GpuQueue:
             self._streams[dependency["id"]] = streams
 
     def install(self, blocks: gr.Blocks) -> None:
-        """Wrap the push and get_events of `blocks`' queue (after `blocks.queue()`)."""
+        """Wrap push, send_message and get_events of `blocks`' queue (after `blocks.queue()`)."""
         queue = blocks._queue
         for fn in blocks.fns.values():
             if fn.concurrency_id != GPU_QUEUE:
