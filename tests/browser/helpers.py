@@ -151,6 +151,7 @@ def wait_new_result(scope: Scope, before: str | None) -> str:
                 && image.getAttribute("src") !== before;
         }""",
         arg=before,
+        timeout=IDLE_TIMEOUT_MS,  # a run's end: a hang bound, not a speed
     )
     wait_idle(scope)  # the history refresh that follows each run
     return result_image(scope).get_attribute("src")
