@@ -45,8 +45,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(2**62))
 
 logger = logging.getLogger("zimage.app")
 
-# Folders no request may read, even by a crafted file path.
-BLOCKED_PATHS = ["/etc", "/proc", "/sys", "/var", "/boot", os.path.expanduser("~/.ssh")]
+# System folders, named in no answer (zimage/guards/public_errors.py).
+SYSTEM_FOLDERS = ["/etc", "/proc", "/sys", "/var", "/boot", os.path.expanduser("~/.ssh")]
 
 
 # What closing takes once the answers are given (the server, the timers, deleting every file),
@@ -113,7 +113,7 @@ class Space:
             cancels=self.cancels,
             mcp_server=self.mcp.manager if self.mcp is not None else None,
             hidden_paths=server_paths(
-                settings.data_dir, self.housekeeping.temp_dir, *BLOCKED_PATHS
+                settings.data_dir, self.housekeeping.temp_dir, *SYSTEM_FOLDERS
             ),
             files_given=self.service.cache.given,
         )
@@ -294,7 +294,11 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         "run_history": False,
         "enable_monitoring": False,
         "allowed_paths": [],
-        "blocked_paths": [*BLOCKED_PATHS, settings.data_dir, *sqlite_file(settings)],
+        # Gradio serves files from its temp folder and the static files only, and takes a
+        # handler's files from there or the working folder, each path checked after following
+        # its links: no system folder needs an entry, and each entry costs every file served or
+        # returned two path resolutions. The data folder and the usage log are named all the same.
+        "blocked_paths": [settings.data_dir, *sqlite_file(settings)],
         "ssr_mode": False,
         "mcp_server": False,
         "pwa": False,

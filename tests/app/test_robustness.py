@@ -289,6 +289,24 @@ def test_file_routes_serve_nothing_outside_the_temp_folder(running_app, path) ->
     assert b"def build" not in response.content
 
 
+def test_a_link_in_the_temp_folder_serves_nothing_outside_it(running_app) -> None:
+    """Gradio checks a file's path once its links are followed: the reason no system folder is
+    among app.py's blocked paths. The same bytes as a plain file there are served."""
+    folder = Path(running_app.space.housekeeping.temp_dir)
+    link, copy = folder / "link-to-a-system-file", folder / "copy-of-a-system-file"
+    link.symlink_to("/etc/passwd")
+    copy.write_bytes(Path("/etc/passwd").read_bytes())
+    try:
+        through_link = httpx.get(f"{running_app.url}/gradio_api/file={link}")
+        plain = httpx.get(f"{running_app.url}/gradio_api/file={copy}")
+    finally:
+        link.unlink()
+        copy.unlink()
+    assert through_link.status_code in (403, 404), through_link.status_code
+    assert b"root:" not in through_link.content
+    assert plain.status_code == 200 and b"root:" in plain.content
+
+
 def test_usage_log_folder_is_never_served(running_app, client) -> None:
     generate(client)
     db = running_app.usage_db

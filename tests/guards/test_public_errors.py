@@ -15,7 +15,7 @@ import httpx
 import pytest
 from gradio_client.exceptions import AppError
 
-from app import BLOCKED_PATHS
+from app import SYSTEM_FOLDERS
 from tests.gradio_http import call, file_data, fn_index, join, page_inputs
 from zimage.guards.public_errors import REQUEST_REFUSED
 from zimage.page.edit import SAMPLES
@@ -33,7 +33,7 @@ def server_paths(running_app) -> list[str]:
         os.environ["GRADIO_TEMP_DIR"],
         os.path.expanduser("~"),
         sys.prefix,
-        *BLOCKED_PATHS,
+        *SYSTEM_FOLDERS,
     ]
     return [p for path in paths for p in {path, os.path.realpath(path)}]
 
