@@ -310,6 +310,10 @@ def launch(space: Space, settings: Settings, **overrides: object) -> None:
         # Gradio keeps every session (each script call is one) until this many exist.
         "state_session_capacity": settings.session_capacity,
         "app_kwargs": space.app_kwargs(settings),
+        # Once serving, launch asks HEAD / of itself, and a single 3-s timeout made it raise:
+        # on a busy machine the app exited at start. This skips only that check; launch has
+        # already checked that the server answers.
+        "_frontend": False,
     }
     options.update(overrides)
     space.demo.launch(**options)

@@ -122,7 +122,9 @@ def serve(engine: Any = None, plain: bool = False) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     demo = build_bare_demo(engine, plain)
-    demo.launch(ssr_mode=False, prevent_thread_lock=True)
+    # As app.py: without Gradio's HEAD / of itself, which raises on a busy machine and would
+    # count in this app's cold start alone.
+    demo.launch(ssr_mode=False, prevent_thread_lock=True, _frontend=False)
     stop.wait()
     demo.close()
 
