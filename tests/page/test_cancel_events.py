@@ -40,13 +40,18 @@ def usage_rows(app) -> list[tuple[str, dict[str, Any]]]:
 def nothing_made(job: Any) -> bool:
     """A cancelled job ends with nothing: gradio_client stops waiting for it (CancelledError),
     or, when the server's answer comes before the client noticed its own cancel, the message
-    that it was cancelled, or (a run ended at its step) an answer without images."""
+    that it was cancelled, or (a run ended at its step) an answer without images, or, when both
+    come at once, gradio_client's complaint that they did."""
     try:
         gallery, _ = job.result(timeout=WAIT_S)
     except CancelledError:
         return True
     except AppError as error:
         return str(error) == "The request was cancelled."
+    except ValueError as error:
+        # gradio_client's own race: its cancel thread (which ends only after `cancel()`) and the
+        # server's answer end together. What ran is checked on the server by each test.
+        return str(error) == "Did not expect 2 tasks to be done."
     return not gallery
 
 
