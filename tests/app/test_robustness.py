@@ -1,6 +1,7 @@
 """Faults, limits and hostile input: every request gets an answer, the server keeps serving."""
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -295,7 +296,7 @@ def test_the_app_starts_when_its_own_check_of_the_page_times_out(monkeypatch) ->
     import gradio.networking
 
     monkeypatch.setattr(gradio.networking, "url_ok", lambda url: False)
-    for running in serve({}):
+    with contextmanager(serve)({}) as running:
         assert httpx.get(f"{running.url}/config").status_code == 200
 
 
