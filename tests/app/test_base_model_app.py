@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import hashlib
 import re
 import threading
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
-from tests.engine.test_base_model import TURBO_BEFORE
+from tests.engine.test_base_model import TURBO_BEFORE, sha
 from tests.launcher import AppProcess, launched_app
 from zimage.engine.engine import Engine
 from zimage.engine.loading import create_preview_engine
@@ -60,12 +59,6 @@ def expected_png(**arguments) -> bytes:
     """What the preview engine makes of the request in this process."""
     request = TextToImage(**arguments).checked()
     return encode_png(preview_engine_here().text_to_image(request).image)
-
-
-def digest(image: bytes) -> str:
-    """An image's SHA-256: what a failed comparison prints (pytest's diff of two PNGs' bytes
-    took over 25 minutes beside a CPU hog)."""
-    return hashlib.sha256(image).hexdigest()
 
 
 def mcp_tools(url: str) -> dict:
@@ -133,8 +126,8 @@ def test_base_negative_prompt_and_guidance_change_the_image_turbo_keeps_its_byte
         api_name="/generate",
     )
     client.close()
-    assert Path(official[0]["image"]).read_bytes() == turbo  # /generate stays Turbo
-    if hashlib.sha256(turbo).hexdigest() != TURBO_BEFORE:
+    assert sha(Path(official[0]["image"]).read_bytes()) == sha(turbo)  # /generate stays Turbo
+    if sha(turbo) != TURBO_BEFORE:
         pytest.skip("this CPU computes other bits than the machine that recorded the hash")
 
 
@@ -147,7 +140,9 @@ def test_two_visitors_with_different_models_each_get_their_own_models_images(
         "base": [{**BASE_FOX, "seed": seed, "negative_prompt": "blurry"} for seed in (1, 2, 3)],
         "turbo": [{**FOX, "seed": seed, "steps": 2} for seed in (1, 2, 3)],
     }
-    wanted = {model: [digest(expected_png(**a)) for a in runs] for model, runs in asked.items()}
+    # Digests, not bytes: a failed comparison then prints at once (pytest's diff of the PNG
+    # bytes ran for over 25 minutes beside a CPU hog).
+    wanted = {model: [sha(expected_png(**a)) for a in runs] for model, runs in asked.items()}
     got: dict[str, list[str]] = {}
     start = threading.Barrier(2)
 
@@ -155,7 +150,7 @@ def test_two_visitors_with_different_models_each_get_their_own_models_images(
         client = tight_app.client(tight_app.folder / f"downloads-{model}")
         start.wait()
         jobs = [client.submit(**a, api_name="/text_to_image") for a in asked[model]]
-        got[model] = [digest(Path(job.result()[0][0]["image"]).read_bytes()) for job in jobs]
+        got[model] = [sha(Path(job.result()[0][0]["image"]).read_bytes()) for job in jobs]
         client.close()
 
     threads = [threading.Thread(target=visitor, args=(model,)) for model in asked]
