@@ -15,8 +15,9 @@ import httpx
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
+from PIL import Image
 
-from tests.engine.test_base_model import TURBO_BEFORE, sha
+from tests.engine.test_base_model import TURBO_BEFORE, largest_pixel_difference, sha
 from tests.launcher import AppProcess, launched_app
 from zimage.engine.engine import Engine
 from zimage.engine.loading import create_preview_engine
@@ -55,10 +56,14 @@ def preview_engine_here() -> Engine:
     return create_preview_engine(with_base=True)
 
 
-def expected_png(**arguments) -> bytes:
+def expected_image(**arguments) -> Image.Image:
     """What the preview engine makes of the request in this process."""
     request = TextToImage(**arguments).checked()
-    return encode_png(preview_engine_here().text_to_image(request).image)
+    return preview_engine_here().text_to_image(request).image
+
+
+def expected_png(**arguments) -> bytes:
+    return encode_png(expected_image(**arguments))
 
 
 def mcp_tools(url: str) -> dict:
@@ -135,22 +140,27 @@ def test_two_visitors_with_different_models_each_get_their_own_models_images(
     tight_app: AppProcess,
 ) -> None:
     """Runs of a Base visitor and a Turbo visitor, sent at the same time, on an engine whose two
-    models take turns on the device: each visitor gets the bytes of its own model alone."""
+    models take turns on the device: each visitor gets the image of its own model alone.
+
+    Up to one level of a pixel's channel: beside a CPU hog, one run in about a dozen gave all
+    three Turbo images with 5 to 11 of their 196,608 channels one level off (float rounding: the
+    same request on 1 or on 2 torch threads differs the same way), where the other model's image
+    differs by 34 levels on average. A byte comparison made this test's verdict depend on load.
+    """
     asked = {
         "base": [{**BASE_FOX, "seed": seed, "negative_prompt": "blurry"} for seed in (1, 2, 3)],
         "turbo": [{**FOX, "seed": seed, "steps": 2} for seed in (1, 2, 3)],
     }
-    # Digests, not bytes: a failed comparison then prints at once (pytest's diff of the PNG
-    # bytes ran for over 25 minutes beside a CPU hog).
-    wanted = {model: [sha(expected_png(**a)) for a in runs] for model, runs in asked.items()}
-    got: dict[str, list[str]] = {}
+    wanted = {model: [expected_image(**a) for a in runs] for model, runs in asked.items()}
+    assert largest_pixel_difference(wanted["base"][0], wanted["turbo"][0]) > 1
+    got: dict[str, list[Image.Image]] = {}
     start = threading.Barrier(2)
 
     def visitor(model: str) -> None:
         client = tight_app.client(tight_app.folder / f"downloads-{model}")
         start.wait()
         jobs = [client.submit(**a, api_name="/text_to_image") for a in asked[model]]
-        got[model] = [sha(Path(job.result()[0][0]["image"]).read_bytes()) for job in jobs]
+        got[model] = [Image.open(job.result()[0][0]["image"]) for job in jobs]
         client.close()
 
     threads = [threading.Thread(target=visitor, args=(model,)) for model in asked]
@@ -158,7 +168,11 @@ def test_two_visitors_with_different_models_each_get_their_own_models_images(
         thread.start()
     for thread in threads:
         thread.join()
-    assert got == wanted
+    differences = {
+        model: [largest_pixel_difference(*pair) for pair in zip(got[model], wanted[model])]
+        for model in asked
+    }
+    assert all(difference <= 1 for runs in differences.values() for difference in runs), differences
 
 
 def test_a_memory_refusal_names_a_configuration_that_fits(tight_app: AppProcess) -> None:
