@@ -94,6 +94,15 @@ def open_tab(scope: Scope, name: str) -> Locator:
     return scope.get_by_role("tabpanel")
 
 
+def open_edit_tab(scope: Scope) -> Locator:
+    """Open the Edit tab once its image editor is ready. The editor grows by about 400 px when
+    it mounts, up to seconds after the tab shows on a loaded machine, and moves everything
+    below it: a click aimed before that lands on the editor (an Enhance click was lost so)."""
+    panel = open_tab(scope, "Edit")
+    expect(scope.locator("#edit-image").get_by_role("button", name="Clear canvas")).to_be_visible()
+    return panel
+
+
 def fill_in(field: Locator, value: str, *, press: str = "", shows: Locator | None = None) -> None:
     """Type `value` into a field (then press a key) and wait until `shows` has the value.
 

@@ -19,6 +19,7 @@ from tests.browser.helpers import (
     history_thumbnails,
     is_queue_join,
     open_app,
+    open_edit_tab,
     open_tab,
     result_image,
     serious_accessibility_faults,
@@ -86,7 +87,7 @@ def test_every_control_has_an_accessible_name(page: Page, running_app: RunningAp
     generate(page)
     seen["text to image, with a result and history"] = unnamed_controls(cdp)
 
-    panel = open_tab(page, "Edit")
+    panel = open_edit_tab(page)
     upload_to_editor(page, SAMPLES / "house.png")
     fill_in(panel.get_by_role("textbox", name="Instruction"), "Make it a watercolour painting")
     set_steps(page, 2)
@@ -279,7 +280,7 @@ def test_ctrl_enter_generates_from_the_prompt_and_edits_from_the_instruction(
     expect(prompt).to_have_value("a lighthouse at dusk")  # no line break added
     wait_idle(page)
 
-    panel = open_tab(page, "Edit")
+    panel = open_edit_tab(page)
     panel.get_by_text(EXAMPLE_EDITS["en"][1][1], exact=True).click()
     instruction = panel.get_by_role("textbox", name="Instruction")
     expect(instruction).to_have_value(EXAMPLE_EDITS["en"][1][1])

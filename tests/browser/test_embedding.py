@@ -19,6 +19,7 @@ from tests.browser.helpers import (
     generate,
     is_queue_join,
     open_app,
+    open_edit_tab,
     open_tab,
     upload_to_editor,
     usage_rows,
@@ -149,7 +150,7 @@ def test_page_loads_nothing_from_other_origins(page: Page, running_app: RunningA
     page.on("websocket", lambda socket: requested.append(socket.url))
     open_app(page, running_app.url)
     generate(page)
-    open_tab(page, "Edit")
+    open_edit_tab(page)
     upload_to_editor(page, SAMPLES / "house.png")
     open_tab(page, "Privacy and your data").get_by_role("button", name="Show my data").click()
     expect(page.locator("#my-data")).to_contain_text("usage_rows")

@@ -10,7 +10,7 @@ from tests.browser.helpers import (
     fill_in,
     is_queue_join,
     open_app,
-    open_tab,
+    open_edit_tab,
     set_small_size,
     set_steps,
     wait_idle,
@@ -50,7 +50,7 @@ def test_enhance_before_generating(page: Page, running_app: RunningApp) -> None:
 
 def test_the_edit_tab_enhances_its_instruction(page: Page, running_app: RunningApp) -> None:
     open_app(page, running_app.url)
-    panel = open_tab(page, "Edit")
+    panel = open_edit_tab(page)
     box = panel.get_by_role("textbox", name="Instruction")
     fill_in(box, "make it snowy")
     # Beside a CPU hog the box once kept its text for 30 s: this tells a click that never

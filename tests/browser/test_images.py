@@ -16,6 +16,7 @@ from tests.browser.helpers import (
     generate,
     history_thumbnails,
     open_app,
+    open_edit_tab,
     open_tab,
     paint_stroke,
     png_size,
@@ -90,7 +91,7 @@ def test_edit_shows_before_and_after(
     page: Page, running_app: RunningApp, paint: bool, method: str
 ) -> None:
     open_app(page, running_app.url)
-    panel = open_tab(page, "Edit")
+    panel = open_edit_tab(page)
     upload_to_editor(page, SAMPLES / "house.png")
     if paint:
         paint_stroke(page, page)

@@ -14,7 +14,7 @@ from tests.browser.helpers import (
     banner_body,
     fill_in,
     open_app,
-    open_tab,
+    open_edit_tab,
     reload,
     set_small_size,
     wait_idle,
@@ -91,7 +91,7 @@ def test_readme_iframe_height_holds_the_page_without_cutting_anything(
             expect(page.locator("#history img")).to_have_count(4)
             wait_idle(page)
             measured[f"{width}: four images and the history"] = page_height(page)
-            panel = open_tab(page, "Edit")
+            panel = open_edit_tab(page)
             panel.get_by_text(EXAMPLE_EDITS["en"][0][1], exact=True).click()
             panel.get_by_role("button", name="Edit", exact=True).click()
             expect(panel.get_by_role("textbox", name="Method used")).to_have_value("img2img")
