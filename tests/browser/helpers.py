@@ -95,9 +95,10 @@ def open_tab(scope: Scope, name: str) -> Locator:
 
 
 def open_edit_tab(scope: Scope) -> Locator:
-    """Open the Edit tab once its image editor is ready. The editor grows by about 400 px when
-    it mounts, up to seconds after the tab shows on a loaded machine, and moves everything
-    below it: a click aimed before that lands on the editor (an Enhance click was lost so)."""
+    """Open the Edit tab once its image editor is ready (it shows its toolbar then). The editor
+    grows by about 400 px when it mounts, up to seconds after the tab shows on a loaded machine,
+    and moves everything below it: a click aimed before that lands on the editor (an Enhance
+    click was lost so), and a file given to the editor sooner is lost."""
     panel = open_tab(scope, "Edit")
     expect(scope.locator("#edit-image").get_by_role("button", name="Clear canvas")).to_be_visible()
     return panel
@@ -180,9 +181,8 @@ def generate(scope: Scope, prompt: str = "a red kite over a grey sea") -> str:
 
 
 def upload_to_editor(scope: Scope, image: Path) -> None:
+    """Give the editor an image (on the Edit tab opened with `open_edit_tab`)."""
     editor = scope.locator("#edit-image")
-    # The editor shows its toolbar once its canvas is ready; a file given sooner is lost.
-    expect(editor.get_by_role("button", name="Clear canvas")).to_be_visible()
     editor.locator("input[type=file]").set_input_files(image)
     expect(editor.get_by_text("Upload an image or select the draw tool")).to_be_hidden()
 
