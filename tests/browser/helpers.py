@@ -217,6 +217,17 @@ def usage_rows(app: RunningApp, pseudonym: str | None = None) -> int:
         ).fetchone()[0]
 
 
+def newest_usage(app: RunningApp) -> tuple[str, str] | None:
+    """The endpoint and outcome of the usage log's newest row (None while it is empty)."""
+    with sqlite3.connect(app.usage_db) as connection:
+        return connection.execute("SELECT endpoint, outcome FROM usage ORDER BY id DESC").fetchone()
+
+
+def messages_shown(scope: Scope) -> list[str]:
+    """The texts of the messages (toasts) the page shows now."""
+    return scope.get_by_test_id("toast-body").all_inner_texts()
+
+
 def newest_pseudonym(app: RunningApp) -> str:
     with sqlite3.connect(app.usage_db) as connection:
         return connection.execute("SELECT pseudonym FROM usage ORDER BY id DESC").fetchone()[0]
