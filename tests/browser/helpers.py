@@ -217,10 +217,10 @@ def usage_rows(app: RunningApp, pseudonym: str | None = None) -> int:
         ).fetchone()[0]
 
 
-def newest_usage(app: RunningApp) -> tuple[str, str] | None:
-    """The endpoint and outcome of the usage log's newest row (None while it is empty)."""
+def newest_usage(app: RunningApp, columns: str = "endpoint, outcome") -> tuple | None:
+    """`columns` of the usage log's newest row (None while it is empty)."""
     with sqlite3.connect(app.usage_db) as connection:
-        return connection.execute("SELECT endpoint, outcome FROM usage ORDER BY id DESC").fetchone()
+        return connection.execute(f"SELECT {columns} FROM usage ORDER BY id DESC").fetchone()
 
 
 def messages_shown(scope: Scope) -> list[str]:
@@ -229,8 +229,9 @@ def messages_shown(scope: Scope) -> list[str]:
 
 
 def newest_pseudonym(app: RunningApp) -> str:
-    with sqlite3.connect(app.usage_db) as connection:
-        return connection.execute("SELECT pseudonym FROM usage ORDER BY id DESC").fetchone()[0]
+    newest = newest_usage(app, "pseudonym")
+    assert newest is not None, "the usage log is empty"
+    return newest[0]
 
 
 def png_size(data: bytes) -> tuple[int, int]:
